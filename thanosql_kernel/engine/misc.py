@@ -1,0 +1,43 @@
+"""The compatibility lines of old notebooks, and the tutorial data sets."""
+
+from __future__ import annotations
+
+import time
+
+from ..results import Message, Progress, Table
+from ..syntax import GetDataset, ListDatasets, Magic
+from .context import Context
+from .options import OptionSpec, read_options
+
+GET_OPTIONS = (OptionSpec("overwrite", (bool,), False, "True replaces data already there"),)
+
+
+def magic(node: Magic, _: Context) -> Message | None:
+    if not node.asks_for_server:
+        return None
+    return Message("This kernel runs ThanoSQL locally and needs no API token or server "
+                   "address, so this line is ignored. (To use another database, set "
+                   "THANOSQL_DATABASE_URL before starting the kernel.)")
+
+
+def get_dataset(node: GetDataset, ctx: Context) -> Message:
+    from ..datasets import get_dataset as find
+
+    options = read_options(node.options, GET_OPTIONS, "GET THANOSQL DATASET")
+    dataset = find(node.name)
+    started = time.monotonic()
+    key = f"get-{node.name}-{started}"
+
+    def progress(done: int, total: int) -> None:
+        ctx.report(Progress(key, f"GET {node.name}", done, total, "files",
+                            time.monotonic() - started, finished=done >= total))
+
+    written = dataset.write(ctx.settings.cwd, overwrite=options["overwrite"], progress=progress)
+    return Message(f"Success: {written.summary()}")
+
+
+def list_datasets(_: ListDatasets, __: Context) -> Table:
+    from ..datasets import DATASETS
+
+    return Table(("name", "data_type", "description"),
+                 tuple((d.name, d.data_type, d.description) for d in DATASETS.values()))

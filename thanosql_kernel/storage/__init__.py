@@ -1,0 +1,3 @@
+"""SQL storage behind SQLAlchemy: a SQLite file by default, any database URL by configuration."""
+
+from .sql import INTERNAL_PREFIX, SqlStore  # noqa: F401

@@ -1,0 +1,199 @@
+"""The SQL store: runs statements, streams rows, and writes whole tables atomically."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event, exc
+
+from ..errors import DatabaseError, NotFoundError
+from ..results import Message, Table
+
+#: tables the kernel keeps for itself start with this and are not listed to users
+INTERNAL_PREFIX = "thanosql_"
+
+# how many SQLite virtual-machine steps between checks for the stop button
+_INTERRUPT_CHECK_STEPS = 20_000
+
+
+def _sqlite_setup(engine: sa.Engine) -> None:
+    """Make SQLite transactional for DDL too, patient with other writers, and interruptible.
+
+    pysqlite commits before DROP/CREATE on its own, which would make a failed COPY lose the
+    old table; SQLAlchemy's documented recipe is to take transaction control from the driver.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+        # A Python callback lets a pending SIGINT raise inside long queries; sqlite3 then
+        # aborts the statement with "interrupted", which the store turns back into a
+        # KeyboardInterrupt.
+        dbapi_connection.set_progress_handler(lambda: 0, _INTERRUPT_CHECK_STEPS)
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: sa.Connection) -> None:
+        conn.exec_driver_sql("BEGIN")
+
+
+def _first_line(text: str) -> str:
+    return str(text).strip().splitlines()[0] if str(text).strip() else str(text)
+
+
+@contextmanager
+def database_errors() -> Iterator[None]:
+    """Turn driver errors into DatabaseError (with the database's own words) or interrupts."""
+    try:
+        yield
+    except exc.DBAPIError as e:
+        message = str(e.orig) if e.orig is not None else str(e)
+        if "interrupted" in message.lower() and "sqlite" in type(e.orig).__module__:
+            raise KeyboardInterrupt from None
+        raise DatabaseError(f"The database refused the statement: {_first_line(message)}",
+                            hint="Check the table and column names with LIST TABLE.") from None
+    except exc.SQLAlchemyError as e:
+        raise DatabaseError(f"The database refused the statement: {_first_line(str(e))}") \
+            from None
+
+
+class SqlStore:
+    """One database, opened lazily so a kernel starts without touching it."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._engine: sa.Engine | None = None
+
+    @property
+    def engine(self) -> sa.Engine:
+        if self._engine is None:
+            url = sa.make_url(self.url)
+            if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+                Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+            self._engine = sa.create_engine(url)
+            if url.get_backend_name() == "sqlite":
+                _sqlite_setup(self._engine)
+        return self._engine
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def dispose(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+    @contextmanager
+    def begin(self) -> Iterator[sa.Connection]:
+        """A connection in a transaction: committed on success, rolled back on any exception."""
+        with database_errors(), self.engine.begin() as conn:
+            yield conn
+
+    # -- statements --------------------------------------------------------------------
+    def run(self, conn: sa.Connection, sql: str, limit: int) -> Table | Message:
+        """Run one SQL statement; rows stream, and only the first ``limit`` are kept."""
+        with database_errors():
+            result = conn.exec_driver_sql(sql)
+            if not result.returns_rows:
+                count = result.rowcount
+                result.close()
+                return Message("Success" if count is None or count < 0
+                               else f"Success ({count:,} row{'s' if count != 1 else ''} "
+                                    "affected)")
+            columns = tuple(result.keys())
+            kept: list[tuple[Any, ...]] = []
+            total = 0
+            for row in result:
+                if total < limit:
+                    kept.append(tuple(row))
+                total += 1
+            return Table(columns, tuple(kept), total)
+
+    def read(self, conn: sa.Connection, sql: str) -> Table:
+        """Every row of a query (for sub-queries and models, which need them all)."""
+        with database_errors():
+            result = conn.exec_driver_sql(sql)
+            if not result.returns_rows:
+                raise DatabaseError("The query returned no rows to use",
+                                    hint="Use a SELECT here.")
+            return Table(tuple(result.keys()), tuple(tuple(r) for r in result))
+
+    # -- tables ------------------------------------------------------------------------
+    def table_names(self, conn: sa.Connection | None = None) -> list[str]:
+        with database_errors():
+            inspector = sa.inspect(conn if conn is not None else self.engine)
+            return sorted(n for n in inspector.get_table_names()
+                          if not n.startswith(INTERNAL_PREFIX))
+
+    def has_table(self, conn: sa.Connection, name: str) -> bool:
+        with database_errors():
+            return sa.inspect(conn).has_table(name)
+
+    def columns(self, conn: sa.Connection, table: str) -> list[str]:
+        with database_errors():
+            try:
+                return [c["name"] for c in sa.inspect(conn).get_columns(table)]
+            except exc.NoSuchTableError:
+                raise NotFoundError(
+                    f"There is no table {table!r}",
+                    hint=f"Tables: {', '.join(self.table_names(conn)) or 'none yet'}.") from None
+
+    def count_rows(self, conn: sa.Connection, table: str) -> int:
+        with database_errors():
+            t = sa.table(table)
+            return int(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one())
+
+    def drop_table(self, conn: sa.Connection, name: str) -> None:
+        with database_errors():
+            sa.Table(name, sa.MetaData()).drop(conn, checkfirst=True)
+
+    def create_rows_table(self, conn: sa.Connection, name: str, columns: Sequence[str],
+                          rows: Iterable[Sequence[Any]], *, temporary: bool = False) -> None:
+        """Create ``name`` with column types read off the values, and insert the rows."""
+        rows = list(rows)
+        table = sa.Table(
+            name, sa.MetaData(),
+            *(sa.Column(c, _sql_type([r[i] for r in rows])) for i, c in enumerate(columns)),
+            prefixes=["TEMPORARY"] if temporary else [],
+        )
+        with database_errors():
+            table.create(conn)
+            if rows:
+                conn.execute(table.insert(), [dict(zip(columns, r)) for r in rows])
+
+
+def _sql_type(values: list[Any]) -> sa.types.TypeEngine:
+    """The narrowest SQL type that holds every non-null value of a column."""
+    kinds = {type(v) for v in values if v is not None}
+    if not kinds:
+        return sa.Text()
+    if kinds <= {bool}:
+        return sa.Boolean()
+    if kinds <= {int, bool}:
+        return sa.BigInteger()
+    if kinds <= {int, float, bool}:
+        return sa.Float()
+    if kinds <= {bytes, bytearray, memoryview}:
+        return sa.LargeBinary()
+    if kinds <= {dt.datetime}:
+        return sa.DateTime()
+    if kinds <= {dt.date}:
+        return sa.Date()
+    return sa.Text()
+
+
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+def is_plain_identifier(name: str) -> bool:
+    return bool(_IDENTIFIER.match(name))

@@ -1,0 +1,290 @@
+"""Builders: cell text to statement nodes, with positions for every syntax error."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import pyparsing as pp
+
+from ..errors import ThanoSQLSyntaxError
+from . import grammar
+from .nodes import (
+    BuildModel, Convert, Copy, DeleteModel, GetDataset, ListDatasets, ListModels, ListTables,
+    Magic, Node, Options, PrintImage, ROW_STATEMENTS, SearchImage, Sql,
+)
+from .scan import Scan, line_col, scan
+
+_THANOSQL_START = re.compile(
+    r"\s*(?:(COPY|LIST|GET|BUILD|CONVERT|SEARCH|PRINT)\b|(DELETE|DROP)\s+MODELS?\b)", re.I
+)
+_QUERY_START = re.compile(r"\s*(SELECT|WITH|VALUES)\b", re.I)
+_SUBQUERY_START = re.compile(r"\s*(SEARCH|LIST|CONVERT)\b", re.I)
+_LINE_MAGIC = re.compile(r"[ \t]*%(?!%)(\w+)[ \t]*(.*)")
+_CELL_MAGIC = re.compile(r"[ \t]*%%(\w+)[ \t]*(.*)")
+
+#: the prefix of the placeholder that stands for a ThanoSQL sub-query inside plain SQL
+SUBQUERY_PREFIX = "__thanosql_subquery_"
+
+
+@dataclass(frozen=True)
+class _Cell:
+    """The cell text with magic lines blanked out, and what the magics asked for."""
+
+    text: str
+    scan: Scan
+    magics: tuple[tuple[int, Magic], ...]
+    plain_ranges: tuple[tuple[int, int], ...]
+    plain_cell: bool
+
+
+class _Builder:
+    """Turns one cell into nodes; holds the text so every error can point into it."""
+
+    def __init__(self, cell: _Cell) -> None:
+        self.cell = cell
+        self.text = cell.text
+        self.masked = cell.scan.masked
+        self._counter = 0
+
+    # -- errors ------------------------------------------------------------------------
+    def error(self, message: str, offset: int, hint: str | None = None) -> ThanoSQLSyntaxError:
+        line, column, text = line_col(self.text, offset)
+        return ThanoSQLSyntaxError(message, line=line, column=column, text=text, hint=hint)
+
+    def _found(self, offset: int) -> str:
+        m = re.compile(r"\S+").match(self.masked, offset)
+        if offset >= len(self.masked) or m is None:
+            return "the end of the statement"
+        word = m.group(0)
+        return repr(word if len(word) <= 30 else word[:30] + "…")
+
+    # -- statements --------------------------------------------------------------------
+    def statement(self, start: int, end: int) -> Node:
+        """The node for the statement at ``text[start:end]`` (already known to be non-blank)."""
+        head = _THANOSQL_START.match(self.masked, start, end)
+        plain = self.cell.plain_cell or any(a <= start + 1 and start < b or start <= a < end
+                                            for a, b in self.cell.plain_ranges)
+        if head is None or plain:
+            return self.sql(start, end)
+        return self.thanosql(start, end, (head.group(1) or head.group(2)).upper())
+
+    def thanosql(self, start: int, end: int, word: str) -> Node:
+        while self.masked[start].isspace():
+            start += 1
+        element, syntax = grammar.STATEMENTS[word]
+        try:
+            result = element.parse_string(self.masked[start:end], parse_all=True)
+        except pp.ParseBaseException as e:
+            offset = start + e.loc
+            msg = e.msg if e.msg.startswith("Expected") else f"Expected {e.msg}"
+            msg = msg.replace("end of text", "the end of the statement")
+            raise self.error(f"{msg}, found {self._found(offset)}", offset,
+                             hint=f"The syntax is: {syntax}") from None
+        meta = {"source": self.text[start:end].strip(), "line": line_col(self.text, start)[0]}
+        options = self.options(result, start)
+        if word == "COPY":
+            return Copy(result["table"].lower(), result["path"], options, **meta)
+        if word == "LIST":
+            if "tables" in result:
+                return ListTables(**meta)
+            if "models" in result:
+                return ListModels(**meta)
+            return ListDatasets(**meta)
+        if word == "GET":
+            return GetDataset(result["name"].lower(), options, **meta)
+        if word in ("DELETE", "DROP"):
+            return DeleteModel(result["name"].lower(), bool(result.get("if_exists")), **meta)
+        query = self.query(start, _token(result, "query", None))
+        if word == "BUILD":
+            return BuildModel(result["name"].lower(), result["base"].lower(), query, options,
+                              **meta)
+        if word == "CONVERT":
+            return Convert(result["model"].lower(), query, options, **meta)
+        if word == "SEARCH":
+            images = _token(result, "images", ())
+            images = (images,) if isinstance(images, str) else tuple(images)
+            for image in images:
+                if not isinstance(image, str):
+                    raise self.error("images= takes a path in quotes or a list of them",
+                                     start, hint=f"The syntax is: {syntax}")
+            return SearchImage(result["model"].lower(), query, images, options, **meta)
+        assert word == "PRINT", word
+        return PrintImage(query, options, **meta)
+
+    def options(self, result: pp.ParseResults, start: int) -> Options:
+        items: list[tuple[str, object]] = []
+        for group in ("options", "options_after"):
+            for name, value in _token(result, group, ()):
+                key = name.lower()
+                if any(key == k for k, _ in items):
+                    raise self.error(f"The option {key!r} is given twice", start,
+                                     hint="Give each option once.")
+                items.append((key, value))
+        return Options(tuple(items))
+
+    def query(self, statement_start: int, located: tuple[int, str]) -> Node:
+        """The query after AS: a SELECT, or a row-yielding ThanoSQL statement in parentheses."""
+        loc, text = located
+        return self.query_at(statement_start + loc, statement_start + loc + len(text))
+
+    def query_at(self, start: int, end: int) -> Node:
+        while start < end and self.masked[start].isspace():
+            start += 1
+        while end > start and self.masked[end - 1].isspace():
+            end -= 1
+        if start < end and self.masked[start] == "(" \
+                and self.cell.scan.pairs.get(start) == end - 1:
+            return self.query_at(start + 1, end - 1)
+        head = _THANOSQL_START.match(self.masked, start, end)
+        if head is not None:
+            node = self.thanosql(start, end, (head.group(1) or head.group(2)).upper())
+            if not isinstance(node, ROW_STATEMENTS):
+                raise self.error(
+                    f"{(head.group(1) or head.group(2)).upper()} does not return rows, so it "
+                    "cannot be used as a query", start,
+                    hint="A query is a SELECT, or SEARCH / LIST / CONVERT in parentheses.")
+            return node
+        if not _QUERY_START.match(self.masked, start, end):
+            raise self.error(f"Expected a query (SELECT …), found {self._found(start)}", start,
+                             hint="A query is a SELECT, or SEARCH / LIST / CONVERT in "
+                                  "parentheses.")
+        return self.sql(start, end)
+
+    def sql(self, start: int, end: int) -> Sql:
+        """Plain SQL; each ``(SEARCH …)`` / ``(LIST …)`` inside becomes a named placeholder."""
+        pieces: list[str] = []
+        subqueries: list[tuple[str, Node]] = []
+        cursor = start
+        for open_at in sorted(self.cell.scan.pairs):
+            close_at = self.cell.scan.pairs[open_at]
+            if open_at < cursor or close_at >= end or open_at < start:
+                continue
+            if not _SUBQUERY_START.match(self.masked, open_at + 1, close_at):
+                continue
+            if self.cell.plain_cell:
+                continue
+            self._counter += 1
+            name = f"{SUBQUERY_PREFIX}{self._counter}"
+            subqueries.append((name, self.query_at(open_at + 1, close_at)))
+            pieces.append(self.masked[cursor:open_at])
+            pieces.append(name)
+            cursor = close_at + 1
+        pieces.append(self.masked[cursor:end])
+        text = "".join(pieces).strip()
+        line = line_col(self.text, start + len(self.masked[start:end]) -
+                        len(self.masked[start:end].lstrip()))[0]
+        return Sql(text, tuple(subqueries), source=self.text[start:end].strip(), line=line)
+
+
+def _token(result: pp.ParseResults, name: str, default: object) -> object:
+    """The single value a results name holds (pyparsing may wrap it in a list)."""
+    value = result.get(name, default)
+    if isinstance(value, pp.ParseResults):
+        value = value[0] if len(value) else default
+    return value
+
+
+def _read_magics(text: str) -> _Cell:
+    """Blank out the compatibility lines of the original notebooks, keeping every offset."""
+    lines = text.split("\n")
+    magics: list[tuple[int, Magic]] = []
+    plain_ranges: list[tuple[int, int]] = []
+    plain_cell = False
+    offset = 0
+    first_code_line = True
+    out: list[str] = []
+    for raw in lines:
+        cell_magic = _CELL_MAGIC.match(raw)
+        line_magic = _LINE_MAGIC.match(raw)
+        if cell_magic and first_code_line:
+            name = cell_magic.group(1).lower()
+            if name not in ("thanosql", "psql", "sql"):
+                raise _syntax(text, offset, f"Unknown cell magic %%{name}",
+                              "Only %%thanosql and %%psql are understood (both are optional).")
+            plain_cell = name in ("psql", "sql")
+            rest = cell_magic.group(2)
+            out.append(" " * (len(raw) - len(rest)) + rest)
+        elif line_magic:
+            name, arg = line_magic.group(1).lower(), line_magic.group(2).strip()
+            if name == "psql":
+                start = offset + raw.index("%")
+                plain_ranges.append((start, offset + len(raw)))
+                out.append(" " * (raw.index("%") + len("%psql")) + raw[raw.index("%") + 5:])
+            else:
+                if (name == "load_ext" and arg.lower() in ("thanosql", "thanosql_magic")) \
+                        or name == "thanosql":
+                    magics.append((offset, Magic(name, arg, source=raw.strip(),
+                                                 line=text.count("\n", 0, offset) + 1)))
+                else:
+                    raise _syntax(text, offset + raw.index("%"), f"Unknown magic %{name}",
+                                  "This kernel runs ThanoSQL and SQL only; the lines "
+                                  "'%load_ext thanosql' and '%thanosql …' are accepted for "
+                                  "old notebooks.")
+                out.append(" " * len(raw))
+        else:
+            out.append(raw)
+        if raw.strip():
+            first_code_line = False
+        offset += len(raw) + 1
+    blanked = "\n".join(out)
+    return _Cell(blanked, scan(blanked), tuple(magics), tuple(plain_ranges), plain_cell)
+
+
+def _syntax(text: str, offset: int, message: str, hint: str | None) -> ThanoSQLSyntaxError:
+    line, column, line_text = line_col(text, offset)
+    return ThanoSQLSyntaxError(message, line=line, column=column, text=line_text, hint=hint)
+
+
+def parse(text: str) -> list[Node]:
+    """Every statement of a cell, in order; raises ThanoSQLSyntaxError before any can run."""
+    cell = _read_magics(text)
+    found = cell.scan
+    if found.unterminated is not None:
+        what, at = found.unterminated
+        name = {"'": "string", '"': "quoted name or string", "/*": "comment"}.get(what,
+                                                                                 "string")
+        closer = {"/*": "*/"}.get(what, what)
+        raise _syntax(text, at, f"Unterminated {name}: {what} is never closed",
+                      f"Close it with {closer}; nothing in this cell was run.")
+    builder = _Builder(cell)
+    located: list[tuple[int, Node]] = list(cell.magics)
+    start = 0
+    for end in (*found.semicolons, len(cell.text)):
+        if found.masked[start:end].strip():
+            located.append((start, builder.statement(start, end)))
+        start = end + 1
+    _check_parens(text, found, cell)
+    located.sort(key=lambda pair: pair[0])
+    return [node for _, node in located]
+
+
+def _check_parens(text: str, found: Scan, cell: _Cell) -> None:
+    if found.open_parens:
+        raise _syntax(text, found.open_parens[0], "This parenthesis is never closed",
+                      "Add the missing ')'; nothing in this cell was run.")
+    if found.stray_close is not None:
+        raise _syntax(text, found.stray_close, "This ')' closes no parenthesis",
+                      "Remove it or add the matching '('; nothing in this cell was run.")
+
+
+def is_complete(text: str) -> str:
+    """``'complete'``, ``'incomplete'`` or ``'invalid'``, for consoles deciding on Enter.
+
+    Incomplete while a string, comment or parenthesis is open. Otherwise, as in psql, a
+    statement is complete when it ends with ``;`` or the input ends with a blank line, so a
+    console user can type a query over several lines; a cell of only magics is complete.
+    """
+    try:
+        cell = _read_magics(text)
+    except ThanoSQLSyntaxError:
+        return "invalid"
+    found = cell.scan
+    if found.unterminated is not None or found.open_parens:
+        return "incomplete"
+    if found.stray_close is not None:
+        return "invalid"
+    code = found.masked.rstrip(" \t")
+    if not code.strip() or code.rstrip().endswith(";") or code.endswith("\n"):
+        return "complete"
+    return "incomplete"
