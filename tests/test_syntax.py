@@ -141,7 +141,7 @@ def test_syntax_errors_point_at_the_problem(cell: str, line: int, column: int,
         assert word in text
     # the caret sits under the reported column of the quoted line
     lines = text.splitlines()
-    quoted = next(i for i, l in enumerate(lines) if l.startswith("  ") and l.strip())
+    quoted = next(i for i, x in enumerate(lines) if x.startswith("  ") and x.strip())
     assert lines[quoted + 1] == "  " + " " * (column - 1) + "^"
 
 

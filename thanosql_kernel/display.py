@@ -43,7 +43,7 @@ def table_text(table: Table) -> str:
 
     def line(values: list[str]) -> str:
         return "  ".join(v.rjust(w) if n else v.ljust(w)
-                         for v, w, n in zip(values, widths, numeric)).rstrip()
+                         for v, w, n in zip(values, widths, numeric, strict=True)).rstrip()
 
     out = [line(list(table.columns)), "  ".join("-" * w for w in widths)]
     out += [line(r) for r in cells]

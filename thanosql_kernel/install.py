@@ -1,4 +1,4 @@
-"""Install the ThanoSQL kernelspec: ``python -m thanosql_kernel install [--user|--sys-prefix|--prefix P]``."""
+"""Install the kernelspec: python -m thanosql_kernel install [--user|--sys-prefix|--prefix P]."""
 
 from __future__ import annotations
 

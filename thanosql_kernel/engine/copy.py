@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import AlreadyExistsError, DataError, NotFoundError, OptionError
+from ..errors import AlreadyExistsError, DatabaseError, DataError, NotFoundError, OptionError
 from ..results import Message
 from ..syntax import Copy
 from .context import Context
@@ -40,10 +40,30 @@ def copy(node: Copy, ctx: Context) -> Message:
                      "FROM …")
         if exists and mode == "replace":
             ctx.store.drop_table(conn, node.table)
-        frame.to_sql(node.table, conn, if_exists="append", index=False, chunksize=20_000)
+        if exists and mode == "append":
+            columns = ctx.store.columns(conn, node.table)
+            extra = [c for c in frame.columns if c not in columns]
+            if extra:
+                raise DataError(
+                    f"{node.path!r} has columns that the table {node.table!r} does not: "
+                    f"{', '.join(extra)}",
+                    hint=f"The table's columns are {', '.join(columns)}. Rename the file's "
+                         "columns, or COPY it into a new table.")
+        _insert(frame, node.table, conn)
     verb = {"append": "appended to", "replace": "copied into"}.get(mode, "copied into")
     rows = len(frame)
     return Message(f"Success: {rows:,} row{'s' if rows != 1 else ''} {verb} {node.table}")
+
+
+def _insert(frame: pd.DataFrame, table: str, conn: object) -> None:
+    import pandas as pd
+
+    try:
+        frame.to_sql(table, conn, if_exists="append", index=False, chunksize=20_000)
+    except pd.errors.DatabaseError as e:
+        cause = getattr(e.__cause__, "orig", None) or e.__cause__ or e
+        raise DatabaseError(f"The database refused the rows of COPY {table}: "
+                            f"{str(cause).splitlines()[0]}") from None
 
 
 def _mode(options: dict[str, object]) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -169,7 +168,7 @@ class SqlStore:
         with database_errors():
             table.create(conn)
             if rows:
-                conn.execute(table.insert(), [dict(zip(columns, r)) for r in rows])
+                conn.execute(table.insert(), [dict(zip(columns, r, strict=True)) for r in rows])
 
 
 def _sql_type(values: list[Any]) -> sa.types.TypeEngine:
@@ -190,10 +189,3 @@ def _sql_type(values: list[Any]) -> sa.types.TypeEngine:
     if kinds <= {dt.date}:
         return sa.Date()
     return sa.Text()
-
-
-_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
-
-
-def is_plain_identifier(name: str) -> bool:
-    return bool(_IDENTIFIER.match(name))

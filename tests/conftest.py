@@ -1,0 +1,109 @@
+"""Shared fixtures: a temporary workspace for the engine, and a real kernel over the protocol."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from thanosql_kernel.engine import Context, execute
+from thanosql_kernel.results import Progress, Result
+from thanosql_kernel.settings import Settings
+from thanosql_kernel.syntax import parse
+
+
+@dataclass
+class Engine:
+    """The engine on a temporary folder, run the way the kernel runs it."""
+
+    ctx: Context
+    cwd: Path
+    progress: list[Progress] = field(default_factory=list)
+
+    def run(self, cell: str) -> list[Result]:
+        return [execute(node, self.ctx) for node in parse(cell)]
+
+    def one(self, cell: str) -> Result:
+        results = self.run(cell)
+        assert len(results) == 1
+        return results[0]
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        with self.ctx.store.begin() as conn:
+            return list(self.ctx.store.read(conn, sql).rows)
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    settings = Settings.from_env(cwd=tmp_path, env={})
+    progress: list[Progress] = []
+    ctx = Context.open(settings, progress.append)
+    yield Engine(ctx, tmp_path, progress)
+    ctx.close()
+
+
+@dataclass
+class Reply:
+    """What one execute request produced: the reply and the iopub messages, in order."""
+
+    status: str
+    content: dict[str, Any]
+    messages: list[dict[str, Any]]
+
+    def of(self, msg_type: str) -> list[dict[str, Any]]:
+        return [m["content"] for m in self.messages if m["msg_type"] == msg_type]
+
+    @property
+    def texts(self) -> list[str]:
+        return [m["content"]["data"]["text/plain"] for m in self.messages
+                if m["msg_type"] in ("execute_result", "display_data")]
+
+
+class KernelSession:
+    """A real ThanoSQL kernel started from the installed kernelspec, in a temporary folder."""
+
+    def __init__(self, cwd: Path, env: dict[str, str] | None = None) -> None:
+        from jupyter_client.manager import start_new_kernel
+
+        self.cwd = cwd
+        kernel_env = {**os.environ, "THANOSQL_WORKSPACE": str(cwd / ".thanosql"),
+                      **(env or {})}
+        self.km, self.kc = start_new_kernel(kernel_name="thanosql", cwd=str(cwd),
+                                            env=kernel_env, startup_timeout=60)
+
+    def execute(self, code: str, timeout: float = 60, interrupt_after: float | None = None
+                ) -> Reply:
+        msg_id = self.kc.execute(code)
+        if interrupt_after is not None:
+            time.sleep(interrupt_after)
+            self.km.interrupt_kernel()
+        reply = self.kc.get_shell_msg(timeout=timeout)
+        assert reply["parent_header"]["msg_id"] == msg_id
+        messages = []
+        while True:  # every iopub message of this request, up to its idle status
+            msg = self.kc.get_iopub_msg(timeout=timeout)
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                break
+            if msg["msg_type"] != "status" and msg["msg_type"] != "execute_input":
+                messages.append(msg)
+        if reply["content"]["status"] == "error":
+            time.sleep(0.1)  # ipykernel aborts requests that race in right after an error
+        return Reply(reply["content"]["status"], reply["content"], messages)
+
+    def close(self) -> None:
+        self.kc.stop_channels()
+        self.km.shutdown_kernel(now=True)
+
+
+@pytest.fixture(scope="module")
+def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KernelSession]:
+    session = KernelSession(tmp_path_factory.mktemp("kernel"))
+    yield session
+    session.close()

@@ -1,0 +1,169 @@
+"""The real kernel over the Jupyter protocol, started from the installed kernelspec."""
+
+from __future__ import annotations
+
+import os
+import sys
+import unittest
+from pathlib import Path
+
+import jupyter_kernel_test
+import pytest
+from jupyter_client.kernelspec import KernelSpecManager
+
+from .conftest import KernelSession
+
+CSV = "image_path,filename,label\na/1.jpg,1.jpg,5\na/2.jpg,2.jpg,0\n"
+
+
+def test_kernelspec_is_installed_for_this_python() -> None:
+    spec = KernelSpecManager().get_kernel_spec("thanosql")
+    assert spec.display_name == "ThanoSQL" and spec.language == "sql"
+    assert spec.argv[:3] == [sys.executable, "-m", "thanosql_kernel"]
+    logos = {p.name for p in Path(spec.resource_dir).iterdir()}
+    assert {"logo-32x32.png", "logo-64x64.png", "kernel.json"} <= logos
+
+
+def test_install_command_with_prefix(tmp_path: Path) -> None:
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-m", "thanosql_kernel", "install", "--prefix",
+                          str(tmp_path)], capture_output=True, text=True, check=True).stdout
+    folder = tmp_path / "share" / "jupyter" / "kernels" / "thanosql"
+    assert str(folder) in out and (folder / "kernel.json").exists()
+
+
+def test_kernel_info(kernel: KernelSession) -> None:
+    kernel.kc.kernel_info()
+    reply = kernel.kc.get_shell_msg(timeout=10)
+    info = reply["content"]["language_info"]
+    assert info["name"] == "sql" and info["mimetype"] == "text/x-sql"
+    assert info["file_extension"] == ".sql" and info["codemirror_mode"] == "sql"
+    assert info["pygments_lexer"] == "sql"
+
+
+def test_rows_come_back_as_one_execute_result_with_html(kernel: KernelSession) -> None:
+    (kernel.cwd / "t.csv").write_text(CSV)
+    reply = kernel.execute("COPY t OPTIONS (overwrite=True) FROM 't.csv'")
+    assert reply.status == "ok" and reply.texts == ["Success: 2 rows copied into t"]
+    reply = kernel.execute("SELECT *\nFROM t\nORDER BY label")
+    [result] = reply.of("execute_result")
+    assert result["data"]["text/plain"].splitlines()[0].split() == ["image_path", "filename",
+                                                                   "label"]
+    assert "<table>" in result["data"]["text/html"] and "<td>a/2.jpg</td>" in \
+        result["data"]["text/html"]
+    assert reply.of("display_data") == [] and reply.of("error") == []
+
+
+def test_display_limit_says_how_many_rows(kernel: KernelSession) -> None:
+    reply = kernel.execute("WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c "
+                           "WHERE i < 30) SELECT i FROM c")
+    text = reply.texts[-1]
+    assert "30 rows × 1 columns" in text and len(text.splitlines()) == 2 + 20 + 1
+
+
+def test_several_statements_show_each_result(kernel: KernelSession) -> None:
+    reply = kernel.execute("CREATE TABLE IF NOT EXISTS s (x INTEGER);\n"
+                           "INSERT INTO s VALUES (1), (2);\nSELECT sum(x) AS total FROM s")
+    assert reply.status == "ok"
+    assert reply.texts[:2] == ["Success", "Success (2 rows affected)"]
+    assert len(reply.of("execute_result")) == 1
+    assert reply.of("execute_result")[0]["data"]["text/plain"].split() == ["total", "-----", "3"]
+
+
+def test_errors_are_one_clean_message_and_the_kernel_stays_up(kernel: KernelSession) -> None:
+    for cell, ename in [("COPY t FORM 'x'", "ThanoSQLSyntaxError"),
+                        ("SELECT * FROM nowhere", "DatabaseError"),
+                        ("COPY t FROM 'missing.csv'", "NotFoundError"),
+                        ("COPY t2 OPTIONS (bogus=1) FROM 't.csv'", "OptionError")]:
+        reply = kernel.execute(cell)
+        assert reply.status == "error" and reply.content["ename"] == ename
+        [error] = reply.of("error")
+        assert error["ename"] == ename
+        trace = "\n".join(error["traceback"])
+        assert "Traceback" not in trace and 'File "' not in trace
+        assert reply.texts == []
+    reply = kernel.execute("SELECT * FROM nowhere")
+    assert "no such table: nowhere" in reply.content["evalue"]
+    assert "SELECT * FROM nowhere" in reply.content["evalue"]  # the statement it came from
+    reply = kernel.execute("COPY t FORM 'x'")
+    assert "line 1, column 8" in reply.content["evalue"] and "^" in reply.content["evalue"]
+    assert kernel.execute("SELECT 1 AS ok").status == "ok"
+
+
+def test_first_error_stops_the_cell(kernel: KernelSession) -> None:
+    kernel.execute("CREATE TABLE IF NOT EXISTS stop_t (x INTEGER)")
+    reply = kernel.execute("INSERT INTO stop_t VALUES (1); SELECT * FROM nowhere; "
+                           "INSERT INTO stop_t VALUES (2)")
+    assert reply.status == "error"
+    assert kernel.execute("SELECT x FROM stop_t").texts[-1].split() == ["x", "-", "1"]
+
+
+def test_unterminated_string_runs_nothing(kernel: KernelSession) -> None:
+    kernel.execute("CREATE TABLE IF NOT EXISTS keep (x INTEGER); DELETE FROM keep; "
+                   "INSERT INTO keep VALUES (7)")
+    reply = kernel.execute("INSERT INTO keep VALUES (8); SELECT 'oops; DROP TABLE keep")
+    assert reply.status == "error" and reply.content["ename"] == "ThanoSQLSyntaxError"
+    assert kernel.execute("SELECT x FROM keep").texts[-1].split() == ["x", "-", "7"]
+
+
+def test_interrupt_stops_a_long_query_and_the_kernel_stays_up(kernel: KernelSession) -> None:
+    endless = ("WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c) "
+               "SELECT count(*) FROM c")
+    reply = kernel.execute(endless, timeout=30, interrupt_after=1.0)
+    assert reply.status == "error" and reply.content["ename"] == "KeyboardInterrupt"
+    assert [e["ename"] for e in reply.of("error")] == ["KeyboardInterrupt"]
+    assert kernel.execute("SELECT 2 AS after").status == "ok"
+
+
+def test_magic_lines_of_old_notebooks(kernel: KernelSession) -> None:
+    reply = kernel.execute("%load_ext thanosql")
+    assert reply.status == "ok" and reply.texts == []
+    reply = kernel.execute("%thanosql API_TOKEN=abc")
+    assert reply.status == "ok" and len(reply.texts) == 1 and "no API token" in reply.texts[0]
+
+
+@pytest.mark.parametrize("code, status", [("SELECT *", "incomplete"), ("SELECT 'a", "incomplete"),
+                                          ("SELECT (1,", "incomplete"),
+                                          ("SELECT *\nFROM t;", "complete"),
+                                          ("SELECT 1\n", "complete"), ("SELECT 1)", "invalid")])
+def test_is_complete(kernel: KernelSession, code: str, status: str) -> None:
+    kernel.kc.is_complete(code)
+    reply = kernel.kc.get_shell_msg(timeout=10)
+    assert reply["content"]["status"] == status
+
+
+class ThanoSQLKernelTests(jupyter_kernel_test.KernelTests):
+    """The protocol checks every kernel should pass (jupyter_kernel_test)."""
+
+    kernel_name = "thanosql"
+    language_name = "sql"
+    file_extension = ".sql"
+    code_execute_result = [{"code": "SELECT 6 * 7 AS answer", "result": "answer\n------\n    42"}]
+    code_display_data = [{"code": "SELECT 1 AS a; SELECT 2 AS b", "mime": "text/html"}]
+    complete_code_samples = ["SELECT 1;", "SELECT 1\n", "LIST TABLE;"]
+    incomplete_code_samples = ["SELECT 'abc", "SELECT (1,", "/* a comment"]
+    invalid_code_samples = ["SELECT 1)"]
+    code_generate_error = "SELECT * FROM no_such_table"
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        import tempfile
+
+        cls._tmp = tempfile.TemporaryDirectory()
+        cls._old_env = os.environ.get("THANOSQL_WORKSPACE")
+        os.environ["THANOSQL_WORKSPACE"] = cls._tmp.name
+        super().setUpClass()
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        super().tearDownClass()
+        if cls._old_env is None:
+            os.environ.pop("THANOSQL_WORKSPACE", None)
+        else:
+            os.environ["THANOSQL_WORKSPACE"] = cls._old_env
+        cls._tmp.cleanup()
+
+
+if __name__ == "__main__":
+    unittest.main()
