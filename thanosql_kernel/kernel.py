@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -27,16 +28,30 @@ class ThanoSQLKernel(Kernel):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._context: Any = None
+        self._context_lock = threading.Lock()
         self._shown: dict[str, float] = {}
+        # The engine's imports (SQLAlchemy, pyparsing) and the database connection cost
+        # about 0.15 s; doing them while the kernel starts and the user types hides it.
+        threading.Thread(target=self._warm_up, name="thanosql-warm-up", daemon=True).start()
+
+    def _warm_up(self) -> None:
+        from .syntax import grammar  # noqa: F401
+
+        try:
+            with self.context.store.begin():
+                pass
+        except Exception:  # noqa: BLE001 - the first statement reports it, with context
+            self.log.debug("warm-up could not open the database", exc_info=True)
 
     @property
     def context(self) -> Any:
-        if self._context is None:
-            from .engine import Context
-            from .settings import Settings
+        with self._context_lock:
+            if self._context is None:
+                from .engine import Context
+                from .settings import Settings
 
-            self._context = Context.open(Settings.from_env(), self._report)
-        return self._context
+                self._context = Context.open(Settings.from_env(), self._report)
+            return self._context
 
     def do_execute(self, code: str, silent: bool, store_history: bool = True,
                    user_expressions: dict | None = None, allow_stdin: bool = False,

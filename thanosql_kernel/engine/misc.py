@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from ..results import Message, Progress, Table
 from ..syntax import GetDataset, ListDatasets, Magic
@@ -33,7 +34,16 @@ def get_dataset(node: GetDataset, ctx: Context) -> Message:
                             time.monotonic() - started, finished=done >= total))
 
     written = dataset.write(ctx.settings.cwd, overwrite=options["overwrite"], progress=progress)
-    return Message(f"Success: {written.summary()}")
+    folder = _shown_path(written.folder, ctx.settings.cwd)
+    csvs = ", ".join(f"{path.name} ({rows:,} rows)" for path, rows in written.csvs)
+    return Message(f"Success: wrote {written.files:,} files to {folder}/: {csvs}")
+
+
+def _shown_path(path: Path, cwd: Path) -> str:
+    try:
+        return path.relative_to(cwd).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def list_datasets(_: ListDatasets, __: Context) -> Table:
