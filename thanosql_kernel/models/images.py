@@ -1,0 +1,118 @@
+"""Decode image files once into uint8 tensors (N, C, H, W), in parallel, with clear errors."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Iterator
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import DataError, NotFoundError
+
+# Pillow releases the GIL while it decodes, so threads overlap file reads and decoding;
+# small JPEGs are mostly Python overhead, which is why the pool is kept small.
+_WORKERS = max(2, min(8, os.cpu_count() or 2))
+
+
+def _open(path: str, size: tuple[int, int] | None, mode: str | None) -> np.ndarray:
+    """One file -> uint8 array (H, W, C); ``mode`` None keeps L for grey, RGB otherwise."""
+    try:
+        with Image.open(path) as img:
+            if size is not None and img.format == "JPEG":
+                # the JPEG decoder can scale down by 1/2..1/8 for free: big photos decode fast
+                img.draft(img.mode, size)
+            target = mode or ("L" if img.mode in ("L", "1", "I;16", "I", "F", "LA") else "RGB")
+            if img.mode != target:
+                img = img.convert(target)
+            if size is not None and img.size != size:
+                img = img.resize(size, Image.BILINEAR)
+            arr = np.asarray(img)
+    except FileNotFoundError:
+        raise NotFoundError(f"image file not found: {path}") from None
+    except IsADirectoryError:
+        raise DataError(f"not an image file (a directory): {path}") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise DataError(f"cannot read image {path}: {exc}") from None
+    return arr[:, :, None] if arr.ndim == 2 else arr
+
+
+def _probe(path: str) -> tuple[tuple[int, int], str]:
+    """Size (W, H) and whether the first image is grey ('L') or colour ('RGB')."""
+    arr = _open(path, None, None)
+    return (arr.shape[1], arr.shape[0]), ("L" if arr.shape[2] == 1 else "RGB")
+
+
+def _decode(paths: list[str], size: tuple[int, int] | None, mode: str | None,
+            pool: ThreadPoolExecutor | None) -> list[np.ndarray]:
+    if pool is None or len(paths) < 16:
+        return [_open(p, size, mode) for p in paths]
+    return list(pool.map(lambda p: _open(p, size, mode), paths, chunksize=32))
+
+
+def _stack(arrays: list[np.ndarray], paths: list[str]) -> torch.Tensor:
+    """list of (H, W, C) -> (N, C, H, W); colour wins when modes differ."""
+    channels = max(a.shape[2] for a in arrays)
+    if channels == 3 and any(a.shape[2] == 1 for a in arrays):
+        arrays = [np.repeat(a, 3, axis=2) if a.shape[2] == 1 else a for a in arrays]
+    shapes = {a.shape for a in arrays}
+    if len(shapes) > 1:
+        raise DataError(f"images differ in size: {sorted(shapes)} (first: {paths[0]})")
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+
+
+class _Plan:
+    """What every image is converted to, fixed by the caller or by the first image."""
+
+    def __init__(self, first: str, image_size: int | None, channels: int | None) -> None:
+        if channels not in (None, 1, 3):
+            raise ValueError(f"channels must be None, 1 or 3, not {channels!r}")
+        first_size, first_mode = _probe(first)
+        self.size = (image_size, image_size) if image_size else first_size
+        # grey stays grey unless the caller asks for 3 channels; mixed sets end up RGB in _stack
+        self.mode = {None: None, 1: "L", 3: "RGB"}[channels]
+        self.first_mode = first_mode
+
+
+def load_images(paths: list[str], image_size: int | None,
+                channels: int | None = None) -> torch.Tensor:
+    """Decode every file once into one uint8 tensor (N, C, H, W).
+
+    ``image_size`` resizes to a square of that side; None keeps the first image's size (and
+    resizes others to it). ``channels`` None keeps grey images at C=1 (RGB if any image is in
+    colour); 1 or 3 forces it. Missing file -> NotFoundError, unreadable -> DataError.
+    """
+    if not paths:
+        c = channels or 1
+        s = image_size or 0
+        return torch.empty((0, c, s, s), dtype=torch.uint8)
+    plan = _Plan(paths[0], image_size, channels)
+    with ThreadPoolExecutor(_WORKERS) as pool:
+        arrays = _decode(list(paths), plan.size, plan.mode, pool)
+    return _stack(arrays, paths)
+
+
+def iter_image_batches(paths: list[str], batch_size: int, image_size: int | None,
+                       channels: int | None = None) -> Iterator[torch.Tensor]:
+    """Yield uint8 batches (B, C, H, W) of at most ``batch_size`` images, in order.
+
+    Memory stays at about two batches whatever the number of paths: the next batch is
+    decoded while the caller works on the current one. ``channels`` None takes the first
+    image's (1 for grey, 3 for colour) for every batch, so all batches have one shape.
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    if not paths:
+        return
+    plan = _Plan(paths[0], image_size, channels)
+    plan.mode = plan.mode or plan.first_mode
+    chunks = [list(paths[i:i + batch_size]) for i in range(0, len(paths), batch_size)]
+    with ThreadPoolExecutor(_WORKERS) as pool, ThreadPoolExecutor(1) as ahead:
+        pending = ahead.submit(_decode, chunks[0], plan.size, plan.mode, pool)
+        for i in range(len(chunks)):
+            arrays = pending.result()
+            if i + 1 < len(chunks):
+                pending = ahead.submit(_decode, chunks[i + 1], plan.size, plan.mode, pool)
+            yield _stack(arrays, chunks[i])

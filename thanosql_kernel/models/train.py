@@ -1,0 +1,292 @@
+"""SimCLR training loop, embedding, and saving / loading a trained model."""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..errors import DataError, NotFoundError, OptionError
+from .backbone import BackboneSpec, Encoder
+from .head import ProjectionHead
+from .loss import nt_xent_loss
+from .options import SimCLRConfig
+from .transforms import BatchAugment
+
+WEIGHTS_FILE = "weights.pt"
+SPEC_FILE = "model.json"
+BASE_MODEL = "SimCLR"
+
+
+@dataclass(frozen=True)
+class TrainProgress:
+    """One training step done (``step`` counts from 1 within the epoch)."""
+
+    epoch: int
+    epochs: int
+    step: int
+    steps_per_epoch: int
+    loss: float
+    images_per_second: float
+    seconds_elapsed: float
+    seconds_left: float
+
+
+@dataclass
+class TrainedModel:
+    """An eval-mode encoder (+ its projection head) and what the model card needs."""
+
+    encoder: Encoder
+    head: ProjectionHead
+    spec: BackboneSpec
+    config: SimCLRConfig
+    loss_per_epoch: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    images_seen: int = 0
+
+    @property
+    def image_size(self) -> int:
+        return self.spec.image_size
+
+    @property
+    def channels(self) -> int:
+        return self.spec.channels
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.spec.embedding_dim
+
+    @property
+    def device(self) -> torch.device:
+        return self.encoder.mean.device
+
+    def card_fields(self) -> dict[str, object]:
+        """JSON-serialisable facts for the model card (the engine adds query, rows, name)."""
+        import torchvision
+
+        return {
+            "base_model": BASE_MODEL,
+            "options": self.config.to_dict(),
+            "image_size": self.image_size,
+            "channels": self.channels,
+            "embedding_dim": self.embedding_dim,
+            "embedding": "L2-normalised 4x4 average pool of the backbone's last stage, flattened",
+            "architecture": self.spec.to_dict(),
+            "loss_per_epoch": [round(v, 6) for v in self.loss_per_epoch],
+            "seconds": round(self.seconds, 3),
+            "images_seen": self.images_seen,
+            "library_versions": {"python": platform.python_version(), "torch": torch.__version__,
+                                 "torchvision": torchvision.__version__,
+                                 "numpy": np.__version__},
+        }
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> CUDA when present, else CPU; 'cuda' without CUDA is an OptionError."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise OptionError(f"device={name!r}: no CUDA device is available here",
+                              hint="use device='auto' or device='cpu'")
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise OptionError(f"device={name!r}: only {torch.cuda.device_count()} CUDA "
+                              f"device(s) here")
+    return torch.device(name)
+
+
+def _channel_stats(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std in 0..1 of (N, C, H, W) uint8, over at most 10,000 images."""
+    sample = images[:: max(1, images.shape[0] // 10_000)].float().div_(255.0)
+    mean = sample.mean(dim=(0, 2, 3))
+    std = sample.std(dim=(0, 2, 3)).clamp(min=1e-3)
+    return mean, std
+
+
+def _lr_at(step: int, total: int, warmup: int, peak: float) -> float:
+    """Linear warm-up to ``peak``, then cosine decay to 0 at ``total``."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return peak * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _build(spec: BackboneSpec, config: SimCLRConfig) -> tuple[Encoder, ProjectionHead]:
+    encoder = Encoder(spec)
+    # a narrow hidden layer: the head only serves the loss, and 1024x1024 would cost more
+    # than the convolutions on a CPU
+    hidden = max(config.projection_dim, min(512, spec.embedding_dim // 4))
+    head = ProjectionHead(spec.embedding_dim, hidden, config.projection_dim)
+    return encoder, head
+
+
+def _recalibrate_batchnorm(encoder: Encoder, data: torch.Tensor, batch: int) -> None:
+    """Set every BatchNorm's running mean/var to exact averages over the un-augmented
+    training images (data (N, C, S, S) uint8).
+
+    A short run (4 steps for one epoch of 1,000 images) leaves the momentum-averaged
+    statistics near their initial 0/1, and search embeds clean images, not augmented ones;
+    measured on MNIST this step alone lifts precision@4 substantially.
+    """
+    norms = [m for m in encoder.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None   # cumulative moving average: every batch weighs the same
+    encoder.train()
+    with torch.no_grad():
+        for i in range(0, data.shape[0], batch):
+            encoder(data[i:i + batch].contiguous(memory_format=torch.channels_last))
+    for m, momentum in zip(norms, saved, strict=True):
+        m.momentum = momentum
+
+
+def fit(images: torch.Tensor, config: SimCLRConfig,
+        progress: Callable[[TrainProgress], None] | None = None) -> TrainedModel:
+    """Train SimCLR on ``images`` (N, C, S, S) uint8 and return the eval-mode model.
+
+    Each step takes a batch, draws two independently augmented views of every image on the
+    training device, and minimises NT-Xent between their projections. ``progress`` is called
+    after every step. With a ``seed``, CPU training is reproducible; the global RNG state is
+    left as it was. A KeyboardInterrupt propagates at the next step (steps take well under a
+    second on 28x28 images).
+    """
+    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[2] != images.shape[3]:
+        raise DataError(f"training images must be uint8 (N, C, S, S), got "
+                        f"{images.dtype} {tuple(images.shape)}")
+    n = images.shape[0]
+    if n < 2:
+        raise DataError(f"SimCLR needs at least 2 images to train, the query returned {n}")
+    if config.image_size is not None and images.shape[2] != config.image_size:
+        raise DataError(f"images are {images.shape[2]} px, image_size is {config.image_size}")
+    device = resolve_device(config.device)
+    spec = BackboneSpec.for_images(images.shape[1], images.shape[2], config.embedding_dim)
+    seed = config.seed if config.seed is not None else int(torch.seed() % 2**63)
+
+    with torch.random.fork_rng(devices=[]):   # initialise from the seed, global RNG untouched
+        torch.manual_seed(seed)
+        encoder, head = _build(spec, config)
+    mean, std = _channel_stats(images)
+    encoder.mean.copy_(mean.view(1, -1, 1, 1))
+    encoder.std.copy_(std.view(1, -1, 1, 1))
+    # channels_last lets oneDNN pick its fast convolutions: ~1.5x training speed on the CPU
+    encoder = encoder.to(device, memory_format=torch.channels_last)
+    head = head.to(device)
+    data = images.to(device)
+    augment = BatchAugment(config, mean.to(device), std.to(device))
+    aug_gen = torch.Generator(device=device).manual_seed(seed)
+    order_gen = torch.Generator().manual_seed(seed + 1)
+
+    batch = min(config.batch_size, n)
+    steps_per_epoch = math.ceil(n / batch)
+    total_steps = steps_per_epoch * config.max_epochs
+    warmup = min(total_steps, round(config.warmup_epochs * steps_per_epoch))
+    params = list(encoder.parameters()) + list(head.parameters())
+    # fused AdamW: one kernel for all parameters instead of several per tensor on CUDA
+    optimiser = torch.optim.AdamW(params, lr=config.learning_rate,
+                                  weight_decay=config.weight_decay,
+                                  fused=device.type == "cuda")
+    model = TrainedModel(encoder, head, spec, config)
+    encoder.train()
+    head.train()
+    start = time.perf_counter()
+    step_global = 0
+    for epoch in range(1, config.max_epochs + 1):
+        # equal-sized chunks (not drop_last): every image is seen each epoch, no tiny tail
+        order = torch.randperm(n, generator=order_gen).to(device)
+        losses = torch.zeros((), device=device)
+        for step, idx in enumerate(torch.tensor_split(order, steps_per_epoch), start=1):
+            for group in optimiser.param_groups:
+                group["lr"] = _lr_at(step_global, total_steps, warmup, config.learning_rate)
+            x = data[idx]
+            views = augment(torch.cat([x, x]), aug_gen)
+            views = views.contiguous(memory_format=torch.channels_last)
+            # one forward over both views: BatchNorm sees the whole 2B batch, as in SimCLR
+            z = head(encoder.backbone(views))
+            loss = nt_xent_loss(z[: len(idx)], z[len(idx):], config.temperature)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            losses += loss.detach()
+            step_global += 1
+            model.images_seen += len(idx)
+            if progress is not None:
+                elapsed = time.perf_counter() - start
+                rate = model.images_seen / elapsed if elapsed > 0 else 0.0
+                left = elapsed / step_global * (total_steps - step_global)
+                progress(TrainProgress(epoch, config.max_epochs, step, steps_per_epoch,
+                                       float(loss.detach()), rate, elapsed, left))
+        model.loss_per_epoch.append(float(losses) / steps_per_epoch)
+    _recalibrate_batchnorm(encoder, data, batch)
+    model.seconds = time.perf_counter() - start
+    encoder.eval()
+    head.eval()
+    return model
+
+
+def embed(model: TrainedModel, images: torch.Tensor, batch_size: int = 256) -> np.ndarray:
+    """Search embeddings of ``images`` (N, C, S, S) uint8 -> float32 (N, D).
+
+    Rows are L2-normalised, so cosine similarity is a plain dot product. Images must already
+    have the model's size and channel count (``load_images(paths, model.image_size,
+    model.channels)``).
+    """
+    expected = (model.channels, model.image_size, model.image_size)
+    if images.ndim != 4 or tuple(images.shape[1:]) != expected:
+        raise DataError(f"images must be (N, {expected[0]}, {expected[1]}, {expected[2]}) "
+                        f"for this model, got {tuple(images.shape)}")
+    out = np.empty((images.shape[0], model.embedding_dim), dtype=np.float32)
+    encoder = model.encoder.eval()
+    device = model.device
+    with torch.inference_mode():
+        for i in range(0, images.shape[0], batch_size):
+            x = images[i:i + batch_size].to(device, non_blocking=True)
+            h = encoder(x.contiguous(memory_format=torch.channels_last))
+            out[i:i + len(x)] = torch.nn.functional.normalize(h, dim=1).float().cpu().numpy()
+    return out
+
+
+def save_model(model: TrainedModel, directory: Path) -> None:
+    """Write ``weights.pt`` (state dicts only) and ``model.json`` (how to rebuild) into
+    ``directory``, which is created if needed."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {"encoder": {k: v.detach().cpu() for k, v in model.encoder.state_dict().items()},
+             "head": {k: v.detach().cpu() for k, v in model.head.state_dict().items()}}
+    torch.save(state, directory / WEIGHTS_FILE)
+    meta = {"format": 1, "base_model": BASE_MODEL, "architecture": model.spec.to_dict(),
+            "config": model.config.to_dict(), "loss_per_epoch": model.loss_per_epoch,
+            "seconds": model.seconds, "images_seen": model.images_seen}
+    (directory / SPEC_FILE).write_text(json.dumps(meta, indent=2))
+
+
+def load_model(directory: Path, device: str = "cpu") -> TrainedModel:
+    """Rebuild a model saved by ``save_model``; weights load with ``weights_only=True``."""
+    directory = Path(directory)
+    if not (directory / SPEC_FILE).is_file() or not (directory / WEIGHTS_FILE).is_file():
+        raise NotFoundError(f"no saved model in {directory}")
+    meta = json.loads((directory / SPEC_FILE).read_text())
+    spec = BackboneSpec.from_dict(meta["architecture"])
+    cfg = dict(meta["config"])
+    for key, value in cfg.items():
+        if isinstance(value, list):
+            cfg[key] = tuple(value)
+    config = SimCLRConfig(**cfg)
+    encoder, head = _build(spec, config)
+    state = torch.load(directory / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+    encoder.load_state_dict(state["encoder"])
+    head.load_state_dict(state["head"])
+    dev = resolve_device(device)
+    encoder = encoder.to(dev, memory_format=torch.channels_last).eval()
+    head = head.to(dev).eval()
+    return TrainedModel(encoder, head, spec, config, list(meta["loss_per_epoch"]),
+                        float(meta["seconds"]), int(meta.get("images_seen", 0)))
+
