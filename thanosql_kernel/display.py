@@ -22,7 +22,8 @@ def format_value(value: Any) -> str:
         return "NaN" if math.isnan(value) else f"{value:.6g}"
     if isinstance(value, (bytes, bytearray, memoryview)):
         return f"<{len(bytes(value)):,} bytes>"
-    text = str(value)
+    text = " ".join(str(value).split()) if isinstance(value, str) and "\n" in value \
+        else str(value)
     return text if len(text) <= _MAX_CELL_CHARS else text[:_MAX_CELL_CHARS - 1] + "…"
 
 

@@ -6,10 +6,14 @@ from collections.abc import Callable
 from typing import Any
 
 from ..results import Result
-from ..syntax import Copy, GetDataset, ListDatasets, ListTables, Magic, Node, Sql
+from ..syntax import (
+    BuildModel, Copy, DeleteModel, GetDataset, ListDatasets, ListModels, ListTables, Magic, Node,
+    Sql,
+)
 from .context import Context
 from .copy import copy
 from .misc import get_dataset, list_datasets, magic
+from .models import build_model, delete_model, list_models
 from .queries import list_tables, rows_of, run_sql
 
 HANDLERS: dict[type[Node], Callable[[Any, Context], Result]] = {
@@ -19,6 +23,9 @@ HANDLERS: dict[type[Node], Callable[[Any, Context], Result]] = {
     ListTables: list_tables,
     GetDataset: get_dataset,
     ListDatasets: list_datasets,
+    BuildModel: build_model,
+    ListModels: list_models,
+    DeleteModel: delete_model,
 }
 
 

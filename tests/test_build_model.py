@@ -1,0 +1,189 @@
+"""BUILD MODEL, LIST MODEL and DELETE MODEL, on tiny images so training takes seconds."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from thanosql_kernel.errors import (
+    AlreadyExistsError, DataError, NotFoundError, OptionError, ThanoSQLSyntaxError,
+)
+from thanosql_kernel.results import Message, Table
+
+from .conftest import Engine, KernelSession
+
+TINY = "OPTIONS (max_epochs=2, batch_size=8, embedding_dim=128, seed=1{extra})"
+
+
+def make_images(folder: Path, count: int = 16, size: int = 12) -> Path:
+    """Blobs at different places: a small image set any model can train on quickly."""
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = ["image_path,label"]
+    for i in range(count):
+        pixels = np.zeros((size, size), np.uint8)
+        y, x = rng.integers(0, size - 4, 2)
+        pixels[y:y + 4, x:x + 4] = 255
+        Image.fromarray(pixels).save(folder / f"{i}.png")
+        lines.append(f"{folder.name}/{i}.png,{i % 2}")
+    csv = folder.parent / f"{folder.name}.csv"
+    csv.write_text("\n".join(lines) + "\n")
+    return csv
+
+
+def build(engine: Engine, name: str = "m", extra: str = "", table: str = "imgs") -> Message:
+    result = engine.one(f"BUILD MODEL {name} USING SimCLR {TINY.format(extra=extra)} "
+                        f"AS SELECT * FROM {table}")
+    assert isinstance(result, Message)
+    return result
+
+
+@pytest.fixture
+def images(engine: Engine) -> Engine:
+    make_images(engine.cwd / "imgs")
+    engine.run("COPY imgs FROM 'imgs.csv'")
+    return engine
+
+
+def test_build_registers_a_model_with_a_card(images: Engine) -> None:
+    result = build(images)
+    assert result.text.startswith("Success: built m (SimCLR, 2 epochs over 16 images")
+    listing = images.one("LIST MODEL")
+    assert isinstance(listing, Table)
+    assert listing.columns == ("name", "base_model", "trained_on", "status", "last_updated_utc")
+    assert listing.rows[0][:4] == ("m", "SimCLR", "SELECT * FROM imgs", "ready")
+    folder = images.cwd / ".thanosql" / "models" / "m"
+    card = json.loads((folder / "card.json").read_text())
+    assert card["row_count"] == 16 and card["image_size"] == 12 and card["embedding_dim"] == 128
+    assert len(card["loss_per_epoch"]) == 2 and card["options"]["max_epochs"] == 2
+    assert card["trained_on"] == "SELECT * FROM imgs" and "torch" in card["library_versions"]
+    import torch
+
+    state = torch.load(folder / "weights.pt", weights_only=True)
+    assert set(state) == {"encoder", "head"}
+
+
+def test_progress_is_reported_per_step(images: Engine) -> None:
+    build(images)
+    steps = [p for p in images.progress if p.key.startswith("build-")]
+    assert steps[-1].finished and steps[-1].done == steps[-1].total == 4
+    assert any("loss" in p.detail for p in steps)
+    assert [p.log_line.split()[1] for p in steps if p.log_line] == ["1/2", "2/2"]
+
+
+def test_existing_model_needs_overwrite_and_is_kept(images: Engine) -> None:
+    build(images)
+    card = (images.cwd / ".thanosql" / "models" / "m" / "card.json").read_bytes()
+    with pytest.raises(AlreadyExistsError, match="overwrite=True"):
+        images.run("BUILD MODEL m USING simclr AS SELECT * FROM imgs")
+    assert (images.cwd / ".thanosql" / "models" / "m" / "card.json").read_bytes() == card
+    build(images, extra=", overwrite=True, max_epochs=1".replace(", max_epochs=1", ""))
+    assert (images.cwd / ".thanosql" / "models" / "m" / "card.json").read_bytes() != card
+
+
+def test_failed_build_leaves_the_old_model(images: Engine, monkeypatch) -> None:
+    build(images)
+    before = images.one("LIST MODEL").rows
+    card = (images.cwd / ".thanosql" / "models" / "m" / "card.json").read_bytes()
+    import thanosql_kernel.models.train as train
+
+    def broken_save(model, directory):
+        (directory / "weights.pt").write_bytes(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(train, "save_model", broken_save)
+    with pytest.raises(OSError):
+        build(images, extra=", overwrite=True")
+    assert images.one("LIST MODEL").rows == before
+    assert (images.cwd / ".thanosql" / "models" / "m" / "card.json").read_bytes() == card
+    assert sorted(p.name for p in (images.cwd / ".thanosql" / "models").iterdir()) == ["m"]
+
+
+@pytest.mark.parametrize("cell, error, words", [
+    ("BUILD MODEL x USING simclr OPTIONS (max_epoch=1) AS SELECT * FROM imgs", OptionError,
+     ["max_epoch", "Valid options", "max_epochs"]),
+    ("BUILD MODEL x USING simclr OPTIONS (max_epochs='1') AS SELECT * FROM imgs", OptionError,
+     ["max_epochs"]),
+    ("BUILD MODEL x USING simclr OPTIONS (max_epochs=0) AS SELECT * FROM imgs", OptionError,
+     ["max_epochs"]),
+    ("BUILD MODEL x USING simclr OPTIONS (overwrite=1) AS SELECT * FROM imgs", OptionError,
+     ["overwrite"]),
+    ("BUILD MODEL x USING resnet AS SELECT * FROM imgs", NotFoundError, ["SimCLR"]),
+    ("BUILD MODEL x USING simclr OPTIONS (image_col='path') AS SELECT * FROM imgs",
+     NotFoundError, ["image_path, label"]),
+    ("BUILD MODEL x USING simclr AS SELECT * FROM imgs WHERE label > 5", DataError, ["0 row"]),
+    ("BUILD MODEL x USING simclr AS SELECT 'nowhere.png' AS image_path UNION ALL "
+     "SELECT 'nowhere2.png'", NotFoundError, ["nowhere"]),
+    ("BUILD MODEL x USING simclr AS SELECT 'imgs.csv' AS image_path UNION ALL "
+     "SELECT 'imgs.csv'", DataError, ["imgs.csv"]),
+    ("BUILD MODEL x USING simclr OPTIONS (device='tpu') AS SELECT * FROM imgs", OptionError,
+     ["device"]),
+    ("BUILD MODEL ../x USING simclr AS SELECT * FROM imgs", ThanoSQLSyntaxError, ["name"]),
+])
+def test_bad_builds_get_one_clean_error(images: Engine, cell: str, error: type,
+                                        words: list[str]) -> None:
+    with pytest.raises(error) as caught:
+        images.run(cell)
+    for word in words:
+        assert word in str(caught.value)
+    assert images.one("LIST MODEL").rows == ()
+
+
+def test_delete_and_drop_model(images: Engine) -> None:
+    build(images)
+    assert images.one("SELECT name FROM (LIST MODEL) WHERE base_model = 'SimCLR'").rows == (
+        ("m",),)
+    assert images.one("DELETE MODEL m").text == "Success: deleted the model m"
+    assert not (images.cwd / ".thanosql" / "models" / "m").exists()
+    with pytest.raises(NotFoundError, match="no model 'm'"):
+        images.run("DROP MODEL m")
+    assert images.one("DROP MODEL IF EXISTS m").text == "Success: there was no model m"
+
+
+def test_seeded_builds_are_reproducible(images: Engine) -> None:
+    build(images, "a")
+    build(images, "b")
+    import torch
+
+    root = images.cwd / ".thanosql" / "models"
+    a = torch.load(root / "a" / "weights.pt", weights_only=True)["encoder"]
+    b = torch.load(root / "b" / "weights.pt", weights_only=True)["encoder"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_kernel_shows_progress_in_place_and_interrupt_keeps_the_old_model(tmp_path: Path) -> None:
+    make_images(tmp_path / "imgs", count=64, size=16)
+    kernel = KernelSession(tmp_path)
+    try:
+        assert kernel.execute("COPY imgs FROM 'imgs.csv'").status == "ok"
+        reply = kernel.execute(f"BUILD MODEL m USING simclr {TINY.format(extra='')} "
+                               "AS SELECT * FROM imgs", timeout=120)
+        assert reply.status == "ok", reply.content
+        shown = reply.of("display_data")
+        ids = {m["transient"]["display_id"] for m in shown if "transient" in m}
+        assert len(ids) == 1
+        updates = reply.of("update_display_data")
+        assert updates and all(u["transient"]["display_id"] in ids for u in updates)
+        assert "100%" in updates[-1]["data"]["text/plain"]
+        assert "<progress" in updates[-1]["data"]["text/html"]
+        epochs = [s["text"] for s in reply.of("stream")]
+        assert len(epochs) == 2 and epochs[0].startswith("epoch 1/2")
+        assert reply.of("execute_result")[0]["data"]["text/plain"].startswith("Success: built m")
+        before = kernel.execute("LIST MODEL").texts[-1]
+
+        started = time.monotonic()
+        reply = kernel.execute("BUILD MODEL m USING simclr OPTIONS (max_epochs=100000, "
+                               "batch_size=8, embedding_dim=128, overwrite=True) "
+                               "AS SELECT * FROM imgs", timeout=60, interrupt_after=3.0)
+        stopped = time.monotonic() - started - 3.0
+        assert reply.status == "error" and reply.content["ename"] == "KeyboardInterrupt"
+        assert stopped < 1.5, f"training took {stopped:.1f}s to stop"
+        assert kernel.execute("LIST MODEL").texts[-1] == before
+        assert sorted(p.name for p in (tmp_path / ".thanosql" / "models").iterdir()) == ["m"]
+    finally:
+        kernel.close()

@@ -1,0 +1,163 @@
+"""BUILD MODEL, LIST MODEL and DELETE MODEL: training and the model registry."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..errors import AlreadyExistsError, DataError, NotFoundError, OptionError
+from ..results import Message, Progress, Table
+from ..storage.catalog import ModelCatalog
+from ..syntax import BuildModel, DeleteModel, ListModels, Sql
+from .context import Context
+from .queries import rows_of
+
+if TYPE_CHECKING:
+    from ..models import TrainedModel
+
+#: base models BUILD MODEL knows, by lower-case name, as shown to users
+BASE_MODELS = {"simclr": "SimCLR"}
+#: options of BUILD MODEL handled here; the rest belong to the base model's trainer
+COMMON_OPTIONS = ("image_col", "label_col", "overwrite")
+
+
+def catalog(ctx: Context) -> ModelCatalog:
+    found = ctx.ports.get("catalog")
+    if found is None:
+        found = ctx.ports["catalog"] = ModelCatalog(ctx.store, ctx.settings.workspace)
+    assert isinstance(found, ModelCatalog)
+    return found
+
+
+def load(ctx: Context, name: str) -> tuple[TrainedModel, Any]:
+    """A registered model, ready to embed (kept loaded while its catalog row is unchanged)."""
+    from ..models import load_model
+
+    entry = catalog(ctx).get(name)
+    cache: dict[str, tuple[Any, Any]] = ctx.ports.setdefault("loaded", {})  # type: ignore
+    key = (entry.last_updated_utc, str(entry.folder))
+    if name not in cache or cache[name][0] != key:
+        device = entry.card.get("options", {}).get("device", "auto")
+        cache[name] = (key, load_model(entry.folder, device="auto" if device == "auto"
+                                       else "cpu"))
+    return cache[name][1], entry
+
+
+def image_column(columns: tuple[str, ...], wanted: str, statement: str) -> int:
+    """The index of the image column, or a NotFoundError that lists the columns there are."""
+    lowered = [c.lower() for c in columns]
+    if wanted.lower() not in lowered:
+        raise NotFoundError(
+            f"{statement}: the query has no column {wanted!r}",
+            hint=f"Its columns are {', '.join(columns)}. Name the column that holds image "
+                 f"paths with OPTIONS (image_col='…').")
+    return lowered.index(wanted.lower())
+
+
+def image_paths(ctx: Context, values: list[Any], column: str, statement: str) -> list[str]:
+    """The rows' image paths, resolved against the kernel's folder; NULLs are an error."""
+    paths: list[str] = []
+    for i, value in enumerate(values):
+        if value is None or not str(value).strip():
+            raise DataError(f"{statement}: row {i + 1} has no image path in {column!r}",
+                            hint="Filter such rows out in the query (WHERE "
+                                 f"{column} IS NOT NULL).")
+        paths.append(str(ctx.settings.resolve(str(value))))
+    return paths
+
+
+def build_model(node: BuildModel, ctx: Context) -> Message:
+    base = BASE_MODELS.get(node.base.lower())
+    if base is None:
+        raise NotFoundError(f"There is no base model {node.base!r}",
+                            hint=f"Known base models: {', '.join(BASE_MODELS.values())}.")
+    options = node.options.as_dict()
+    image_col = options.pop("image_col", "image_path")
+    label_col = options.pop("label_col", None)
+    overwrite = options.pop("overwrite", False)
+    for name, value, kinds in (("image_col", image_col, str), ("overwrite", overwrite, bool),
+                               ("label_col", label_col, (str, type(None)))):
+        if not isinstance(value, kinds) or (kinds is not bool and isinstance(value, bool)):
+            raise OptionError(f"BUILD MODEL: option {name}={value!r} must be "
+                              f"{'True or False' if kinds is bool else 'a column name'}")
+    from ..models.options import parse_simclr_options
+
+    config = parse_simclr_options(options)
+    models = catalog(ctx)
+    models.folder(node.name)
+    if not overwrite and models.exists(node.name):
+        raise AlreadyExistsError(f"A model named {node.name!r} already exists",
+                          hint="Add OPTIONS (overwrite=True) to replace it, or choose another "
+                               "name.")
+    rows = rows_of(node.query, ctx)
+    statement = f"BUILD MODEL {node.name}"
+    index = image_column(rows.columns, image_col, statement)
+    if label_col is not None:
+        image_column(rows.columns, label_col, statement)
+    paths = image_paths(ctx, [r[index] for r in rows.rows], image_col, statement)
+    if len(paths) < 2:
+        raise DataError(f"{statement}: the query returned {len(paths)} row(s); SimCLR needs "
+                        "at least 2 images")
+
+    from ..models import fit, load_images, save_model
+
+    started = time.monotonic()
+    key = f"build-{node.name}-{started}"
+    ctx.report(Progress(key, f"BUILD MODEL {node.name}", 0, 1, "steps",
+                        detail=f"decoding {len(paths):,} images"))
+    images = load_images(paths, config.image_size)
+    last_log = [started]
+    steps = [0, 1]
+
+    def progress(p: Any) -> None:
+        done = (p.epoch - 1) * p.steps_per_epoch + p.step
+        total = p.epochs * p.steps_per_epoch
+        steps[:] = [done, total]
+        now = time.monotonic()
+        epoch_end = p.step == p.steps_per_epoch
+        log = None
+        if epoch_end or now - last_log[0] >= 10:
+            last_log[0] = now
+            log = (f"epoch {p.epoch}/{p.epochs}  step {p.step}/{p.steps_per_epoch}  "
+                   f"loss {p.loss:.4f}  {p.images_per_second:,.0f} images/s  "
+                   f"{p.seconds_left:.0f}s left")
+        ctx.report(Progress(key, f"BUILD MODEL {node.name}", done, total, "steps",
+                            now - started,
+                            detail=f"epoch {p.epoch}/{p.epochs} · loss {p.loss:.4f} · "
+                                   f"{p.images_per_second:,.0f} images/s",
+                            log_line=log))
+
+    model = fit(images, config, progress)
+    seconds = time.monotonic() - started
+    card = {"name": node.name, **model.card_fields(), "trained_on": _trained_on(node),
+            "row_count": len(paths), "image_col": image_col, "label_col": label_col,
+            "seconds_total": round(seconds, 3)}
+    models.register(node.name, base_model=base, trained_on=_trained_on(node), row_count=len(paths),
+                    card=card, write=lambda folder: save_model(model, folder),
+                    overwrite=overwrite)
+    ctx.ports.get("loaded", {}).pop(node.name, None)  # type: ignore[union-attr]
+    ctx.report(Progress(key, f"BUILD MODEL {node.name}", steps[0], steps[1], "steps", seconds,
+                        detail=f"final loss {model.loss_per_epoch[-1]:.4f}", finished=True))
+    epochs = config.max_epochs
+    return Message(f"Success: built {node.name} ({base}, {epochs} epoch{'s' * (epochs != 1)} "
+                   f"over {len(paths):,} images in {seconds:.1f} s, final loss "
+                   f"{model.loss_per_epoch[-1]:.4f}, {model.embedding_dim}-d embeddings)")
+
+
+def _trained_on(node: BuildModel) -> str:
+    query = node.query
+    text = query.text if isinstance(query, Sql) and not query.subqueries else query.to_sql()
+    return " ".join(text.split())
+
+
+def list_models(_: ListModels, ctx: Context) -> Table:
+    rows = tuple((e.name, e.base_model, e.trained_on, e.status, e.last_updated_utc)
+                 for e in catalog(ctx).entries())
+    return Table(("name", "base_model", "trained_on", "status", "last_updated_utc"), rows)
+
+
+def delete_model(node: DeleteModel, ctx: Context) -> Message:
+    deleted = catalog(ctx).delete(node.name, missing_ok=node.if_exists)
+    ctx.ports.get("loaded", {}).pop(node.name, None)  # type: ignore[union-attr]
+    return Message(f"Success: deleted the model {node.name}" if deleted else
+                   f"Success: there was no model {node.name}")
