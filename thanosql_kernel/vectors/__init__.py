@@ -1,0 +1,11 @@
+"""The vector index behind a small interface (Chroma by default) and exact numpy search."""
+
+from __future__ import annotations
+
+from .blobs import blobs_to_matrix, from_blob, to_blob
+from .chroma import HNSW, ChromaIndex
+from .exact import cosine_similarities, exact_top_k, normalize
+from .index import VectorIndex
+
+__all__ = ["HNSW", "ChromaIndex", "VectorIndex", "blobs_to_matrix", "cosine_similarities",
+           "exact_top_k", "from_blob", "normalize", "to_blob"]
