@@ -32,6 +32,41 @@ CELLS = [
            "there are of each digit:"),
     ("code", "SELECT label, count(*) AS images\nFROM mnist_train\nGROUP BY label\n"
              "ORDER BY label"),
+    ("md", "## 2. Build an image embedding model\n\n"
+           "`BUILD MODEL … USING SimCLR` trains a self-supervised model (SimCLR, Chen et al. "
+           "2020) on the images of the query: it learns to give two random variations of the "
+           "same image similar vectors, and different images different ones. No labels are "
+           "used. A progress bar shows the epoch, the loss and the speed; the stop button ends "
+           "training and keeps nothing. The tutorial trains for a single epoch."),
+    ("code", '%%thanosql\nBUILD MODEL my_image_search_model\nUSING SimCLR\nOPTIONS (\n'
+             '    image_col="image_path",\n    max_epochs=1,\n    overwrite=True\n    )\n'
+             'AS \nSELECT * \nFROM mnist_train'),
+    ("code", "LIST MODEL"),
+    ("md", "`CONVERT USING` stores the embedding of every test image in a new column, "
+           "`my_image_search_model_simclr`, of `mnist_test` (and in a vector index kept in "
+           "step with it)."),
+    ("code", '%%thanosql\nCONVERT USING my_image_search_model\nOPTIONS (\n'
+             '    table_name= "mnist_test",\n    image_col="image_path"\n    )\nAS \n'
+             'SELECT * \nFROM mnist_test\n'),
+    ("md", "## 3. Search images with an image\n\n"
+           "`SEARCH IMAGE` adds to every row the cosine similarity between its image and the "
+           "query image `923.jpg` (a handwritten 8)."),
+    ("code", "%%thanosql\nSEARCH IMAGE images='tutorial_data/mnist_data/test/923.jpg' \n"
+             "USING my_image_search_model \nAS \nSELECT * \nFROM mnist_test"),
+    ("md", "`PRINT IMAGE` shows the four most similar images (the first is the query itself)."),
+    ("code", "%%thanosql\nPRINT IMAGE \nAS (\n    SELECT image_path, "
+             "my_image_search_model_simclr_similarity1 \n    FROM (\n        SEARCH IMAGE "
+             "images='tutorial_data/mnist_data/test/923.jpg' \n        USING "
+             "my_image_search_model \n        AS \n        SELECT * \n        FROM "
+             "mnist_test\n        )\n    ORDER BY my_image_search_model_simclr_similarity1 "
+             "DESC \n    LIMIT 4\n    )"),
+    ("md", "The search is SQL like any other: here the labels of the ten nearest images, "
+           "with the second-generation syntax (`top_k`, sorted best first)."),
+    ("code", "SELECT image_path, label, search_result AS similarity\n"
+             "FROM (SEARCH IMAGE USING my_image_search_model\n"
+             "      OPTIONS (search_by='image', "
+             "search_input='tutorial_data/mnist_data/test/923.jpg', top_k=10)\n"
+             "      AS SELECT * FROM mnist_test)"),
 ]
 
 

@@ -60,3 +60,16 @@ def test_every_module_opens_with_a_docstring() -> None:
     for path in sorted((ROOT / "thanosql_kernel").rglob("*.py")):
         text = path.read_text()
         assert text.lstrip().startswith('"""'), f"{path} has no opening docstring"
+
+
+def test_every_statement_node_has_a_handler() -> None:
+    assert set(HANDLERS) == set(ALL_NODES)
+
+
+def test_readme_lists_every_simclr_option_as_the_code_documents_it() -> None:
+    from thanosql_kernel.models.options import SIMCLR_OPTION_DOCS
+
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("<!-- simclr-options -->")[1].split("<!-- /simclr-options -->")[0]
+    rows = [line for line in block.strip().splitlines() if line.startswith("| `")]
+    assert rows == [f"| `{k}` | {v} |" for k, v in SIMCLR_OPTION_DOCS.items()]

@@ -14,10 +14,21 @@ _MAX_CELL_CHARS = 60
 _RED, _RESET = "\x1b[0;31m", "\x1b[0m"
 
 
-def format_value(value: Any) -> str:
+def format_vector(value: bytes) -> str:
+    """An embedding as its first values and its length: ``[0.12, -0.40, …] (128)``."""
+    import numpy as np
+
+    vector = np.frombuffer(bytes(value), dtype="<f4")
+    head = ", ".join(f"{v:.2f}" for v in vector[:3])
+    return f"[{head}, …] ({len(vector)})" if len(vector) > 3 else f"[{head}] ({len(vector)})"
+
+
+def format_value(value: Any, vector: bool = False) -> str:
     """A cell of a table as short text (NULL for None, a float without noise, bytes summarised)."""
     if value is None:
         return "NULL"
+    if vector and isinstance(value, (bytes, bytearray, memoryview)) and len(value) % 4 == 0:
+        return format_vector(value)
     if isinstance(value, float):
         return "NaN" if math.isnan(value) else f"{value:.6g}"
     if isinstance(value, (bytes, bytearray, memoryview)):
@@ -35,8 +46,14 @@ def _shape_note(table: Table) -> str | None:
             f"(showing the first {shown:,}; add LIMIT or WHERE to see others)")
 
 
+def _cells(table: Table) -> list[list[str]]:
+    vectors = [c in table.vector_columns for c in table.columns]
+    return [[format_value(v, is_vector) for v, is_vector in zip(row, vectors, strict=True)]
+            for row in table.rows]
+
+
 def table_text(table: Table) -> str:
-    cells = [[format_value(v) for v in row] for row in table.rows]
+    cells = _cells(table)
     widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(table.columns)]
     numeric = [all(isinstance(r[i], (int, float)) and not isinstance(r[i], bool)
                    for r in table.rows if r[i] is not None) and bool(table.rows)
@@ -59,8 +76,8 @@ def table_text(table: Table) -> str:
 def table_html(table: Table) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(format_value(v))}</td>" for v in row) + "</tr>"
-        for row in table.rows)
+        "<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>"
+        for row in _cells(table))
     note = _shape_note(table) or ("(no rows)" if not table.rows else None)
     foot = f"<p>{html.escape(note)}</p>" if note else ""
     return (f'<div class="thanosql-table"><table><thead><tr>{head}</tr></thead>'
@@ -69,18 +86,27 @@ def table_html(table: Table) -> str:
 
 def to_bundles(result: Result) -> list[dict[str, Any]]:
     """The MIME bundles that show a result, in order (PRINT IMAGE gives one per image)."""
+    return [data for data, _ in to_outputs(result)]
+
+
+def to_outputs(result: Result) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(data, metadata) for each output that shows a result, in order."""
     if result is None:
         return []
     if isinstance(result, Table):
-        return [{"text/plain": table_text(result), "text/html": table_html(result)}]
+        return [({"text/plain": table_text(result), "text/html": table_html(result)}, {})]
     if isinstance(result, Message):
-        return [{"text/plain": result.text}]
+        return [({"text/plain": result.text}, {})]
     if isinstance(result, Images):
-        bundles = [image_bundle(i) for i in result.images]
+        outputs = [(image_bundle(i), {"image/png": {"width": i.width}} if i.width else {})
+                   for i in result.images]
         if result.total > len(result.images):
-            bundles.append({"text/plain": f"showing {len(result.images)} of {result.total:,} "
-                                          "images (set OPTIONS (limit=…) to see more)"})
-        return bundles
+            outputs.append(({"text/plain": f"showing {len(result.images)} of "
+                                           f"{result.total:,} images (set OPTIONS (limit=…) "
+                                           "to see more)"}, {}))
+        elif not result.images:
+            outputs.append(({"text/plain": "(no rows, so no images)"}, {}))
+        return outputs
     raise TypeError(f"no display for {type(result).__name__}")
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from ipykernel.kernelbase import Kernel
 
 from . import __version__
-from .display import error_content, progress_bundle, progress_text, to_bundles
+from .display import error_content, progress_bundle, progress_text, to_outputs
 from .results import Progress
 
 _UPDATE_EVERY_S = 0.25
@@ -64,9 +64,9 @@ class ThanoSQLKernel(Kernel):
             nodes = parse(code)
             for i, node in enumerate(nodes):
                 statement = node.source
-                bundles = to_bundles(execute(node, self.context))
+                outputs = to_outputs(execute(node, self.context))
                 if not silent:
-                    self._send(bundles, last=i == len(nodes) - 1)
+                    self._send(outputs, last=i == len(nodes) - 1)
         except BaseException as error:  # noqa: BLE001 - every failure is one error message
             if isinstance(error, (SystemExit, GeneratorExit)):
                 raise
@@ -79,14 +79,15 @@ class ThanoSQLKernel(Kernel):
         return {"status": "ok", "execution_count": self.execution_count,
                 "payload": [], "user_expressions": {}}
 
-    def _send(self, bundles: list[dict[str, Any]], last: bool) -> None:
-        for j, data in enumerate(bundles):
-            if last and j == len(bundles) - 1 and "image/png" not in data:
+    def _send(self, outputs: list[tuple[dict[str, Any], dict[str, Any]]], last: bool) -> None:
+        for j, (data, metadata) in enumerate(outputs):
+            if last and j == len(outputs) - 1 and "image/png" not in data:
                 self.send_response(self.iopub_socket, "execute_result", {
-                    "execution_count": self.execution_count, "data": data, "metadata": {}})
+                    "execution_count": self.execution_count, "data": data,
+                    "metadata": metadata})
             else:
                 self.send_response(self.iopub_socket, "display_data",
-                                   {"data": data, "metadata": {}})
+                                   {"data": data, "metadata": metadata})
 
     def _report(self, progress: Progress) -> None:
         """Show progress in place (display_id), at most a few updates a second."""

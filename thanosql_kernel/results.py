@@ -13,6 +13,8 @@ class Table:
     columns: tuple[str, ...]
     rows: tuple[tuple[Any, ...], ...]
     total: int | None = None
+    #: columns whose values are float32 embeddings stored as bytes (shown compactly)
+    vector_columns: frozenset[str] = frozenset()
 
     @property
     def row_count(self) -> int:

@@ -7,13 +7,15 @@ from typing import Any
 
 from ..results import Result
 from ..syntax import (
-    BuildModel, Copy, DeleteModel, GetDataset, ListDatasets, ListModels, ListTables, Magic, Node,
-    Sql,
+    BuildModel, Convert, Copy, DeleteModel, GetDataset, ListDatasets, ListModels, ListTables,
+    Magic, Node, PrintImage, SearchImage, Sql,
 )
 from .context import Context
 from .copy import copy
 from .misc import get_dataset, list_datasets, magic
 from .models import build_model, delete_model, list_models
+from .printing import print_image
+from .search import convert, search_image
 from .queries import list_tables, rows_of, run_sql
 
 HANDLERS: dict[type[Node], Callable[[Any, Context], Result]] = {
@@ -26,6 +28,9 @@ HANDLERS: dict[type[Node], Callable[[Any, Context], Result]] = {
     BuildModel: build_model,
     ListModels: list_models,
     DeleteModel: delete_model,
+    Convert: convert,
+    SearchImage: search_image,
+    PrintImage: print_image,
 }
 
 

@@ -158,3 +158,62 @@ class ModelCatalog:
                 folder.rename(retired)
         shutil.rmtree(retired, ignore_errors=True)
         return bool(deleted)
+
+
+EMBEDDINGS = sa.Table(
+    f"{INTERNAL_PREFIX}embeddings", _METADATA,
+    sa.Column("table_name", sa.String(128), primary_key=True),
+    sa.Column("column_name", sa.String(128), primary_key=True),
+    sa.Column("model", sa.String(128), nullable=False),
+    sa.Column("image_col", sa.String(128), nullable=False),
+    sa.Column("dim", sa.Integer, nullable=False),
+    sa.Column("collection", sa.String(256), nullable=False),
+    sa.Column("row_count", sa.Integer, nullable=False),
+    sa.Column("updated_utc", sa.DateTime, nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class EmbeddingColumn:
+    """An embedding column CONVERT made, and the vector collection kept in step with it."""
+
+    table_name: str
+    column_name: str
+    model: str
+    image_col: str
+    dim: int
+    collection: str
+    row_count: int
+
+
+class EmbeddingCatalog:
+    """Which columns hold embeddings, from which model, indexed in which collection."""
+
+    def __init__(self, store: SqlStore) -> None:
+        self.store = store
+
+    def ensure(self, conn: sa.Connection) -> None:
+        _METADATA.create_all(conn, tables=[EMBEDDINGS], checkfirst=True)
+
+    def all(self, conn: sa.Connection) -> list[EmbeddingColumn]:
+        self.ensure(conn)
+        rows = conn.execute(sa.select(EMBEDDINGS)).mappings().all()
+        return [EmbeddingColumn(r["table_name"], r["column_name"], r["model"], r["image_col"],
+                                r["dim"], r["collection"], r["row_count"]) for r in rows]
+
+    def get(self, conn: sa.Connection, table: str, column: str) -> EmbeddingColumn | None:
+        for entry in self.all(conn):
+            if (entry.table_name, entry.column_name) == (table, column):
+                return entry
+        return None
+
+    def put(self, conn: sa.Connection, entry: EmbeddingColumn) -> None:
+        self.ensure(conn)
+        conn.execute(sa.delete(EMBEDDINGS).where(
+            (EMBEDDINGS.c.table_name == entry.table_name)
+            & (EMBEDDINGS.c.column_name == entry.column_name)))
+        conn.execute(sa.insert(EMBEDDINGS).values(
+            table_name=entry.table_name, column_name=entry.column_name, model=entry.model,
+            image_col=entry.image_col, dim=entry.dim, collection=entry.collection,
+            row_count=entry.row_count,
+            updated_utc=dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)))

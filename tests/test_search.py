@@ -1,0 +1,247 @@
+"""CONVERT USING, SEARCH IMAGE (both generations, as sub-queries) and PRINT IMAGE."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from thanosql_kernel.errors import (
+    AlreadyExistsError, DataError, NotFoundError, OptionError,
+)
+from thanosql_kernel.results import Images, Table
+
+from .conftest import Engine, KernelSession
+from .test_build_model import TINY, make_images
+
+SIM = "m_simclr_similarity1"
+
+
+@pytest.fixture
+def searchable(engine: Engine) -> Engine:
+    make_images(engine.cwd / "imgs", count=24)
+    engine.run("COPY imgs FROM 'imgs.csv'; COPY other FROM 'imgs.csv'")
+    engine.run(f"BUILD MODEL m USING SimCLR {TINY.format(extra='')} AS SELECT * FROM imgs")
+    return engine
+
+
+def exact_ranking(engine: Engine, query: str, table: str = "imgs") -> list[tuple[str, float]]:
+    """The ranking by cosine similarity computed here, from the model, without the engine."""
+    from thanosql_kernel.engine.models import load
+    from thanosql_kernel.models import embed, load_images
+
+    model, _ = load(engine.ctx, "m")
+    paths = [p for (p,) in engine.rows(f"SELECT image_path FROM {table}")]
+    vectors = embed(model, load_images([str(engine.cwd / p) for p in paths], 12, 1))
+    q = embed(model, load_images([str(engine.cwd / query)], 12, 1))[0]
+    sims = vectors @ q
+    return sorted(zip(paths, sims.tolist(), strict=True), key=lambda x: -x[1])
+
+
+def test_convert_adds_a_compact_column_and_an_index_in_step(searchable: Engine) -> None:
+    result = searchable.one("CONVERT USING m OPTIONS (table_name='imgs') AS SELECT * FROM imgs")
+    assert isinstance(result, Table) and result.columns[-1] == "m_simclr"
+    assert result.vector_columns == {"m_simclr"}
+    from thanosql_kernel.display import table_text
+    from thanosql_kernel.engine.search import embeddings, vector_index
+    from thanosql_kernel.vectors import blobs_to_matrix
+
+    assert "(128)" in table_text(result) and "b'" not in table_text(result)
+    blobs = [b for (b,) in searchable.rows("SELECT m_simclr FROM imgs ORDER BY image_path")]
+    matrix = blobs_to_matrix(blobs)
+    assert matrix.shape == (24, 128) and np.allclose(np.linalg.norm(matrix, axis=1), 1, atol=1e-5)
+    with searchable.ctx.store.begin() as conn:
+        [entry] = embeddings(searchable.ctx).all(conn)
+    index = vector_index(searchable.ctx)
+    assert index.count(entry.collection) == 24
+    paths = [p for (p,) in searchable.rows("SELECT image_path FROM imgs ORDER BY image_path")]
+    hits = index.query(entry.collection, matrix[3], 1)
+    assert hits[0][0] == paths[3] and hits[0][1] == pytest.approx(1.0, abs=1e-4)
+    # plain SQL shows the column compactly too
+    shown = table_text(searchable.one("SELECT m_simclr FROM imgs LIMIT 1"))
+    assert shown.splitlines()[-1].endswith("(128)")
+
+
+def test_convert_again_replaces_column_and_index(searchable: Engine) -> None:
+    from thanosql_kernel.engine.search import embeddings, vector_index
+
+    searchable.run("CONVERT USING m AS SELECT * FROM imgs")
+    with searchable.ctx.store.begin() as conn:
+        [first] = embeddings(searchable.ctx).all(conn)
+    searchable.run("CONVERT USING m AS SELECT * FROM imgs")
+    with searchable.ctx.store.begin() as conn:
+        [second] = embeddings(searchable.ctx).all(conn)
+    index = vector_index(searchable.ctx)
+    assert first.collection != second.collection
+    assert not index.exists(first.collection) and index.count(second.collection) == 24
+    assert second.collection in index.names()
+
+
+def test_failed_or_interrupted_convert_changes_nothing(searchable: Engine, monkeypatch) -> None:
+    from thanosql_kernel.engine.search import vector_index
+
+    searchable.run("CONVERT USING m AS SELECT * FROM imgs")
+    before_rows = searchable.rows("SELECT * FROM imgs ORDER BY image_path")
+    before_index = vector_index(searchable.ctx).names()
+    import thanosql_kernel.models.train as train
+
+    real = train.embed
+    for failure in (OSError("disk full"), KeyboardInterrupt()):
+        calls: list[int] = []
+
+        def broken(model, images, batch_size=256, _failure=failure, _calls=calls):
+            _calls.append(1)
+            if len(_calls) > 1:
+                raise _failure
+            return real(model, images, batch_size) * 0  # would overwrite with zeros
+
+        monkeypatch.setattr(train, "embed", broken)
+        with pytest.raises(type(failure)):
+            searchable.run("CONVERT USING m OPTIONS (batch_size=4) AS SELECT * FROM imgs")
+        assert searchable.rows("SELECT * FROM imgs ORDER BY image_path") == before_rows
+        assert vector_index(searchable.ctx).names() == before_index
+    # a first CONVERT that fails leaves no column behind
+
+    def failing(model, images, batch_size=256):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(train, "embed", failing)
+    with pytest.raises(OSError):
+        searchable.run("CONVERT USING m OPTIONS (batch_size=4) AS SELECT * FROM other")
+    assert [c for c in searchable.one("SELECT * FROM other LIMIT 1").columns] == [
+        "image_path", "label"]
+
+
+def test_search_first_generation_equals_exact_cosine(searchable: Engine) -> None:
+    searchable.run("CONVERT USING m AS SELECT * FROM imgs")
+    query = "imgs/5.png"
+    expected = exact_ranking(searchable, query)
+    result = searchable.one(f"SEARCH IMAGE images='{query}' USING m AS SELECT * FROM imgs")
+    assert result.columns == ("image_path", "label", "m_simclr", SIM)
+    got = {row[0]: row[-1] for row in result.rows}
+    assert len(got) == 24
+    for path, sim in expected:
+        assert got[path] == pytest.approx(sim, abs=1e-5)
+    # without CONVERT (other table) the embeddings are computed on the fly, same values
+    fly = searchable.one(f"SEARCH IMAGE images='{query}' USING m AS SELECT * FROM other")
+    assert fly.columns == ("image_path", "label", SIM)
+    assert {r[0]: r[-1] for r in fly.rows} == pytest.approx(got, abs=1e-5)
+
+
+def test_search_as_subquery_with_order_and_limit(searchable: Engine) -> None:
+    searchable.run("CONVERT USING m AS SELECT * FROM imgs")
+    expected = [p for p, _ in exact_ranking(searchable, "imgs/7.png")[:5]]
+    for table in ("imgs", "other"):  # through the index, and computed on the fly
+        sql = (f"SELECT image_path, {SIM} FROM (SEARCH IMAGE images='imgs/7.png' USING m AS "
+               f"SELECT * FROM {table}) ORDER BY {SIM} DESC LIMIT 5")
+        result = searchable.one(sql)
+        assert [r[0] for r in result.rows] == expected, table
+    nested = searchable.one(
+        f"SELECT s.image_path FROM (SEARCH IMAGE images='imgs/7.png' USING m AS SELECT * FROM "
+        f"(SELECT * FROM imgs WHERE label = 1) AS u) AS s WHERE s.{SIM} > -2 "
+        f"ORDER BY s.{SIM} DESC LIMIT 3")
+    odd = [p for p, _ in exact_ranking(searchable, "imgs/7.png")
+           if int(p.split("/")[1].split(".")[0]) % 2 == 1][:3]
+    assert [r[0] for r in nested.rows] == odd
+
+
+def test_search_second_generation_sorted_top_k(searchable: Engine) -> None:
+    expected = exact_ranking(searchable, "imgs/2.png")[:4]
+    result = searchable.one("SEARCH IMAGE USING m OPTIONS (search_by='image', "
+                            "search_input='imgs/2.png', top_k=4, result_col='score') "
+                            "AS SELECT image_path FROM imgs")
+    assert result.columns == ("image_path", "score")
+    assert [r[0] for r in result.rows] == [p for p, _ in expected]
+    assert [r[1] for r in result.rows] == pytest.approx([s for _, s in expected], abs=1e-5)
+
+
+def test_search_with_several_images(searchable: Engine) -> None:
+    result = searchable.one("SEARCH IMAGE images=['imgs/1.png', 'imgs/2.png'] USING m "
+                            "AS SELECT image_path FROM imgs")
+    assert result.columns == ("image_path", SIM, "m_simclr_similarity2")
+    by_path = {r[0]: r for r in result.rows}
+    assert by_path["imgs/1.png"][1] == pytest.approx(1.0, abs=1e-5)
+    assert by_path["imgs/2.png"][2] == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("cell, error, words", [
+    ("SEARCH IMAGE images='nowhere.jpg' USING m AS SELECT * FROM imgs", NotFoundError,
+     ["nowhere.jpg"]),
+    ("SEARCH IMAGE images='imgs.csv' USING m AS SELECT * FROM imgs", DataError, ["imgs.csv"]),
+    ("SEARCH IMAGE images='imgs/1.png' USING nomodel AS SELECT * FROM imgs", NotFoundError,
+     ["nomodel", "Models: m"]),
+    ("SEARCH IMAGE images='imgs/1.png' USING m AS SELECT label FROM imgs", NotFoundError,
+     ["image column", "emb_col"]),
+    ("SEARCH IMAGE images='imgs/1.png' USING m OPTIONS (image_col='pic') AS SELECT * FROM imgs",
+     NotFoundError, ["pic"]),
+    ("SEARCH IMAGE USING m AS SELECT * FROM imgs", OptionError, ["query image"]),
+    ("SEARCH IMAGE images='imgs/1.png' USING m OPTIONS (top_k=0) AS SELECT * FROM imgs",
+     OptionError, ["top_k"]),
+    ("SEARCH IMAGE images='imgs/1.png' USING m AS SELECT * FROM nowhere", Exception,
+     ["nowhere"]),
+    ("CONVERT USING m OPTIONS (table_name='imgs', image_col='pic') AS SELECT * FROM imgs",
+     NotFoundError, ["pic"]),
+    ("CONVERT USING m OPTIONS (result_col='label') AS SELECT * FROM imgs", AlreadyExistsError,
+     ["label"]),
+    ("CONVERT USING nomodel AS SELECT * FROM imgs", NotFoundError, ["nomodel"]),
+    ("PRINT IMAGE AS SELECT label FROM imgs", NotFoundError, ["image_path"]),
+    ("PRINT IMAGE OPTIONS (width=2) AS SELECT * FROM imgs", OptionError, ["width"]),
+])
+def test_bad_searches_get_one_clean_error(searchable: Engine, cell: str, error: type,
+                                          words: list[str]) -> None:
+    before = searchable.rows("SELECT * FROM imgs ORDER BY image_path")
+    with pytest.raises(error) as caught:
+        searchable.run(cell)
+    for word in words:
+        assert word in str(caught.value)
+    assert searchable.rows("SELECT * FROM imgs ORDER BY image_path") == before
+
+
+def test_print_image_shows_images_with_captions(searchable: Engine) -> None:
+    (searchable.cwd / "broken.png").write_bytes(b"not a png")
+    result = searchable.one(
+        f"PRINT IMAGE AS (SELECT image_path, {SIM} FROM (SEARCH IMAGE images='imgs/3.png' "
+        f"USING m AS SELECT * FROM imgs) ORDER BY {SIM} DESC LIMIT 4)")
+    assert isinstance(result, Images) and len(result.images) == 4 and result.total == 4
+    first = result.images[0]
+    assert first.path == "imgs/3.png" and first.png.startswith(b"\x89PNG")
+    assert f"{SIM}=1" in first.caption and first.width == 48
+    mixed = searchable.one("PRINT IMAGE OPTIONS (width=64) AS SELECT image_path FROM imgs "
+                           "WHERE label = 0 UNION ALL SELECT 'missing.png' UNION ALL "
+                           "SELECT 'broken.png'")
+    assert len(mixed.images) == 14 and mixed.images[0].width == 64
+    problems = {i.path: i.problem for i in mixed.images if i.problem}
+    assert problems == {"missing.png": "no such file",
+                        "broken.png": "not a readable image (UnidentifiedImageError)"}
+    limited = searchable.one("PRINT IMAGE OPTIONS (limit=2) AS SELECT * FROM imgs")
+    assert len(limited.images) == 2 and limited.total == 24
+    from thanosql_kernel.display import to_bundles
+
+    assert to_bundles(limited)[-1]["text/plain"].startswith("showing 2 of 24 images")
+
+
+def test_tutorial_search_through_the_kernel(tmp_path: Path) -> None:
+    make_images(tmp_path / "imgs", count=24)
+    kernel = KernelSession(tmp_path)
+    try:
+        for cell in ["COPY imgs FROM 'imgs.csv'",
+                     f"BUILD MODEL m USING SimCLR {TINY.format(extra='')} AS SELECT * FROM imgs",
+                     "%%thanosql\nCONVERT USING m\nOPTIONS (\n    table_name= \"imgs\",\n"
+                     "    image_col=\"image_path\"\n    )\nAS \nSELECT * \nFROM imgs\n"]:
+            assert kernel.execute(cell, timeout=120).status == "ok"
+        reply = kernel.execute(
+            f"%%thanosql\nPRINT IMAGE \nAS (\n    SELECT image_path, {SIM} \n    FROM (\n"
+            "        SEARCH IMAGE images='imgs/9.png' \n        USING m \n        AS \n"
+            f"        SELECT * \n        FROM imgs\n        )\n    ORDER BY {SIM} DESC \n"
+            "    LIMIT 4\n    )")
+        assert reply.status == "ok"
+        images = reply.of("display_data")
+        assert len(images) == 4 and all("image/png" in d["data"] for d in images)
+        assert images[0]["data"]["text/plain"].startswith("imgs/9.png")
+        assert images[0]["metadata"]["image/png"]["width"] == 48
+        reply = kernel.execute("SEARCH IMAGE images='imgs/missing.png' USING m AS "
+                               "SELECT * FROM imgs")
+        assert reply.status == "error" and reply.content["ename"] == "NotFoundError"
+    finally:
+        kernel.close()

@@ -1,0 +1,61 @@
+"""PRINT IMAGE: the images a query names, each with its path and the row's values."""
+
+from __future__ import annotations
+
+import io
+
+from ..display import format_value
+from ..results import Image, Images
+from ..syntax import PrintImage
+from .context import Context
+from .models import image_column
+from .options import OptionSpec, read_options
+from .queries import rows_of
+
+PRINT_OPTIONS = (
+    OptionSpec("image_col", (str,), "image_path", "the column of image paths"),
+    OptionSpec("limit", (int,), 20, "images shown at most",
+               check=lambda v: None if v >= 1 else "must be 1 or more"),
+    OptionSpec("width", (int, type(None)), None, "display width in pixels (None: automatic)",
+               check=lambda v: None if v is None or 8 <= v <= 4096 else
+               "must be from 8 to 4096"),
+)
+# tiny images (28x28 digits) are shown enlarged to at least this width
+_MIN_AUTO_WIDTH = 112
+_MAX_STORED_SIDE = 1024
+
+
+def print_image(node: PrintImage, ctx: Context) -> Images:
+    options = read_options(node.options, PRINT_OPTIONS, "PRINT IMAGE")
+    rows = rows_of(node.query, ctx)
+    column = options["image_col"].lower()
+    index = image_column(rows.columns, column, "PRINT IMAGE")
+    shown = []
+    for row in rows.rows[:options["limit"]]:
+        value = row[index]
+        caption = "  ".join([str(value)] + [
+            f"{name}={format_value(v, vector=isinstance(v, bytes))}"
+            for name, v in zip(rows.columns, row, strict=True) if name.lower() != column])
+        shown.append(_image(ctx, value, caption, options["width"]))
+    return Images(tuple(shown), len(rows.rows))
+
+
+def _image(ctx: Context, value: object, caption: str, width: int | None) -> Image:
+    from PIL import Image as PILImage
+    from PIL import UnidentifiedImageError
+
+    if value is None:
+        return Image("NULL", caption, problem="the row has no image path")
+    path = ctx.settings.resolve(str(value))
+    try:
+        with PILImage.open(path) as opened:
+            picture = opened.convert("RGBA" if opened.mode in ("RGBA", "LA", "P") else "RGB")
+    except FileNotFoundError:
+        return Image(str(value), caption, problem="no such file")
+    except (UnidentifiedImageError, OSError) as e:
+        return Image(str(value), caption, problem=f"not a readable image ({e.__class__.__name__})")
+    picture.thumbnail((_MAX_STORED_SIDE, _MAX_STORED_SIDE))
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    shown_width = width or max(picture.width, min(_MIN_AUTO_WIDTH, picture.width * 4))
+    return Image(str(value), caption, buffer.getvalue(), width=shown_width)
