@@ -146,6 +146,23 @@ def test_search_as_subquery_with_order_and_limit(searchable: Engine) -> None:
     assert [r[0] for r in nested.rows] == odd
 
 
+def test_the_vector_index_answers_beyond_the_exact_limit(searchable: Engine) -> None:
+    import dataclasses
+
+    searchable.run("CONVERT USING m AS SELECT * FROM imgs")
+    expected = [p for p, _ in exact_ranking(searchable, "imgs/4.png")[:6]]
+    sql = (f"SELECT image_path FROM (SEARCH IMAGE images='imgs/4.png' USING m AS "
+           f"SELECT * FROM imgs) ORDER BY {SIM} DESC LIMIT 6")
+    assert [r[0] for r in searchable.one(sql).rows] == expected  # exact, in memory
+    searchable.ctx.settings = dataclasses.replace(searchable.ctx.settings,
+                                                  exact_search_max_rows=0)
+    assert [r[0] for r in searchable.one(sql).rows] == expected  # from the Chroma index
+    # a row added after CONVERT has no embedding: the search still sees it
+    searchable.run("INSERT INTO imgs (image_path, label) VALUES ('imgs/4.png', 9)")
+    rows = searchable.one(sql.replace("image_path FROM", "image_path, label FROM")).rows
+    assert sorted(r[1] for r in rows[:2]) == [0, 9]
+
+
 def test_search_second_generation_sorted_top_k(searchable: Engine) -> None:
     expected = exact_ranking(searchable, "imgs/2.png")[:4]
     result = searchable.one("SEARCH IMAGE USING m OPTIONS (search_by='image', "

@@ -18,6 +18,9 @@ class Settings:
     database_url: str
     chroma_url: str | None
     display_limit: int
+    #: up to this many rows SEARCH answers from the exact vectors in memory, beyond it from
+    #: the vector index (HNSW)
+    exact_search_max_rows: int = 2_000_000
 
     @classmethod
     def from_env(cls, cwd: Path | None = None, env: dict[str, str] | None = None) -> Settings:
@@ -28,7 +31,8 @@ class Settings:
             workspace = cwd / workspace
         url = env.get("THANOSQL_DATABASE_URL") or f"sqlite:///{workspace / 'thanosql.db'}"
         limit = int(env.get("THANOSQL_DISPLAY_LIMIT") or DEFAULT_DISPLAY_LIMIT)
-        return cls(cwd, workspace, url, env.get("THANOSQL_CHROMA_URL") or None, limit)
+        exact = int(env.get("THANOSQL_EXACT_SEARCH_MAX_ROWS") or 2_000_000)
+        return cls(cwd, workspace, url, env.get("THANOSQL_CHROMA_URL") or None, limit, exact)
 
     def resolve(self, path: str) -> Path:
         """A path from a statement or a table: relative ones are relative to the kernel's cwd."""

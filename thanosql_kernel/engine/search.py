@@ -284,7 +284,12 @@ def _row_embeddings(ctx: Context, model: Any, rows: Table, columns: list[str], e
 
 def _search_with_index(ctx: Context, node: SearchImage, emb_col: str, image_col: str,
                        names: list[str], vector: np.ndarray, k: int) -> Table | None:
-    """The top k straight from the vector index, when it is known to be in step; else None."""
+    """The top k from the converted column's vectors, when they still cover the table.
+
+    Exact cosine search over the column's vectors, held in memory per collection, answers
+    up to ``exact_search_max_rows`` rows (a matrix-vector product is cheaper than HNSW and
+    exact there); beyond that the vector index answers. None means: use the row-by-row path.
+    """
     query = node.query
     if not isinstance(query, Sql) or query.subqueries:
         return None
@@ -297,8 +302,11 @@ def _search_with_index(ctx: Context, node: SearchImage, emb_col: str, image_col:
         if entry is None or entry.model != node.model or entry.image_col != image_col:
             return None
         if entry.row_count < 0 or ctx.store.count_rows(conn, table) != entry.row_count:
-            return None  # rows came or went since CONVERT: the exact path sees them
-        hits = vector_index(ctx).query(entry.collection, vector, k * _INDEX_MARGIN)
+            return None  # rows came or went since CONVERT: the row-by-row path sees them
+        if entry.row_count <= ctx.settings.exact_search_max_rows:
+            hits = _exact_hits(ctx, conn, entry, vector, k)
+        else:
+            hits = vector_index(ctx).query(entry.collection, vector, k * _INDEX_MARGIN)
         similarity = dict(hits)
         target = sa.table(table, sa.column(image_col))
         fetched = conn.execute(sa.select(sa.text("*")).select_from(target)
@@ -306,8 +314,29 @@ def _search_with_index(ctx: Context, node: SearchImage, emb_col: str, image_col:
         columns = tuple(fetched[0]._fields) if fetched else tuple(
             ctx.store.columns(conn, table))
     i_img = [c.lower() for c in columns].index(image_col)
-    if len({row[i_img] for row in fetched}) != len(similarity):
+    if len({str(row[i_img]) for row in fetched}) != len(similarity):
         return None
     ranked = sorted(fetched, key=lambda row: -similarity[str(row[i_img])])[:k]
     out = tuple(tuple(row) + (float(similarity[str(row[i_img])]),) for row in ranked)
     return Table(columns + tuple(names), out, vector_columns=frozenset({emb_col}))
+
+
+def _exact_hits(ctx: Context, conn: sa.Connection, entry: EmbeddingColumn, vector: np.ndarray,
+                k: int) -> list[tuple[str, float]]:
+    """Exact top k over the column's vectors, loaded once per collection (CONVERT makes a new
+    collection name each time, so a stale matrix is never used)."""
+    from ..vectors import blobs_to_matrix, exact_top_k, normalize
+
+    cache: dict[str, tuple[list[str], Any]] = ctx.ports.setdefault("matrices", {})  # type: ignore
+    if entry.collection not in cache:
+        target = sa.table(entry.table_name, sa.column(entry.column_name, sa.LargeBinary),
+                          sa.column(entry.image_col))
+        found = conn.execute(sa.select(target.c[entry.image_col], target.c[entry.column_name])
+                             .where(target.c[entry.column_name].is_not(None))).all()
+        blob_of = {str(path): blob for path, blob in found}
+        cache.clear()  # one converted column at a time is kept in memory
+        cache[entry.collection] = (list(blob_of), normalize(blobs_to_matrix(
+            list(blob_of.values()))))
+    ids, matrix = cache[entry.collection]
+    top, sims = exact_top_k(matrix, vector, k, normalized=True)
+    return [(ids[i], float(s)) for i, s in zip(top, sims, strict=True)]
