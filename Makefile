@@ -9,7 +9,11 @@ TORCH := torch==2.14.1 torchvision==0.29.1
 export JUPYTER_PREFER_ENV_PATH := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv test demo bench lint clean
+# the suites that run a second time against PostgreSQL and a Chroma server
+SERVER_SUITES := tests/test_engine_copy.py tests/test_build_model.py tests/test_search.py \
+    tests/test_kernel.py tests/test_concurrency.py
+
+.PHONY: venv servers-deps test test-embedded test-servers demo bench lint clean
 
 venv: $(STAMP)
 
@@ -23,8 +27,18 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m thanosql_kernel install --sys-prefix
 	touch $(STAMP)
 
-test: venv
+# Debian's PostgreSQL server, for the server pass of the tests (Chroma comes with chromadb)
+servers-deps:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	    { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; }
+
+test: test-embedded test-servers
+
+test-embedded: venv
 	$(PY) -m pytest -q
+
+test-servers: venv servers-deps
+	PYTHON=$(PY) .ci/servers $(PY) -m pytest -q $(SERVER_SUITES)
 
 demo: venv
 	@start=$$(date +%s); \

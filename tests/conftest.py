@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,13 +40,43 @@ class Engine:
             return list(self.ctx.store.read(conn, sql).rows)
 
 
+@contextmanager
+def server_env() -> Iterator[dict[str, str]]:
+    """The THANOSQL_* settings for one test: a fresh database of its own on a server run.
+
+    With THANOSQL_DATABASE_URL set (make test's server pass), each test gets a new
+    PostgreSQL database, dropped afterwards; otherwise the embedded SQLite default is used.
+    """
+    env = {k: v for k, v in os.environ.items()
+           if k in ("THANOSQL_DATABASE_URL", "THANOSQL_CHROMA_URL")}
+    base = env.get("THANOSQL_DATABASE_URL")
+    if not base:
+        yield env
+        return
+    import sqlalchemy as sa
+
+    url = sa.make_url(base)
+    name = f"thanosql_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield {**env, "THANOSQL_DATABASE_URL":
+               url.set(database=name).render_as_string(hide_password=False)}
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[Engine]:
-    settings = Settings.from_env(cwd=tmp_path, env={})
-    progress: list[Progress] = []
-    ctx = Context.open(settings, progress.append)
-    yield Engine(ctx, tmp_path, progress)
-    ctx.close()
+    with server_env() as env:
+        settings = Settings.from_env(cwd=tmp_path, env=env)
+        progress: list[Progress] = []
+        ctx = Context.open(settings, progress.append)
+        yield Engine(ctx, tmp_path, progress)
+        ctx.close()
 
 
 @dataclass
@@ -71,8 +103,9 @@ class KernelSession:
         from jupyter_client.manager import start_new_kernel
 
         self.cwd = cwd
+        self._server = server_env()
         kernel_env = {**os.environ, "THANOSQL_WORKSPACE": str(cwd / ".thanosql"),
-                      **(env or {})}
+                      **self._server.__enter__(), **(env or {})}
         self.km, self.kc = start_new_kernel(kernel_name="thanosql", cwd=str(cwd),
                                             env=kernel_env, startup_timeout=60)
 
@@ -100,6 +133,7 @@ class KernelSession:
     def close(self) -> None:
         self.kc.stop_channels()
         self.km.shutdown_kernel(now=True)
+        self._server.__exit__(None, None, None)
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ def copy(node: Copy, ctx: Context) -> Message:
     mode = _mode(options)
     path = ctx.settings.resolve(node.path)
     frame = read_table_file(path, node.path)
-    with ctx.store.begin() as conn:
+    with ctx.store.begin(write=True) as conn:
         exists = ctx.store.has_table(conn, node.table)
         if exists and mode == "fail":
             raise AlreadyExistsError(

@@ -22,7 +22,9 @@ _TOP_N = re.compile(
 
 
 def run_sql(node: Sql, ctx: Context) -> Table | Message:
-    with ctx.store.begin() as conn, subquery_tables(node, ctx, conn):
+    from ..storage import writes
+
+    with ctx.store.begin(write=writes(node.text)) as conn, subquery_tables(node, ctx, conn):
         result = ctx.store.run(conn, node.text, ctx.settings.display_limit)
         if isinstance(result, Table) and _has_bytes(result):
             result = mark_vectors(result, ctx, conn)

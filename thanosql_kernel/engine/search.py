@@ -101,12 +101,13 @@ def convert(node: Convert, ctx: Context) -> Table:
     paths = image_paths(ctx, raw, image_col, statement)
     index_port = vector_index(ctx)
     catalog = embeddings(ctx)
+    catalog.ensure()
     started = time.monotonic()
     key = f"convert-{node.model}-{started}"
     collection = f"{table}__{column}__{uuid.uuid4().hex[:8]}"
     old: EmbeddingColumn | None = None
     try:
-        with ctx.store.begin() as conn:
+        with ctx.store.begin(write=True) as conn:
             columns = ctx.store.columns(conn, table)
             if image_col not in columns:
                 raise NotFoundError(f"{statement}: the table {table!r} has no column "

@@ -56,6 +56,7 @@ class ModelCatalog:
     def __init__(self, store: SqlStore, workspace: Path) -> None:
         self.store = store
         self.root = workspace / "models"
+        self._ensured = False
 
     def folder(self, name: str) -> Path:
         """The folder of a model; a name can never reach outside the workspace."""
@@ -67,18 +68,22 @@ class ModelCatalog:
             raise ThanoSQLError(f"{name!r} is not a valid model name")
         return path
 
-    def _ensure(self, conn: sa.Connection) -> None:
-        _METADATA.create_all(conn, tables=[MODELS], checkfirst=True)
+    def _ensure(self) -> None:
+        """Create the catalog table once, in a transaction that writes."""
+        if not self._ensured:
+            with self.store.begin(write=True) as conn:
+                _METADATA.create_all(conn, tables=[MODELS], checkfirst=True)
+            self._ensured = True
 
     def entries(self) -> list[ModelEntry]:
+        self._ensure()
         with self.store.begin() as conn:
-            self._ensure(conn)
             rows = conn.execute(sa.select(MODELS).order_by(MODELS.c.name)).mappings().all()
         return [self._entry(r) for r in rows]
 
     def get(self, name: str) -> ModelEntry:
+        self._ensure()
         with self.store.begin() as conn:
-            self._ensure(conn)
             row = conn.execute(sa.select(MODELS).where(MODELS.c.name == name)).mappings() \
                 .first()
         if row is None:
@@ -112,8 +117,8 @@ class ModelCatalog:
         try:
             write(staging)
             (staging / "card.json").write_text(json.dumps(card, indent=2, default=str) + "\n")
-            with self.store.begin() as conn:
-                self._ensure(conn)
+            self._ensure()
+            with self.store.begin(write=True) as conn:
                 exists = conn.execute(sa.select(MODELS.c.name).where(MODELS.c.name == name)) \
                     .first() is not None
                 if exists and not overwrite:
@@ -151,8 +156,8 @@ class ModelCatalog:
             self.get(name)
         folder = self.folder(name)
         retired = self.root / f".old-{name}-{uuid.uuid4().hex[:8]}"
-        with self.store.begin() as conn:
-            self._ensure(conn)
+        self._ensure()
+        with self.store.begin(write=True) as conn:
             deleted = conn.execute(sa.delete(MODELS).where(MODELS.c.name == name)).rowcount
             if folder.exists():
                 folder.rename(retired)
@@ -191,12 +196,19 @@ class EmbeddingCatalog:
 
     def __init__(self, store: SqlStore) -> None:
         self.store = store
+        self._ensured = False
 
-    def ensure(self, conn: sa.Connection) -> None:
-        _METADATA.create_all(conn, tables=[EMBEDDINGS], checkfirst=True)
+    def ensure(self) -> None:
+        """Create the catalog table once, in a transaction that writes."""
+        if not self._ensured:
+            with self.store.begin(write=True) as conn:
+                _METADATA.create_all(conn, tables=[EMBEDDINGS], checkfirst=True)
+            self._ensured = True
 
     def all(self, conn: sa.Connection) -> list[EmbeddingColumn]:
-        self.ensure(conn)
+        """Every embedding column (none before the first CONVERT made the catalog)."""
+        if not self._ensured and not sa.inspect(conn).has_table(EMBEDDINGS.name):
+            return []
         rows = conn.execute(sa.select(EMBEDDINGS)).mappings().all()
         return [EmbeddingColumn(r["table_name"], r["column_name"], r["model"], r["image_col"],
                                 r["dim"], r["collection"], r["row_count"]) for r in rows]
@@ -208,7 +220,6 @@ class EmbeddingCatalog:
         return None
 
     def put(self, conn: sa.Connection, entry: EmbeddingColumn) -> None:
-        self.ensure(conn)
         conn.execute(sa.delete(EMBEDDINGS).where(
             (EMBEDDINGS.c.table_name == entry.table_name)
             & (EMBEDDINGS.c.column_name == entry.column_name)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,7 +34,8 @@ def _sqlite_setup(engine: sa.Engine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        # another kernel's CONVERT may hold the write lock for a while: wait, never fail
+        cursor.execute("PRAGMA busy_timeout=600000")
         cursor.close()
         # A Python callback lets a pending SIGINT raise inside long queries; sqlite3 then
         # aborts the statement with "interrupted", which the store turns back into a
@@ -42,7 +44,22 @@ def _sqlite_setup(engine: sa.Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: sa.Connection) -> None:
-        conn.exec_driver_sql("BEGIN")
+        # A writer takes the lock up front: a deferred transaction that reads and then
+        # writes can fail at once with "database is locked" when another process wrote in
+        # between, whatever the busy timeout.
+        write = conn.get_execution_options().get("thanosql_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+_READ_ONLY = re.compile(r"\s*(SELECT|VALUES|EXPLAIN|SHOW|PRAGMA|TABLE)\b", re.I)
+_WITH_WRITE = re.compile(r"\b(INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|REPLACE)\b", re.I)
+
+
+def writes(sql: str) -> bool:
+    """Whether a plain SQL statement may write (so it should take the write lock first)."""
+    if re.match(r"\s*WITH\b", sql, re.I):
+        return bool(_WITH_WRITE.search(sql))
+    return not _READ_ONLY.match(sql)
 
 
 def _first_line(text: str) -> str:
@@ -93,10 +110,16 @@ class SqlStore:
             self._engine = None
 
     @contextmanager
-    def begin(self) -> Iterator[sa.Connection]:
-        """A connection in a transaction: committed on success, rolled back on any exception."""
-        with database_errors(), self.engine.begin() as conn:
-            yield conn
+    def begin(self, write: bool = False) -> Iterator[sa.Connection]:
+        """A connection in a transaction: committed on success, rolled back on any exception.
+
+        ``write`` says the transaction will write, so it waits for the write lock first.
+        """
+        with database_errors(), self.engine.connect() as conn:
+            if write:
+                conn = conn.execution_options(thanosql_write=True)
+            with conn.begin():
+                yield conn
 
     # -- statements --------------------------------------------------------------------
     def run(self, conn: sa.Connection, sql: str, limit: int) -> Table | Message:

@@ -1,0 +1,58 @@
+"""Two real kernels on one workspace (two notebooks in one folder) working at the same time."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from .conftest import KernelSession, server_env
+from .test_build_model import TINY, make_images
+
+ROUNDS = 3
+
+
+def test_two_kernels_copy_convert_and_search_at_once(tmp_path: Path) -> None:
+    make_images(tmp_path / "imgs", count=24)
+    with server_env() as env:
+        shared = {**env, "THANOSQL_WORKSPACE": str(tmp_path / ".thanosql")}
+        a, b = KernelSession(tmp_path, shared), KernelSession(tmp_path, shared)
+        try:
+            assert a.execute("COPY imgs FROM 'imgs.csv'; COPY log FROM 'imgs.csv'").status == "ok"
+            assert a.execute(f"BUILD MODEL m USING SimCLR {TINY.format(extra='')} "
+                             "AS SELECT * FROM imgs", timeout=120).status == "ok"
+            failures: list[str] = []
+
+            def work(kernel: KernelSession, name: str) -> None:
+                cells = [f"COPY {name} OPTIONS (overwrite=True) FROM 'imgs.csv'",
+                         f"CONVERT USING m OPTIONS (table_name='{name}') "
+                         f"AS SELECT * FROM {name}",
+                         "COPY log OPTIONS (if_exists='append') FROM 'imgs.csv'",
+                         f"SELECT m_simclr_similarity1 AS s FROM (SEARCH IMAGE "
+                         f"images='imgs/3.png' USING m AS SELECT * FROM {name}) "
+                         "ORDER BY m_simclr_similarity1 DESC LIMIT 3",
+                         "SEARCH IMAGE USING m OPTIONS (search_input='imgs/5.png', top_k=2) "
+                         "AS SELECT * FROM imgs"]
+                for _ in range(ROUNDS):
+                    for cell in cells:
+                        reply = kernel.execute(cell, timeout=180)
+                        if reply.status != "ok":
+                            failures.append(f"{name}: {cell[:40]}: {reply.content.get('evalue')}")
+                        elif cell.startswith("SELECT m_simclr"):  # the query image itself
+                            top = float(reply.texts[-1].splitlines()[2])
+                            if abs(top - 1) > 1e-4:
+                                failures.append(f"{name}: best similarity {top}")
+
+            threads = [threading.Thread(target=work, args=(a, "t_a")),
+                       threading.Thread(target=work, args=(b, "t_b"))]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert failures == []
+            count = a.execute("SELECT count(*) AS n FROM log").texts[-1].split()[-1]
+            assert int(count) == 24 * (1 + 2 * ROUNDS)  # no append was lost
+            listing = b.execute("SELECT count(*) AS n FROM t_a WHERE m_simclr IS NOT NULL")
+            assert listing.texts[-1].split()[-1] == "24"
+        finally:
+            a.close()
+            b.close()
