@@ -7,8 +7,11 @@ import html
 import math
 from typing import Any
 
+from dataclasses import replace
+
 from .errors import ThanoSQLError
 from .results import Image, Images, Message, Progress, Result, Table
+from .settings import DEFAULT_DISPLAY_LIMIT
 
 _MAX_CELL_CHARS = 60
 _RED, _RESET = "\x1b[0;31m", "\x1b[0m"
@@ -84,16 +87,22 @@ def table_html(table: Table) -> str:
             f"<tbody>{body}</tbody></table>{foot}</div>")
 
 
-def to_bundles(result: Result) -> list[dict[str, Any]]:
+def to_bundles(result: Result, limit: int = DEFAULT_DISPLAY_LIMIT) -> list[dict[str, Any]]:
     """The MIME bundles that show a result, in order (PRINT IMAGE gives one per image)."""
-    return [data for data, _ in to_outputs(result)]
+    return [data for data, _ in to_outputs(result, limit)]
 
 
-def to_outputs(result: Result) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """(data, metadata) for each output that shows a result, in order."""
+def to_outputs(result: Result, limit: int = DEFAULT_DISPLAY_LIMIT
+               ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(data, metadata) for each output that shows a result, in order.
+
+    A table shows at most ``limit`` rows and says how many there are in all.
+    """
     if result is None:
         return []
     if isinstance(result, Table):
+        if len(result.rows) > limit:
+            result = replace(result, rows=result.rows[:limit], total=result.row_count)
         return [({"text/plain": table_text(result), "text/html": table_html(result)}, {})]
     if isinstance(result, Message):
         return [({"text/plain": result.text}, {})]

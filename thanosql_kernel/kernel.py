@@ -64,7 +64,8 @@ class ThanoSQLKernel(Kernel):
             nodes = parse(code)
             for i, node in enumerate(nodes):
                 statement = node.source
-                outputs = to_outputs(execute(node, self.context))
+                outputs = to_outputs(execute(node, self.context),
+                                     self.context.settings.display_limit)
                 if not silent:
                     self._send(outputs, last=i == len(nodes) - 1)
         except BaseException as error:  # noqa: BLE001 - every failure is one error message

@@ -1,0 +1,71 @@
+"""MIME bundles: tables, vectors, progress and errors (pure, no kernel)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from thanosql_kernel.display import (
+    error_content, format_value, progress_text, to_bundles, to_outputs,
+)
+from thanosql_kernel.errors import NotFoundError
+from thanosql_kernel.results import Image, Images, Message, Progress, Table
+
+
+def test_tables_are_cut_at_the_limit_and_say_so() -> None:
+    table = Table(("i", "name"), tuple((i, f"n{i}") for i in range(30)))
+    [bundle] = to_bundles(table, limit=5)
+    lines = bundle["text/plain"].splitlines()
+    assert lines[0].split() == ["i", "name"] and len(lines) == 2 + 5 + 1
+    assert lines[-1].startswith("30 rows × 2 columns (showing the first 5")
+    assert bundle["text/html"].count("<tr>") == 1 + 5 and "30 rows × 2 columns" in \
+        bundle["text/html"]
+    [small] = to_bundles(Table(("a",), ((1,),)), limit=5)
+    assert "rows ×" not in small["text/plain"]
+
+
+def test_html_is_escaped_and_values_are_short() -> None:
+    [bundle] = to_bundles(Table(("x",), (("<b>&</b>",), (None,), (0.1234567891,),
+                                         ("long " * 30,), ("two\nlines",))))
+    assert "&lt;b&gt;&amp;&lt;/b&gt;" in bundle["text/html"] and "<b>&" not in \
+        bundle["text/html"]
+    assert "NULL" in bundle["text/plain"] and "0.123457" in bundle["text/plain"]
+    assert "…" in bundle["text/plain"] and "two lines" in bundle["text/plain"]
+
+
+def test_vectors_are_shown_compactly() -> None:
+    blob = np.array([0.125, -0.5, 0.25, 1.0], dtype="<f4").tobytes()
+    assert format_value(blob, vector=True) == "[0.12, -0.50, 0.25, …] (4)"
+    assert format_value(blob) == "<16 bytes>"
+    [bundle] = to_bundles(Table(("v",), ((blob,),), vector_columns=frozenset({"v"})))
+    assert "(4)" in bundle["text/plain"] and "b'" not in bundle["text/plain"]
+
+
+def test_images_and_messages() -> None:
+    images = Images((Image("a.png", "a.png  s=1", b"\x89PNG", width=64),
+                     Image("b.png", "b.png", problem="no such file")), total=30)
+    outputs = to_outputs(images)
+    assert outputs[0][1] == {"image/png": {"width": 64}} and "image/png" in outputs[0][0]
+    assert "no such file" in outputs[1][0]["text/plain"] and "image/png" not in outputs[1][0]
+    assert outputs[-1][0]["text/plain"].startswith("showing 2 of 30 images")
+    assert to_bundles(Message("Success")) == [{"text/plain": "Success"}]
+    assert to_bundles(None) == []
+
+
+def test_progress_text() -> None:
+    text = progress_text(Progress("k", "BUILD MODEL m", 5, 20, "steps", 10.0, "loss 1.2"))
+    assert "25%" in text and "5/20 steps" in text and "30s left" in text and "loss 1.2" in text
+    done = progress_text(Progress("k", "GET", 20, 20, "files", 65.0, finished=True))
+    assert "100%" in done and "done in 1m05s" in done
+
+
+def test_errors_have_no_python_frames() -> None:
+    content = error_content(NotFoundError("There is no table 't'", hint="Tables: a, b."),
+                            "SELECT * FROM t")
+    assert content["ename"] == "NotFoundError"
+    assert content["evalue"].splitlines() == ["There is no table 't'", "Tables: a, b.",
+                                              "In the statement:", "  SELECT * FROM t"]
+    assert len(content["traceback"]) == 1 and "File" not in content["traceback"][0]
+    internal = error_content(ZeroDivisionError("division by zero"))
+    assert internal["ename"] == "InternalError" and "ZeroDivisionError" in internal["evalue"]
+    stopped = error_content(KeyboardInterrupt())
+    assert stopped["ename"] == "KeyboardInterrupt"
