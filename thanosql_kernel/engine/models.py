@@ -37,9 +37,8 @@ def load(ctx: Context, name: str) -> tuple[TrainedModel, Any]:
     cache: dict[str, tuple[Any, Any]] = ctx.ports.setdefault("loaded", {})  # type: ignore
     key = (entry.last_updated_utc, str(entry.folder))
     if name not in cache or cache[name][0] != key:
-        device = entry.card.get("options", {}).get("device", "auto")
-        cache[name] = (key, load_model(entry.folder, device="auto" if device == "auto"
-                                       else "cpu"))
+        # embedding runs on CUDA when there is one, wherever the model was trained
+        cache[name] = (key, load_model(entry.folder, device="auto"))
     return cache[name][1], entry
 
 
