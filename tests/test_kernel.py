@@ -126,6 +126,18 @@ def test_magic_lines_of_old_notebooks(kernel: KernelSession) -> None:
     assert reply.status == "ok" and len(reply.texts) == 1 and "no API token" in reply.texts[0]
 
 
+def test_completion_knows_tables_columns_and_keywords(kernel: KernelSession) -> None:
+    kernel.execute("CREATE TABLE IF NOT EXISTS pictures (image_path TEXT, label INTEGER)")
+    code = "SELECT ima FROM pic"
+    for cursor, expected in ((len("SELECT ima"), "image_path"), (len(code), "pictures")):
+        kernel.kc.complete(code, cursor)
+        reply = kernel.kc.get_shell_msg(timeout=10)["content"]
+        assert expected in reply["matches"]
+        assert code[reply["cursor_start"]:reply["cursor_end"]] in ("ima", "pic")
+    kernel.kc.complete("sea", 3)
+    assert "search image" in kernel.kc.get_shell_msg(timeout=10)["content"]["matches"]
+
+
 @pytest.mark.parametrize("code, status", [("SELECT *", "incomplete"), ("SELECT 'a", "incomplete"),
                                           ("SELECT (1,", "incomplete"),
                                           ("SELECT *\nFROM t;", "complete"),
@@ -147,6 +159,9 @@ class ThanoSQLKernelTests(jupyter_kernel_test.KernelTests):
     complete_code_samples = ["SELECT 1;", "SELECT 1\n", "LIST TABLE;"]
     incomplete_code_samples = ["SELECT 'abc", "SELECT (1,", "/* a comment"]
     invalid_code_samples = ["SELECT 1)"]
+    completion_samples = [{"text": "SELECT * FR", "matches": {"FROM"}},
+                          {"text": "BUILD MODEL m USING simclr OPTIONS (max_ep",
+                           "matches": {"max_epochs"}}]
     code_generate_error = "SELECT * FROM no_such_table"
 
     @classmethod

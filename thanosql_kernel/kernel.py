@@ -109,6 +109,13 @@ class ThanoSQLKernel(Kernel):
             self._shown.pop(progress.key, None)
             self.log.debug("finished: %s", progress_text(progress))
 
+    def do_complete(self, code: str, cursor_pos: int) -> dict[str, Any]:
+        from .complete import complete
+
+        matches, start, end = complete(code, cursor_pos, self.context)
+        return {"status": "ok", "matches": matches, "cursor_start": start,
+                "cursor_end": end, "metadata": {}}
+
     def do_is_complete(self, code: str) -> dict[str, Any]:
         from .syntax import is_complete
 
