@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from thanosql_kernel.models.loss import NTXentLoss, nt_xent_loss
+from thanosql_kernel.models.loss import NTXentLoss, multi_view_nt_xent_loss, nt_xent_loss
 
 
 def naive_nt_xent(z1: torch.Tensor, z2: torch.Tensor, tau: float) -> float:
@@ -65,3 +65,44 @@ def test_loss_is_scale_invariant_and_differentiable() -> None:
 def test_loss_rejects_mismatched_shapes() -> None:
     with pytest.raises(ValueError):
         nt_xent_loss(torch.zeros(3, 4), torch.zeros(2, 4), 0.5)
+
+
+def naive_multi_view(z: torch.Tensor, views: int, tau: float) -> float:
+    """Multi-positive NT-Xent by loops: for every view a and every other view p of the same
+    image, -log(exp(sim(a, p) / tau) / sum over all k != a of exp(sim(a, k) / tau))."""
+    rows = [[float(v) for v in r] for r in z]
+    m = len(rows)
+    n = m // views
+
+    def cos(a: list[float], b: list[float]) -> float:
+        dot = sum(x * y for x, y in zip(a, b, strict=True))
+        return dot / math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
+
+    total, count = 0.0, 0
+    for a in range(m):
+        denom = sum(math.exp(cos(rows[a], rows[k]) / tau) for k in range(m) if k != a)
+        for p in range(m):
+            if p != a and p % n == a % n:
+                total += -math.log(math.exp(cos(rows[a], rows[p]) / tau) / denom)
+                count += 1
+    return total / count
+
+
+@pytest.mark.parametrize("views,n,seed", [(2, 5, 0), (3, 4, 1), (8, 3, 2)])
+def test_multi_view_loss_matches_loops(views: int, n: int, seed: int) -> None:
+    z = torch.randn(views * n, 6, generator=torch.Generator().manual_seed(seed),
+                    dtype=torch.float64)
+    assert multi_view_nt_xent_loss(z, views, 0.3).item() == pytest.approx(
+        naive_multi_view(z, views, 0.3), rel=1e-9)
+
+
+def test_two_views_is_exactly_nt_xent() -> None:
+    z = torch.randn(12, 5, generator=torch.Generator().manual_seed(4))
+    torch.testing.assert_close(multi_view_nt_xent_loss(z, 2, 0.2), nt_xent_loss(z[:6], z[6:], 0.2))
+
+
+def test_multi_view_loss_rejects_bad_shapes() -> None:
+    with pytest.raises(ValueError):
+        multi_view_nt_xent_loss(torch.randn(7, 4), 2, 0.5)
+    with pytest.raises(ValueError):
+        multi_view_nt_xent_loss(torch.randn(8, 4), 1, 0.5)

@@ -15,7 +15,8 @@ from thanosql_kernel.models.options import (SIMCLR_OPTION_DOCS, SimCLRConfig,
 def test_defaults_and_documented_names_agree() -> None:
     cfg = parse_simclr_options({})
     assert cfg == SimCLRConfig()
-    assert cfg.max_epochs == 5 and cfg.batch_size == 64 and cfg.device == "auto"
+    assert cfg.max_epochs == 5 and cfg.batch_size == 16 and cfg.views == 8
+    assert cfg.device == "auto"
     assert not cfg.flip   # flipped digits are other symbols: off by default
     for name, line in SIMCLR_OPTION_DOCS.items():
         assert "default" in line, name
@@ -58,8 +59,9 @@ def test_wrong_type_names_option_value_and_allowed(name: str, value: object) -> 
 
 @pytest.mark.parametrize("name,value", [
     ("max_epochs", 0), ("batch_size", 1), ("learning_rate", 0), ("learning_rate", -1e-3),
-    ("temperature", 0.0), ("image_size", 4), ("image_size", 5000), ("embedding_dim", 8),
-    ("embedding_dim", 100), ("crop_scale", 0), ("crop_scale", 1.5), ("crop_scale", [0.9, 0.5]),
+    ("temperature", 0.0), ("image_size", 4), ("image_size", 5000), ("embedding_dim", 4),
+    ("embedding_dim", 4096), ("views", 1), ("views", 65), ("crop_scale", 0),
+    ("crop_scale", 1.5), ("crop_scale", [0.9, 0.5]),
     ("rotation", 181),
     ("rotation", -5), ("color_jitter", 1.2), ("blur", 2), ("noise", -0.1), ("hue", 0.6),
     ("device", "tpu"), ("device", "cuda:x"), ("learning_rate", float("nan")),

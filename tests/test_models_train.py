@@ -166,3 +166,24 @@ def test_batch_size_is_capped_and_colour_works() -> None:
     model = fit(_digits(6, size=20, channels=3), _cfg(batch_size=256, max_epochs=1), seen.append)
     assert len(seen) == 1 and model.channels == 3
     assert embed(model, _digits(3, size=20, channels=3)).shape == (3, 128)
+
+
+def test_more_views_and_embedding_is_the_head_output() -> None:
+    model = fit(_digits(12), _cfg(views=3, embedding_dim=32, batch_size=4, max_epochs=1))
+    assert model.embedding_dim == 32
+    e = embed(model, _digits(3, seed=9))
+    assert e.shape == (3, 32)
+    with torch.inference_mode():
+        h = model.head(model.encoder(_digits(3, seed=9).contiguous(
+            memory_format=torch.channels_last)))
+    np.testing.assert_allclose(e, torch.nn.functional.normalize(h, dim=1).numpy(), atol=1e-5)
+
+
+def test_a_model_saved_in_the_old_format_asks_for_a_rebuild(trained: TrainedModel,
+                                                             tmp_path: Path) -> None:
+    save_model(trained, tmp_path)
+    meta = json.loads((tmp_path / "model.json").read_text())
+    meta["format"] = 1
+    (tmp_path / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(DataError, match="BUILD MODEL|format"):
+        load_model(tmp_path)

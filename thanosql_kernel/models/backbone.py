@@ -10,8 +10,11 @@ import torch.nn.functional as F
 from torch import nn
 
 
-#: the embedding is the last stage average-pooled to GRID x GRID cells, then flattened
+#: the feature is the last stage average-pooled to GRID x GRID cells, then flattened
 GRID = 4
+#: length of that feature (last stage 64 channels x 4 x 4); the projection head maps it to
+#: the search embedding
+FEATURE_DIM = 1024
 
 
 @dataclass(frozen=True)
@@ -20,22 +23,23 @@ class BackboneSpec:
 
     channels: int
     image_size: int
-    embedding_dim: int
+    feature_dim: int
     stem_downsamples: int
     widths: tuple[int, ...]
 
     @classmethod
-    def for_images(cls, channels: int, image_size: int, embedding_dim: int) -> BackboneSpec:
+    def for_images(cls, channels: int, image_size: int,
+                   feature_dim: int = FEATURE_DIM) -> BackboneSpec:
         """Choose the layout for ``image_size``: stride-2 stem convs until the map is at most
         16 px (28 -> 14, 224 -> 14), then three residual stages at 1x, 1/2x, 1/4x of that,
-        so the last map is at most 4x4. The embedding keeps that 4x4 grid (``GRID``), so the
-        last stage is ``embedding_dim / 16`` channels wide.
+        so the last map is at most 4x4. The feature keeps that 4x4 grid (``GRID``), so the
+        last stage is ``feature_dim / 16`` channels wide.
 
         Keeping the residual stages at <= 16 px and narrow is what makes a 28x28 epoch cheap
         on a CPU: widths (16, 32, 64) train ~4x faster than (32, 64, 128) there.
         """
         downsamples = max(0, math.ceil(math.log2(image_size / 16))) if image_size > 16 else 0
-        last = max(8, embedding_dim // (GRID * GRID))
+        last = max(8, feature_dim // (GRID * GRID))
         widths = (max(8, last // 4), max(8, last // 2), last)
         return cls(channels, image_size, last * GRID * GRID, downsamples, widths)
 
@@ -46,7 +50,8 @@ class BackboneSpec:
 
     @classmethod
     def from_dict(cls, d: dict[str, object]) -> BackboneSpec:
-        return cls(int(d["channels"]), int(d["image_size"]), int(d["embedding_dim"]),  # type: ignore[arg-type]
+        dim = d.get("feature_dim", d.get("embedding_dim"))
+        return cls(int(d["channels"]), int(d["image_size"]), int(dim),  # type: ignore[arg-type]
                    int(d["stem_downsamples"]), tuple(int(w) for w in d["widths"]))  # type: ignore[arg-type, attr-defined]
 
 
@@ -74,13 +79,13 @@ class BasicBlock(nn.Module):
 
 
 class Backbone(nn.Module):
-    """Normalised float images (B, C, S, S) -> embedding (B, embedding_dim), not normalised.
+    """Normalised float images (B, C, S, S) -> feature (B, feature_dim).
 
-    The embedding is the last stage (before the projection head, the layer SimCLR recommends
-    for downstream use) average-pooled to a GRID x GRID map and flattened. Measured on MNIST
-    (1,000 training digits, 200 queries, 5 epochs), keeping the 4x4 layout instead of one
-    global average pool raised precision@4 from ~0.41 to ~0.70: where a stroke is matters
-    for "looks like", and a global pool throws that away.
+    The feature is the last stage average-pooled to a GRID x GRID map and flattened. Measured
+    on MNIST (1,000 training digits, 200 queries, 5 epochs), keeping the 4x4 layout instead
+    of one global average pool raised precision@4 from ~0.41 to ~0.70: where a stroke is
+    matters for "looks like", and a global pool throws that away. The search embedding is
+    the projection head's output on this feature (see ``bench/QUALITY.md``).
     """
 
     def __init__(self, spec: BackboneSpec) -> None:
@@ -104,13 +109,15 @@ class Backbone(nn.Module):
         self.stages = nn.Sequential(*stages)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (B, C, S, S) float -> (B, embedding_dim)."""
+        """x: (B, C, S, S) float -> (B, feature_dim)."""
         f = self.stages(self.stem(x))
-        return F.adaptive_avg_pool2d(f, GRID).flatten(1)
+        if f.shape[-2:] != (GRID, GRID):   # 28 px ends at 4x4: pooling would be a costly no-op
+            f = F.adaptive_avg_pool2d(f, GRID)
+        return f.flatten(1)
 
 
 class Encoder(nn.Module):
-    """uint8 images (B, C, S, S) -> embedding (B, D): scales to 0..1, standardises with the
+    """uint8 images (B, C, S, S) -> feature (B, D): scales to 0..1, standardises with the
     training set's per-channel mean and std (kept as buffers, saved with the weights), then
     runs the backbone. Training feeds ``backbone`` directly with already normalised views."""
 

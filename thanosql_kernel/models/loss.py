@@ -38,3 +38,27 @@ class NTXentLoss(nn.Module):
     def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
         """z1, z2: (N, D) -> scalar loss."""
         return nt_xent_loss(z1, z2, self.temperature)
+
+
+def multi_view_nt_xent_loss(z: torch.Tensor, views: int, temperature: float) -> torch.Tensor:
+    """NT-Xent generalised to ``views`` >= 2 views per image (the multi-positive form of
+    SupCon, arXiv 2004.11362, with each image its own class): for every view, every other
+    view of the same image is a positive and the views of other images are negatives; the
+    loss is the mean over views and positives of -log softmax. ``views`` = 2 is exactly
+    ``nt_xent_loss``.
+
+    z: (views * N, D), rows ordered view-major (row v * N + k is view v of image k).
+    """
+    if z.ndim != 2 or views < 2 or z.shape[0] % views:
+        raise ValueError(f"z must be (views * N, D) with views >= 2, got {tuple(z.shape)}, "
+                         f"views={views}")
+    m = z.shape[0]
+    n = m // views
+    z = F.normalize(z, dim=1)
+    logits = (z @ z.T) / temperature
+    self_mask = torch.eye(m, dtype=torch.bool, device=z.device)
+    logits = logits.masked_fill(self_mask, float("-inf"))
+    log_p = F.log_softmax(logits, dim=1)
+    image = torch.arange(m, device=z.device) % n
+    positive = (image[:, None] == image[None, :]) & ~self_mask
+    return -(log_p.masked_fill(~positive, 0.0).sum(1) / (views - 1)).mean()

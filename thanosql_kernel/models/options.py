@@ -21,14 +21,15 @@ class SimCLRConfig:
     """
 
     max_epochs: int = 5
-    batch_size: int = 64
-    learning_rate: float = 1e-2
+    batch_size: int = 16
+    views: int = 8
+    learning_rate: float = 3e-2
     weight_decay: float = 1e-4
     warmup_epochs: float = 0.5
     temperature: float = 0.2
     image_size: int | None = None
-    embedding_dim: int = 1024
-    projection_dim: int = 64
+    embedding_dim: int = 128
+    projection_dim: int = 256
     seed: int | None = 0
     device: str = "auto"
     # augmentations
@@ -59,7 +60,10 @@ _DEFAULTS = SimCLRConfig()
 SIMCLR_OPTION_DOCS: dict[str, str] = {
     "max_epochs": f"passes over the data, integer >= 1 (default {_DEFAULTS.max_epochs})",
     "batch_size": f"images per step, integer >= 2, capped at the row count "
-                  f"(default {_DEFAULTS.batch_size})",
+                  f"(default {_DEFAULTS.batch_size}; each brings `views` views)",
+    "views": f"augmented views of every image in a step, 2..64: the loss pulls all views of "
+             f"one image together, so more views teach more per epoch (default "
+             f"{_DEFAULTS.views}; 2 is the original SimCLR)",
     "learning_rate": f"peak AdamW learning rate, > 0 (default {_DEFAULTS.learning_rate})",
     "weight_decay": f"AdamW weight decay, >= 0 (default {_DEFAULTS.weight_decay})",
     "warmup_epochs": f"epochs of linear warm-up before the cosine decay, >= 0 "
@@ -67,9 +71,10 @@ SIMCLR_OPTION_DOCS: dict[str, str] = {
     "temperature": f"NT-Xent temperature, > 0 (default {_DEFAULTS.temperature})",
     "image_size": "side in pixels the images are resized to, 8..1024 "
                   "(default None: the first image's size)",
-    "embedding_dim": f"length of the search embedding: the last stage's 4x4 map, so a "
-                     f"multiple of 16 from 128 to 8192 (default {_DEFAULTS.embedding_dim})",
-    "projection_dim": f"output size of the projection head used only by the loss, 8..2048 "
+    "embedding_dim": f"length of the search embedding: the output of the projection head, "
+                     f"the layer the loss trains to match views, 8..2048 "
+                     f"(default {_DEFAULTS.embedding_dim})",
+    "projection_dim": f"width of the projection head's hidden layer, 8..4096 "
                       f"(default {_DEFAULTS.projection_dim})",
     "seed": f"integer seed making CPU training reproducible, None for a random run "
             f"(default {_DEFAULTS.seed})",
@@ -120,15 +125,6 @@ def _int(lo: int, hi: int, *, none: bool = False) -> Callable[[str, Any], Any]:
             raise _fail(name, value, allowed)
         if not lo <= value <= hi:
             raise _fail(name, value, allowed)
-        return value
-    return check
-
-
-def _multiple_of(k: int, inner: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
-    def check(name: str, value: Any) -> Any:
-        value = inner(name, value)
-        if value % k:
-            raise _fail(name, value, f"a multiple of {k}")
         return value
     return check
 
@@ -186,13 +182,14 @@ def _device(name: str, value: Any) -> str:
 _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "max_epochs": _int(1, 100_000),
     "batch_size": _int(2, 65_536),
+    "views": _int(2, 64),
     "learning_rate": _float(0.0, 10.0, lo_open=True),
     "weight_decay": _float(0.0, 10.0),
     "warmup_epochs": _float(0.0, 1000.0),
     "temperature": _float(0.0, 10.0, lo_open=True),
     "image_size": _int(8, 1024, none=True),
-    "embedding_dim": _multiple_of(16, _int(128, 8192)),
-    "projection_dim": _int(8, 2048),
+    "embedding_dim": _int(8, 2048),
+    "projection_dim": _int(8, 4096),
     "seed": _int(-(2**63), 2**63 - 1, none=True),
     "device": _device,
     "crop_scale": _range(0.0, 1.0, scalar_is="min"),

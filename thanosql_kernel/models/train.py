@@ -16,13 +16,15 @@ import torch
 from ..errors import DataError, NotFoundError, OptionError
 from .backbone import BackboneSpec, Encoder
 from .head import ProjectionHead
-from .loss import nt_xent_loss
+from .loss import multi_view_nt_xent_loss
 from .options import SimCLRConfig
 from .transforms import BatchAugment
 
 WEIGHTS_FILE = "weights.pt"
 SPEC_FILE = "model.json"
 BASE_MODEL = "SimCLR"
+#: 2: the embedding is the projection head's output (1 used the backbone's feature)
+FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,8 @@ class TrainedModel:
 
     @property
     def embedding_dim(self) -> int:
-        return self.spec.embedding_dim
+        """Length of the search embedding: the projection head's output."""
+        return self.config.embedding_dim
 
     @property
     def device(self) -> torch.device:
@@ -77,7 +80,8 @@ class TrainedModel:
             "image_size": self.image_size,
             "channels": self.channels,
             "embedding_dim": self.embedding_dim,
-            "embedding": "L2-normalised 4x4 average pool of the backbone's last stage, flattened",
+            "embedding": "L2-normalised output of the projection head (an MLP on the "
+                         "backbone's last stage pooled to 4x4)",
             "architecture": self.spec.to_dict(),
             "loss_per_epoch": [round(v, 6) for v in self.loss_per_epoch],
             "seconds": round(self.seconds, 3),
@@ -121,11 +125,31 @@ def _lr_at(step: int, total: int, warmup: int, peak: float) -> float:
 
 def _build(spec: BackboneSpec, config: SimCLRConfig) -> tuple[Encoder, ProjectionHead]:
     encoder = Encoder(spec)
-    # a narrow hidden layer: the head only serves the loss, and 1024x1024 would cost more
-    # than the convolutions on a CPU
-    hidden = max(config.projection_dim, min(512, spec.embedding_dim // 4))
-    head = ProjectionHead(spec.embedding_dim, hidden, config.projection_dim)
+    # a narrow hidden layer (default 256): 1024x1024 would cost more than the convolutions
+    # on a CPU
+    head = ProjectionHead(spec.feature_dim, config.projection_dim, config.embedding_dim)
     return encoder, head
+
+
+def cpu_has_native_bf16() -> bool:
+    """True where the CPU computes bfloat16 natively (AVX512-BF16 or AMX), read from
+    /proc/cpuinfo; elsewhere bf16 is emulated and slower than float32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def autocast(device: torch.device):
+    """bf16 autocast for the training forward on a CPU with native bf16 (convolutions and
+    matmuls run in bf16, BatchNorm, loss and weights stay float32); float32 elsewhere.
+    Set THANOSQL_BF16=0 to turn it off."""
+    import os
+
+    use = (device.type == "cpu" and os.environ.get("THANOSQL_BF16", "1") != "0"
+           and cpu_has_native_bf16())
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=use)
 
 
 def _recalibrate_batchnorm(encoder: Encoder, data: torch.Tensor, batch: int) -> None:
@@ -153,8 +177,9 @@ def fit(images: torch.Tensor, config: SimCLRConfig,
         progress: Callable[[TrainProgress], None] | None = None) -> TrainedModel:
     """Train SimCLR on ``images`` (N, C, S, S) uint8 and return the eval-mode model.
 
-    Each step takes a batch, draws two independently augmented views of every image on the
-    training device, and minimises NT-Xent between their projections. ``progress`` is called
+    Each step takes a batch, draws ``config.views`` independently augmented views of every
+    image on the training device, and minimises the multi-view NT-Xent between their
+    projections (with 2 views, exactly SimCLR's NT-Xent). ``progress`` is called
     after every step. With a ``seed``, CPU training is reproducible; the global RNG state is
     left as it was. A KeyboardInterrupt propagates at the next step (steps take well under a
     second on 28x28 images).
@@ -168,7 +193,7 @@ def fit(images: torch.Tensor, config: SimCLRConfig,
     if config.image_size is not None and images.shape[2] != config.image_size:
         raise DataError(f"images are {images.shape[2]} px, image_size is {config.image_size}")
     device = resolve_device(config.device)
-    spec = BackboneSpec.for_images(images.shape[1], images.shape[2], config.embedding_dim)
+    spec = BackboneSpec.for_images(images.shape[1], images.shape[2])
     seed = config.seed if config.seed is not None else int(torch.seed() % 2**63)
 
     with torch.random.fork_rng(devices=[]):   # initialise from the seed, global RNG untouched
@@ -207,11 +232,13 @@ def fit(images: torch.Tensor, config: SimCLRConfig,
             for group in optimiser.param_groups:
                 group["lr"] = _lr_at(step_global, total_steps, warmup, config.learning_rate)
             x = data[idx]
-            views = augment(torch.cat([x, x]), aug_gen)
+            # view-major: row v * B + k is view v of image k
+            views = augment(x.repeat(config.views, 1, 1, 1), aug_gen)
             views = views.contiguous(memory_format=torch.channels_last)
-            # one forward over both views: BatchNorm sees the whole 2B batch, as in SimCLR
-            z = head(encoder.backbone(views))
-            loss = nt_xent_loss(z[: len(idx)], z[len(idx):], config.temperature)
+            # one forward over all views: BatchNorm sees the whole batch, as in SimCLR
+            with autocast(device):
+                z = head(encoder.backbone(views))
+            loss = multi_view_nt_xent_loss(z.float(), config.views, config.temperature)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
@@ -225,7 +252,8 @@ def fit(images: torch.Tensor, config: SimCLRConfig,
                 progress(TrainProgress(epoch, config.max_epochs, step, steps_per_epoch,
                                        float(loss.detach()), rate, elapsed, left))
         model.loss_per_epoch.append(float(losses) / steps_per_epoch)
-    _recalibrate_batchnorm(encoder, data, batch)
+    # big batches: with 16-image batches the recalibration cost as much as half an epoch
+    _recalibrate_batchnorm(encoder, data, max(batch, 256))
     model.seconds = time.perf_counter() - start
     encoder.eval()
     head.eval()
@@ -233,7 +261,9 @@ def fit(images: torch.Tensor, config: SimCLRConfig,
 
 
 def embed(model: TrainedModel, images: torch.Tensor, batch_size: int = 256) -> np.ndarray:
-    """Search embeddings of ``images`` (N, C, S, S) uint8 -> float32 (N, D).
+    """Search embeddings of ``images`` (N, C, S, S) uint8 -> float32 (N, D): the projection
+    head's output on the backbone's feature (measured better for search than the feature
+    itself, see ``bench/QUALITY.md``).
 
     Rows are L2-normalised, so cosine similarity is a plain dot product. Images must already
     have the model's size and channel count (``load_images(paths, model.image_size,
@@ -244,12 +274,12 @@ def embed(model: TrainedModel, images: torch.Tensor, batch_size: int = 256) -> n
         raise DataError(f"images must be (N, {expected[0]}, {expected[1]}, {expected[2]}) "
                         f"for this model, got {tuple(images.shape)}")
     out = np.empty((images.shape[0], model.embedding_dim), dtype=np.float32)
-    encoder = model.encoder.eval()
+    encoder, head = model.encoder.eval(), model.head.eval()
     device = model.device
     with torch.inference_mode():
         for i in range(0, images.shape[0], batch_size):
             x = images[i:i + batch_size].to(device, non_blocking=True)
-            h = encoder(x.contiguous(memory_format=torch.channels_last))
+            h = head(encoder(x.contiguous(memory_format=torch.channels_last)))
             out[i:i + len(x)] = torch.nn.functional.normalize(h, dim=1).float().cpu().numpy()
     return out
 
@@ -262,7 +292,7 @@ def save_model(model: TrainedModel, directory: Path) -> None:
     state = {"encoder": {k: v.detach().cpu() for k, v in model.encoder.state_dict().items()},
              "head": {k: v.detach().cpu() for k, v in model.head.state_dict().items()}}
     torch.save(state, directory / WEIGHTS_FILE)
-    meta = {"format": 1, "base_model": BASE_MODEL, "architecture": model.spec.to_dict(),
+    meta = {"format": FORMAT, "base_model": BASE_MODEL, "architecture": model.spec.to_dict(),
             "config": model.config.to_dict(), "loss_per_epoch": model.loss_per_epoch,
             "seconds": model.seconds, "images_seen": model.images_seen}
     (directory / SPEC_FILE).write_text(json.dumps(meta, indent=2))
@@ -274,6 +304,10 @@ def load_model(directory: Path, device: str = "cpu") -> TrainedModel:
     if not (directory / SPEC_FILE).is_file() or not (directory / WEIGHTS_FILE).is_file():
         raise NotFoundError(f"no saved model in {directory}")
     meta = json.loads((directory / SPEC_FILE).read_text())
+    if meta.get("format") != FORMAT:
+        raise DataError(f"the model in {directory} was saved in format {meta.get('format')} "
+                        f"(this kernel reads {FORMAT}): its embedding was another layer",
+                        hint="Run BUILD MODEL again with OPTIONS (overwrite=True).")
     spec = BackboneSpec.from_dict(meta["architecture"])
     cfg = dict(meta["config"])
     for key, value in cfg.items():

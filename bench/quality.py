@@ -1,0 +1,222 @@
+"""Search quality of the default SimCLR model against raw pixels and PCA on pixels.
+
+    python bench/quality.py [--sets mnist,glyphs] [--options "max_epochs=1"] [--direct]
+                            [--threads N] [--keep DIR]
+
+For every image set (see ``bench/datasets.py``) in a fresh temporary workspace:
+
+1. ``COPY`` the train and test CSVs into tables, ``BUILD MODEL … USING SimCLR AS SELECT *
+   FROM <train>`` with DEFAULT options (plus ``--options`` if given), timed;
+2. ``CONVERT USING <model> AS SELECT * FROM <test>``;
+3. for every test image ``SEARCH IMAGE images='<path>' USING <model> AS SELECT * FROM
+   <test>`` and rank the other test rows by the similarity column, best first.
+
+All three statements go through the engine (parse + execute), as a notebook cell would.
+``--direct`` (or an engine without SEARCH IMAGE yet) computes the same ranking from
+``models.embed`` instead. precision@k is the fraction of the k best other test images that
+carry the query's label; the query itself is excluded. Labels are only read to score.
+
+In the same run the same figures are computed for two baselines on the same test images:
+cosine similarity of the raw pixels, and of PCA on pixels (64 components fitted on the
+TRAINING images with numpy's SVD, centred on their mean).
+
+For the tutorial's data it also prints the top 4 (after itself) for ``test/923.jpg``, the
+image the tutorial searches with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import datasets as bench_sets  # noqa: E402
+
+KS = (1, 4, 10)
+PCA_COMPONENTS = 64
+TUTORIAL_QUERY = "923.jpg"
+
+
+def precision_from_scores(scores: np.ndarray, labels: list[str]) -> list[float]:
+    """scores (Q, Q): similarity of query i to test row j (higher = more alike); the
+    diagonal (the query itself) is excluded. Returns precision@k for every k in KS."""
+    s = np.array(scores, dtype=np.float64)
+    np.fill_diagonal(s, -np.inf)
+    order = np.argsort(-s, axis=1, kind="stable")
+    lab = np.asarray(labels)
+    same = lab[order[:, : max(KS)]] == lab[:, None]
+    return [float(same[:, :k].mean()) for k in KS]
+
+
+def cosine_scores(vectors: np.ndarray) -> np.ndarray:
+    v = vectors.astype(np.float64)
+    v /= np.linalg.norm(v, axis=1, keepdims=True).clip(1e-12)
+    return v @ v.T
+
+
+def pixels(root: Path, paths: list[str]) -> np.ndarray:
+    """(N, pixels) float64 in 0..1, decoded exactly as the model sees them."""
+    from thanosql_kernel.models import load_images
+
+    x = load_images([str(root / p) for p in paths], None)
+    return x.reshape(len(x), -1).double().numpy() / 255.0
+
+
+def pca_scores(train: np.ndarray, test: np.ndarray, k: int = PCA_COMPONENTS) -> np.ndarray:
+    mean = train.mean(axis=0)
+    _, _, vt = np.linalg.svd(train - mean, full_matrices=False)
+    return cosine_scores((test - mean) @ vt[:k].T)
+
+
+class Workspace:
+    """A temporary ThanoSQL workspace driven statement by statement through the engine."""
+
+    def __init__(self, root: Path) -> None:
+        from thanosql_kernel.engine import Context
+        from thanosql_kernel.settings import Settings
+
+        self.root = root
+        self.ctx = Context.open(Settings.from_env(cwd=root, env={}))
+
+    def run(self, sql: str):
+        from thanosql_kernel.engine import execute
+        from thanosql_kernel.syntax import parse
+
+        result = None
+        for node in parse(sql):
+            result = execute(node, self.ctx)
+        return result
+
+    def rows(self, sql: str):
+        """Every row of one query statement (``execute`` may return only the first rows)."""
+        from thanosql_kernel.engine import rows_of
+        from thanosql_kernel.syntax import parse
+
+        (node,) = parse(sql)
+        return rows_of(node, self.ctx)
+
+    def close(self) -> None:
+        self.ctx.close()
+
+    def search_supported(self) -> bool:
+        from thanosql_kernel.engine import HANDLERS
+        from thanosql_kernel.syntax import SearchImage
+
+        return SearchImage in HANDLERS
+
+
+def engine_scores(ws: Workspace, model: str, table: str, paths: list[str]) -> np.ndarray:
+    """SEARCH IMAGE for every test image over the test table: scores[i, j] is the
+    similarity column of row j (matched by image_path) when searching with image i."""
+    ws.run(f"CONVERT USING {model} AS SELECT * FROM {table}")
+    where = {p: j for j, p in enumerate(paths)}
+    scores = np.full((len(paths), len(paths)), -np.inf)
+    column = f"{model}_simclr_similarity1"
+    for i, p in enumerate(paths):
+        result = ws.rows(f"SELECT image_path, {column} FROM (SEARCH IMAGE images='{p}' "
+                        f"USING {model} AS SELECT * FROM {table}) ORDER BY {column} DESC")
+        if len(result.rows) != len(paths):
+            raise RuntimeError(f"SEARCH IMAGE returned {len(result.rows)} rows, expected "
+                               f"{len(paths)}")
+        for path, sim in result.rows:
+            scores[i, where[path]] = float(sim)
+    return scores
+
+
+def direct_scores(ws: Workspace, model: str, paths: list[str]) -> np.ndarray:
+    """The same similarities computed with models.embed on the registered model (used only
+    while the engine has no SEARCH IMAGE, or with --direct)."""
+    from thanosql_kernel.engine.models import load
+    from thanosql_kernel.models import embed, load_images
+
+    m = load(ws.ctx, model)[0]
+    e = embed(m, load_images([str(ws.root / p) for p in paths], m.image_size, m.channels))
+    return e.astype(np.float64) @ e.T.astype(np.float64)
+
+
+def evaluate(kind: str, options: str, direct: bool, keep: Path | None) -> dict[str, object]:
+    with tempfile.TemporaryDirectory(prefix="quality-") as tmp:
+        root = keep or Path(tmp)
+        root.mkdir(parents=True, exist_ok=True)
+        s = {"mnist": bench_sets.mnist, "glyphs": bench_sets.glyphs}[kind](root)
+        ws = Workspace(root)
+        try:
+            for table, csv in ((s.train_table, s.train_csv), (s.test_table, s.test_csv)):
+                ws.run(f"COPY {table} OPTIONS (overwrite=True) FROM \"{csv}\"")
+            model = f"quality_{kind}"
+            opts = f" OPTIONS ({options}, overwrite=True)" if options else \
+                " OPTIONS (overwrite=True)"
+            t0 = time.perf_counter()
+            msg = ws.run(f"BUILD MODEL {model} USING SimCLR{opts} AS SELECT * FROM "
+                         f"{s.train_table}")
+            seconds = time.perf_counter() - t0
+            use_engine = not direct and ws.search_supported()
+            t1 = time.perf_counter()
+            scores = (engine_scores(ws, model, s.test_table, s.test_paths) if use_engine
+                      else direct_scores(ws, model, s.test_paths))
+            search_seconds = time.perf_counter() - t1
+        finally:
+            ws.close()
+        train_px, test_px = pixels(root, s.train_paths), pixels(root, s.test_paths)
+        out: dict[str, object] = {
+            "set": s.name, "build": getattr(msg, "text", str(msg)), "seconds": seconds,
+            "search_seconds": search_seconds, "path": "engine" if use_engine else "direct",
+            "model": precision_from_scores(scores, s.test_labels),
+            "raw": precision_from_scores(cosine_scores(test_px), s.test_labels),
+            "pca": precision_from_scores(pca_scores(train_px, test_px), s.test_labels),
+        }
+        if kind == "mnist":
+            i = next(k for k, p in enumerate(s.test_paths) if p.endswith("/" + TUTORIAL_QUERY))
+            row = scores[i].copy()
+            row[i] = -np.inf
+            top = np.argsort(-row, kind="stable")[:4]
+            out["query"] = (f"test/{TUTORIAL_QUERY} (label {s.test_labels[i]}): top 4 labels "
+                            f"{[s.test_labels[j] for j in top]}")
+        return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sets", default="mnist,glyphs")
+    ap.add_argument("--options", default="", help="extra BUILD MODEL options, e.g. max_epochs=1")
+    ap.add_argument("--direct", action="store_true", help="rank with models.embed, not SEARCH")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--keep", type=Path, default=None, help="workspace folder to keep")
+    args = ap.parse_args()
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; BUILD MODEL options: "
+          f"{args.options or 'defaults'}", flush=True)
+    rows: list[tuple[str, str, list[float], str]] = []
+    for kind in args.sets.split(","):
+        r = evaluate(kind.strip(), args.options, args.direct, args.keep)
+        print(f"{r['set']}: {r['build']}  [search via {r['path']}, "
+              f"{r['search_seconds']:.1f} s]", flush=True)
+        if "query" in r:
+            print(f"  {r['query']}", flush=True)
+        rows.append((str(r["set"]), "SimCLR (default)", r["model"], f"{r['seconds']:.1f}"))
+        rows.append((str(r["set"]), "raw-pixel cosine", r["raw"], "-"))
+        rows.append((str(r["set"]), f"PCA-{PCA_COMPONENTS} on pixels", r["pca"], "-"))
+        m, raw = r["model"], r["raw"]
+        print(f"  P@4 model - raw = {m[1] - raw[1]:+.3f}", flush=True)
+    print()
+    header = f"| {'image set':<34} | {'method':<18} | " + " | ".join(
+        f"P@{k:<3}" for k in KS) + " | train s |"
+    print(header)
+    print("|" + "|".join("-" * (len(c) + 0) for c in header.split("|")[1:-1]) + "|")
+    for name, method, p, sec in rows:
+        print(f"| {name:<34} | {method:<18} | " + " | ".join(f"{v:.3f}" for v in p)
+              + f" | {sec:>7} |")
+
+
+if __name__ == "__main__":
+    main()
