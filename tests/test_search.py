@@ -163,6 +163,16 @@ def test_the_vector_index_answers_beyond_the_exact_limit(searchable: Engine) -> 
     assert sorted(r[1] for r in rows[:2]) == [0, 9]
 
 
+def test_a_table_made_again_is_searched_row_by_row(searchable: Engine) -> None:
+    searchable.run("CONVERT USING m AS SELECT * FROM imgs")
+    searchable.run("DROP TABLE imgs; COPY imgs FROM 'imgs.csv'")
+    result = searchable.one(f"SELECT * FROM (SEARCH IMAGE images='imgs/4.png' USING m AS "
+                            f"SELECT * FROM imgs) ORDER BY {SIM} DESC LIMIT 3")
+    assert result.columns == ("image_path", "label", SIM)  # no stale embedding column
+    assert [r[0] for r in result.rows] == [p for p, _ in exact_ranking(searchable,
+                                                                       "imgs/4.png")[:3]]
+
+
 def test_search_second_generation_sorted_top_k(searchable: Engine) -> None:
     expected = exact_ranking(searchable, "imgs/2.png")[:4]
     result = searchable.one("SEARCH IMAGE USING m OPTIONS (search_by='image', "

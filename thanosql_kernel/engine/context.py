@@ -28,4 +28,8 @@ class Context:
         return cls(settings, SqlStore(settings.database_url), report)
 
     def close(self) -> None:
+        """Release the database and, if one was opened, the vector index."""
+        index = self.ports.pop("vectors", None)
+        if index is not None:
+            index.close()  # type: ignore[attr-defined]
         self.store.dispose()

@@ -104,7 +104,8 @@ def convert(node: Convert, ctx: Context) -> Table:
     catalog.ensure()
     started = time.monotonic()
     key = f"convert-{node.model}-{started}"
-    collection = f"{table}__{column}__{uuid.uuid4().hex[:8]}"
+    # a valid Chroma name whatever the table is called: it starts and ends with a letter or digit
+    collection = f"thanosql__{table}__{column}__{uuid.uuid4().hex[:8]}"
     old: EmbeddingColumn | None = None
     try:
         with ctx.store.begin(write=True) as conn:
@@ -302,8 +303,9 @@ def _search_with_index(ctx: Context, node: SearchImage, emb_col: str, image_col:
         entry = embeddings(ctx).get(conn, table, emb_col)
         if entry is None or entry.model != node.model or entry.image_col != image_col:
             return None
-        if entry.row_count < 0 or ctx.store.count_rows(conn, table) != entry.row_count:
-            return None  # rows came or went since CONVERT: the row-by-row path sees them
+        if entry.row_count < 0 or ctx.store.count_rows(conn, table) != entry.row_count \
+                or emb_col not in ctx.store.columns(conn, table):
+            return None  # rows came or went, or the table was made again: go row by row
         if entry.row_count <= ctx.settings.exact_search_max_rows:
             hits = _exact_hits(ctx, conn, entry, vector, k)
         else:
