@@ -64,7 +64,7 @@ def synthetic_table(ctx: Context, name: str, n: int, dim: int, rng: np.random.Ge
     """A table of n rows with random unit vectors in m_simclr, indexed like CONVERT does."""
     import sqlalchemy as sa
 
-    from thanosql_kernel.engine.search import _ensure_lookup_index, reindex
+    from thanosql_kernel.engine.search import _ensure_lookup_index, embeddings, reindex
     from thanosql_kernel.storage.catalog import EmbeddingColumn
     from thanosql_kernel.vectors import to_blob
 
@@ -72,7 +72,8 @@ def synthetic_table(ctx: Context, name: str, n: int, dim: int, rng: np.random.Ge
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     table = sa.Table(name, sa.MetaData(), sa.Column("image_path", sa.Text),
                      sa.Column("label", sa.Integer), sa.Column("m_simclr", sa.LargeBinary))
-    with ctx.store.begin() as conn:
+    embeddings(ctx).ensure()
+    with ctx.store.begin(write=True) as conn:
         table.drop(conn, checkfirst=True)
         table.create(conn)
         for start in range(0, n, 50_000):
@@ -160,36 +161,52 @@ def main() -> None:
     parser.add_argument("--convert", type=int, default=20_000, help="images for CONVERT")
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--dim", type=int, default=128, help="embedding_dim of the model")
-    parser.add_argument("--backend", choices=("embedded", "server"), default="embedded")
+    parser.add_argument("--backend", choices=("embedded", "server", "both"), default="embedded",
+                        help="server/both need THANOSQL_DATABASE_URL and THANOSQL_CHROMA_URL "
+                             "(run under .ci/servers)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    env = {k: v for k, v in os.environ.items() if k.startswith("THANOSQL_")}
-    if args.backend == "embedded":
-        env.pop("THANOSQL_DATABASE_URL", None)
-        env.pop("THANOSQL_CHROMA_URL", None)
+    server = {k: v for k, v in os.environ.items()
+              if k in ("THANOSQL_DATABASE_URL", "THANOSQL_CHROMA_URL")}
+    backends = {"embedded": {}, "server": server}
+    if args.backend != "both":
+        backends = {args.backend: backends[args.backend]}
+    if "server" in backends and len(server) < 2:
+        parser.error("--backend server needs THANOSQL_DATABASE_URL and THANOSQL_CHROMA_URL: "
+                     "run it as .ci/servers .venv/bin/python bench/search.py --backend both")
+    env = backends[list(backends)[-1]]
     if args.child:
         print(json.dumps(convert_child(Path(args.child), args.convert, env)))
         return
     rng = np.random.default_rng(0)
+    p50: dict[tuple[str, int], float] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        ctx = prepare(folder, args.dim, env)
-        print(f"SEARCH latency through the engine, model embedding_dim={args.dim}, "
-              f"{args.repeat} queries each, backend={args.backend}")
-        print(f"{'rows':>9} {'1st gen p50/p95 ms':>19} {'2nd gen p50/p95 ms':>19} "
-              f"{'numpy p50/p95 ms':>17} {'recall@10':>10} {'setup s':>8}")
-        for n in (int(s) for s in args.sizes.split(",")):
-            r = bench_size(ctx, n, args.dim, args.repeat, rng)
-            print(f"{n:>9,} {r['first_p50']:>9.1f}/{r['first_p95']:<9.1f} "
-                  f"{r['second_p50']:>9.1f}/{r['second_p95']:<9.1f} "
-                  f"{r['numpy_p50']:>8.1f}/{r['numpy_p95']:<8.1f} "
-                  f"{min(r['first_recall'], r['second_recall']):>10.2f} {r['setup_s']:>8.1f}",
-                  flush=True)
-        ctx.close()
+        for backend, backend_env in backends.items():
+            folder = Path(tmp) / backend
+            folder.mkdir()
+            ctx = prepare(folder, args.dim, backend_env)
+            print(f"SEARCH latency through the engine, backend={backend}, model "
+                  f"embedding_dim={args.dim}, {args.repeat} queries each")
+            print(f"{'rows':>9} {'1st gen p50/p95 ms':>19} {'2nd gen p50/p95 ms':>19} "
+                  f"{'numpy p50/p95 ms':>17} {'recall@10':>10} {'setup s':>8}")
+            for n in (int(x) for x in args.sizes.split(",")):
+                r = bench_size(ctx, n, args.dim, args.repeat, rng)
+                p50[(backend, n)] = r["first_p50"]
+                print(f"{n:>9,} {r['first_p50']:>9.1f}/{r['first_p95']:<9.1f} "
+                      f"{r['second_p50']:>9.1f}/{r['second_p95']:<9.1f} "
+                      f"{r['numpy_p50']:>8.1f}/{r['numpy_p95']:<8.1f} "
+                      f"{min(r['first_recall'], r['second_recall']):>10.2f} "
+                      f"{r['setup_s']:>8.1f}", flush=True)
+            ctx.close()
+        if len(backends) == 2:
+            for n in (int(x) for x in args.sizes.split(",")):
+                print(f"server / embedded p50 at {n:,} rows: "
+                      f"{p50[('server', n)] / p50[('embedded', n)]:.2f}x (goal at 100k: <= 2x)")
+        folder = Path(tmp) / list(backends)[-1]
         if args.convert:
             out = subprocess.run([sys.executable, __file__, "--child", str(folder),
                                   "--convert", str(args.convert), "--dim", str(args.dim),
-                                  "--backend", args.backend],
+                                  "--backend", list(backends)[-1]],
                                  capture_output=True, text=True, check=True)
             c = json.loads(out.stdout.strip().splitlines()[-1])
             print(f"\nCONVERT end to end (decode, embed, write, index) of {c['images']:,} "
