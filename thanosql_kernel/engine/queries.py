@@ -83,9 +83,11 @@ def subquery_tables(node: Sql, ctx: Context, conn: sa.Connection) -> Iterator[No
         rows = rows_of(sub, ctx, top_n_hint(node, name))
         ctx.store.create_rows_table(conn, name, rows.columns, rows.rows, temporary=True)
     yield
-    # on an exception the transaction rolls back, and the temporary tables with it
-    for name, _ in node.subqueries:
-        ctx.store.drop_table(conn, name)
+    # on an exception the transaction rolls back, and the temporary tables with it;
+    # PostgreSQL drops them at commit on its own (ON COMMIT DROP)
+    if conn.dialect.name != "postgresql":
+        for name, _ in node.subqueries:
+            ctx.store.drop_table(conn, name)
 
 
 def list_tables(_: ListTables, ctx: Context) -> Table:

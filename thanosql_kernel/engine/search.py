@@ -75,11 +75,18 @@ def _add_column(conn: sa.Connection, table: str, column: str) -> None:
                          f"{kind}")
 
 
-def _ensure_lookup_index(conn: sa.Connection, table: str, column: str) -> None:
-    """An index on the image column: CONVERT updates and SEARCH fetches rows by path."""
+def _ensure_lookup_index(conn: sa.Connection, table: str, column: str,
+                         embedding: str | None = None) -> None:
+    """Indexes CONVERT relies on: rows by image path (CONVERT updates and SEARCH fetches by
+    path), and, for an embedding column, the rows that have none (so SEARCH can tell in one
+    index lookup whether rows came since CONVERT, instead of counting the table)."""
     reflected = sa.Table(table, sa.MetaData(), autoload_with=conn)
-    name = f"thanosql_ix_{table}_{column}"[:63]
-    sa.Index(name, reflected.c[column]).create(conn, checkfirst=True)
+    sa.Index(f"thanosql_ix_{table}_{column}"[:63], reflected.c[column]) \
+        .create(conn, checkfirst=True)
+    if embedding is not None:
+        missing = reflected.c[embedding].is_(None)
+        sa.Index(f"thanosql_nx_{table}_{embedding}"[:63], reflected.c[column],
+                 sqlite_where=missing, postgresql_where=missing).create(conn, checkfirst=True)
 
 
 def convert(node: Convert, ctx: Context) -> Table:
@@ -120,7 +127,7 @@ def convert(node: Convert, ctx: Context) -> Table:
                     "CONVERT did not make", hint="Choose another with OPTIONS (result_col='…').")
             if column not in columns:
                 _add_column(conn, table, column)
-            _ensure_lookup_index(conn, table, image_col)
+            _ensure_lookup_index(conn, table, image_col, column)
             target = sa.table(table, sa.column(column, sa.LargeBinary), sa.column(image_col))
             update = sa.update(target).where(target.c[image_col] == sa.bindparam("p")) \
                 .values({column: sa.bindparam("v")})
@@ -303,22 +310,27 @@ def _search_with_index(ctx: Context, node: SearchImage, emb_col: str, image_col:
         entry = embeddings(ctx).get(conn, table, emb_col)
         if entry is None or entry.model != node.model or entry.image_col != image_col:
             return None
-        if entry.row_count < 0 or ctx.store.count_rows(conn, table) != entry.row_count \
-                or emb_col not in ctx.store.columns(conn, table):
-            return None  # rows came or went, or the table was made again: go row by row
+        target = sa.table(table, sa.column(image_col), sa.column(emb_col))
+        try:
+            unconverted = conn.execute(sa.select(target.c[image_col])
+                                       .where(target.c[emb_col].is_(None)).limit(1)).first()
+        except sa.exc.DBAPIError:
+            return None  # the table was made again without the column: go row by row
+        if entry.row_count < 0 or unconverted is not None:
+            return None  # some rows have no embedding: the row-by-row path embeds them
         if entry.row_count <= ctx.settings.exact_search_max_rows:
             hits = _exact_hits(ctx, conn, entry, vector, k)
         else:
             hits = vector_index(ctx).query(entry.collection, vector, k * _INDEX_MARGIN)
         similarity = dict(hits)
-        target = sa.table(table, sa.column(image_col))
         fetched = conn.execute(sa.select(sa.text("*")).select_from(target)
                                .where(target.c[image_col].in_(list(similarity)))).all()
-        columns = tuple(fetched[0]._fields) if fetched else tuple(
-            ctx.store.columns(conn, table))
+    columns = tuple(fetched[0]._fields) if fetched else ()
+    if emb_col not in columns:
+        return None
     i_img = [c.lower() for c in columns].index(image_col)
     if len({str(row[i_img]) for row in fetched}) != len(similarity):
-        return None
+        return None  # rows went since CONVERT: the row-by-row path sees the table as it is
     ranked = sorted(fetched, key=lambda row: -similarity[str(row[i_img])])[:k]
     out = tuple(tuple(row) + (float(similarity[str(row[i_img])]),) for row in ranked)
     return Table(columns + tuple(names), out, vector_columns=frozenset({emb_col}))

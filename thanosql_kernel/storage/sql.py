@@ -187,6 +187,8 @@ class SqlStore:
             name, sa.MetaData(),
             *(sa.Column(c, _sql_type([r[i] for r in rows])) for i, c in enumerate(columns)),
             prefixes=["TEMPORARY"] if temporary else [],
+            # PostgreSQL drops it with the transaction, which saves a DROP on every sub-query
+            **({"postgresql_on_commit": "drop"} if temporary else {}),
         )
         with database_errors():
             table.create(conn)
