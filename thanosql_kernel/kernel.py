@@ -30,12 +30,12 @@ class ThanoSQLKernel(Kernel):
         self._context: Any = None
         self._context_lock = threading.Lock()
         self._shown: dict[str, float] = {}
-        # The engine's imports (SQLAlchemy, pyparsing) and the database connection cost
-        # about 0.15 s; doing them while the kernel starts and the user types hides it.
+        # The engine's imports (SQLAlchemy above all) and the database connection cost
+        # about 0.2 s; doing them while the kernel starts and the user types hides it.
         threading.Thread(target=self._warm_up, name="thanosql-warm-up", daemon=True).start()
 
     def _warm_up(self) -> None:
-        from .syntax import grammar  # noqa: F401
+        from .engine import execute  # noqa: F401
 
         try:
             with self.context.store.begin():

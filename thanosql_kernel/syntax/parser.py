@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-
-import pyparsing as pp
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ThanoSQLSyntaxError
-from . import grammar
 from .nodes import (
     BuildModel, Convert, Copy, DeleteModel, GetDataset, ListDatasets, ListModels, ListTables,
     Magic, Node, Options, PrintImage, ROW_STATEMENTS, SearchImage, Sql,
 )
 from .scan import Scan, line_col, scan
+
+if TYPE_CHECKING:
+    import pyparsing as pp
 
 _THANOSQL_START = re.compile(
     r"\s*(?:(COPY|LIST|GET|BUILD|CONVERT|SEARCH|PRINT)\b|(DELETE|DROP)\s+MODELS?\b)", re.I
@@ -72,6 +73,11 @@ class _Builder:
     def thanosql(self, start: int, end: int, word: str) -> Node:
         while self.masked[start].isspace():
             start += 1
+        # pyparsing and the grammar load on the first ThanoSQL statement: plain SQL needs neither
+        import pyparsing as pp
+
+        from . import grammar
+
         element, syntax = grammar.STATEMENTS[word]
         try:
             result = element.parse_string(self.masked[start:end], parse_all=True)
@@ -177,8 +183,10 @@ class _Builder:
         return Sql(text, tuple(subqueries), source=self.text[start:end].strip(), line=line)
 
 
-def _token(result: pp.ParseResults, name: str, default: object) -> object:
+def _token(result: pp.ParseResults, name: str, default: object) -> Any:
     """The single value a results name holds (pyparsing may wrap it in a list)."""
+    import pyparsing as pp
+
     value = result.get(name, default)
     if isinstance(value, pp.ParseResults):
         value = value[0] if len(value) else default
