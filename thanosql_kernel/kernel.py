@@ -23,7 +23,6 @@ class ThanoSQLKernel(Kernel):
     language_info = {"name": "sql", "mimetype": "text/x-sql", "file_extension": ".sql",
                      "codemirror_mode": "sql", "pygments_lexer": "sql"}
     banner = f"ThanoSQL {__version__}: SQL with AI statements, running locally"
-    help_links = [{"text": "ThanoSQL kernel", "url": "https://github.com/thanosql/thanosql-kernel"}]
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -71,7 +70,7 @@ class ThanoSQLKernel(Kernel):
         except BaseException as error:  # noqa: BLE001 - every failure is one error message
             if isinstance(error, (SystemExit, GeneratorExit)):
                 raise
-            if not isinstance(error, (KeyboardInterrupt,)) and not hasattr(error, "ename"):
+            if not isinstance(error, KeyboardInterrupt) and not hasattr(error, "ename"):
                 self.log.exception("unexpected failure in %r", statement)
             content = error_content(error, statement)
             if not silent:
