@@ -165,6 +165,17 @@ def reindex(ctx: Context, conn: sa.Connection, entry: EmbeddingColumn) -> Embedd
     """
     from dataclasses import replace
 
+    ids, matrix, rows = _column_vectors(conn, entry)
+    vector_index(ctx).replace(entry.collection, ids, matrix)
+    total = ctx.store.count_rows(conn, entry.table_name)
+    entry = replace(entry, row_count=total if rows == total else -1)
+    embeddings(ctx).put(conn, entry)
+    return entry
+
+
+def _column_vectors(conn: sa.Connection, entry: EmbeddingColumn
+                    ) -> tuple[list[str], np.ndarray, int]:
+    """The column's vectors, one per distinct image path, and how many rows had one."""
     from ..vectors import blobs_to_matrix
 
     target = sa.table(entry.table_name, sa.column(entry.column_name, sa.LargeBinary),
@@ -172,12 +183,7 @@ def reindex(ctx: Context, conn: sa.Connection, entry: EmbeddingColumn) -> Embedd
     found = conn.execute(sa.select(target.c[entry.image_col], target.c[entry.column_name])
                          .where(target.c[entry.column_name].is_not(None))).all()
     blob_of = {str(path): blob for path, blob in found}
-    ids = list(blob_of)
-    vector_index(ctx).replace(entry.collection, ids, blobs_to_matrix(list(blob_of.values())))
-    total = ctx.store.count_rows(conn, entry.table_name)
-    entry = replace(entry, row_count=total if len(found) == total else -1)
-    embeddings(ctx).put(conn, entry)
-    return entry
+    return list(blob_of), blobs_to_matrix(list(blob_of.values())), len(found)
 
 
 def _query_table(query: Node) -> str | None:
@@ -340,18 +346,13 @@ def _exact_hits(ctx: Context, conn: sa.Connection, entry: EmbeddingColumn, vecto
                 k: int) -> list[tuple[str, float]]:
     """Exact top k over the column's vectors, loaded once per collection (CONVERT makes a new
     collection name each time, so a stale matrix is never used)."""
-    from ..vectors import blobs_to_matrix, exact_top_k, normalize
+    from ..vectors import exact_top_k, normalize
 
     cache: dict[str, tuple[list[str], Any]] = ctx.ports.setdefault("matrices", {})  # type: ignore
     if entry.collection not in cache:
-        target = sa.table(entry.table_name, sa.column(entry.column_name, sa.LargeBinary),
-                          sa.column(entry.image_col))
-        found = conn.execute(sa.select(target.c[entry.image_col], target.c[entry.column_name])
-                             .where(target.c[entry.column_name].is_not(None))).all()
-        blob_of = {str(path): blob for path, blob in found}
+        ids, matrix, _ = _column_vectors(conn, entry)
         cache.clear()  # one converted column at a time is kept in memory
-        cache[entry.collection] = (list(blob_of), normalize(blobs_to_matrix(
-            list(blob_of.values()))))
+        cache[entry.collection] = (ids, normalize(matrix))
     ids, matrix = cache[entry.collection]
     top, sims = exact_top_k(matrix, vector, k, normalized=True)
     return [(ids[i], float(s)) for i, s in zip(top, sims, strict=True)]
