@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -61,7 +61,6 @@ class Progress:
     finished: bool = False
     #: a line worth keeping in the log (an epoch's summary), or None
     log_line: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
