@@ -19,7 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ..errors import AlreadyExistsError, NotFoundError, ThanoSQLError
+from ..errors import AlreadyExistsError, DatabaseError, NotFoundError, ThanoSQLError
 from .sql import INTERNAL_PREFIX, SqlStore
 
 _METADATA = sa.MetaData()
@@ -34,6 +34,18 @@ MODELS = sa.Table(
     sa.Column("card", sa.Text, nullable=False),
 )
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,127}$")
+
+
+def _create_once(store: SqlStore, table: sa.Table) -> None:
+    """Create a catalog table unless it exists, also when another kernel races to do it."""
+    try:
+        with store.begin(write=True) as conn:
+            _METADATA.create_all(conn, tables=[table], checkfirst=True)
+    except DatabaseError:
+        # PostgreSQL lets two sessions both see "missing" and then refuses the second CREATE
+        with store.begin() as conn:
+            if not sa.inspect(conn).has_table(table.name):
+                raise
 
 
 @dataclass(frozen=True)
@@ -71,8 +83,7 @@ class ModelCatalog:
     def _ensure(self) -> None:
         """Create the catalog table once, in a transaction that writes."""
         if not self._ensured:
-            with self.store.begin(write=True) as conn:
-                _METADATA.create_all(conn, tables=[MODELS], checkfirst=True)
+            _create_once(self.store, MODELS)
             self._ensured = True
 
     def entries(self) -> list[ModelEntry]:
@@ -201,8 +212,7 @@ class EmbeddingCatalog:
     def ensure(self) -> None:
         """Create the catalog table once, in a transaction that writes."""
         if not self._ensured:
-            with self.store.begin(write=True) as conn:
-                _METADATA.create_all(conn, tables=[EMBEDDINGS], checkfirst=True)
+            _create_once(self.store, EMBEDDINGS)
             self._ensured = True
 
     def all(self, conn: sa.Connection) -> list[EmbeddingColumn]:
