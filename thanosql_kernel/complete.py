@@ -21,13 +21,14 @@ _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*$")
 
 def option_names() -> list[str]:
     from .engine.copy import COPY_OPTIONS
+    from .engine.models import COMMON_OPTIONS
     from .engine.printing import PRINT_OPTIONS
     from .engine.search import CONVERT_OPTIONS, SEARCH_OPTIONS
     from .models.options import SIMCLR_OPTION_DOCS
 
-    names = {s.name for group in (COPY_OPTIONS, PRINT_OPTIONS, CONVERT_OPTIONS, SEARCH_OPTIONS)
-             for s in group}
-    return sorted(names | set(SIMCLR_OPTION_DOCS) | {"image_col", "label_col", "overwrite"})
+    groups = (COPY_OPTIONS, COMMON_OPTIONS, PRINT_OPTIONS, CONVERT_OPTIONS, SEARCH_OPTIONS)
+    names = {s.name for group in groups for s in group}
+    return sorted(names | set(SIMCLR_OPTION_DOCS))
 
 
 def names_in_database(ctx: Context) -> list[str]:

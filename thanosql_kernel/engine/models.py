@@ -5,11 +5,12 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..errors import AlreadyExistsError, DataError, NotFoundError, OptionError
+from ..errors import AlreadyExistsError, DataError, NotFoundError
 from ..results import Message, Progress, Table
 from ..storage.catalog import ModelCatalog
-from ..syntax import BuildModel, DeleteModel, ListModels, Sql
+from ..syntax import BuildModel, DeleteModel, ListModels, Options, Sql
 from .context import Context
+from .options import OptionSpec, read_options
 from .queries import rows_of
 
 if TYPE_CHECKING:
@@ -18,7 +19,11 @@ if TYPE_CHECKING:
 #: base models BUILD MODEL knows, by lower-case name, as shown to users
 BASE_MODELS = {"simclr": "SimCLR"}
 #: options of BUILD MODEL handled here; the rest belong to the base model's trainer
-COMMON_OPTIONS = ("image_col", "label_col", "overwrite")
+COMMON_OPTIONS = (
+    OptionSpec("image_col", (str,), "image_path", "the column of image paths"),
+    OptionSpec("label_col", (str, type(None)), None, "recorded, never used for training"),
+    OptionSpec("overwrite", (bool,), False, "True replaces a model of that name"),
+)
 
 
 def catalog(ctx: Context) -> ModelCatalog:
@@ -70,18 +75,14 @@ def build_model(node: BuildModel, ctx: Context) -> Message:
     if base is None:
         raise NotFoundError(f"There is no base model {node.base!r}",
                             hint=f"Known base models: {', '.join(BASE_MODELS.values())}.")
-    options = node.options.as_dict()
-    image_col = options.pop("image_col", "image_path")
-    label_col = options.pop("label_col", None)
-    overwrite = options.pop("overwrite", False)
-    for name, value, kinds in (("image_col", image_col, str), ("overwrite", overwrite, bool),
-                               ("label_col", label_col, (str, type(None)))):
-        if not isinstance(value, kinds) or (kinds is not bool and isinstance(value, bool)):
-            raise OptionError(f"BUILD MODEL: option {name}={value!r} must be "
-                              f"{'True or False' if kinds is bool else 'a column name'}")
+    common = {spec.name for spec in COMMON_OPTIONS}
+    mine = Options(tuple(item for item in node.options.items if item[0] in common))
+    options = read_options(mine, COMMON_OPTIONS, "BUILD MODEL")
+    image_col, label_col, overwrite = (options["image_col"], options["label_col"],
+                                       options["overwrite"])
     from ..models.options import parse_simclr_options
 
-    config = parse_simclr_options(options)
+    config = parse_simclr_options({k: v for k, v in node.options.items if k not in common})
     models = catalog(ctx)
     models.folder(node.name)
     if not overwrite and models.exists(node.name):
