@@ -82,8 +82,11 @@ def test_existing_model_needs_overwrite_and_is_kept(images: Engine) -> None:
     with pytest.raises(AlreadyExistsError, match="overwrite=True"):
         images.run("BUILD MODEL m USING simclr AS SELECT * FROM imgs")
     assert (images.cwd / ".thanosql" / "models" / "m" / "card.json").read_bytes() == card
-    build(images, extra=", overwrite=True, max_epochs=1".replace(", max_epochs=1", ""))
-    assert (images.cwd / ".thanosql" / "models" / "m" / "card.json").read_bytes() != card
+    # overwritten by another build: the card must be the new one (not only a new timing)
+    images.one("BUILD MODEL m USING SimCLR OPTIONS (max_epochs=1, batch_size=8, seed=1, "
+               "overwrite=True) AS SELECT * FROM imgs LIMIT 8")
+    new = json.loads((images.cwd / ".thanosql" / "models" / "m" / "card.json").read_text())
+    assert new["row_count"] == 8 and new["options"]["max_epochs"] == 1
 
 
 def test_failed_build_leaves_the_old_model(images: Engine, monkeypatch) -> None:
