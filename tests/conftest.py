@@ -106,6 +106,9 @@ class KernelSession:
         self._server = server_env()
         kernel_env = {**os.environ, "THANOSQL_WORKSPACE": str(cwd / ".thanosql"),
                       **self._server.__enter__(), **(env or {})}
+        #: the kernel's database: its own PostgreSQL database on a server run, else SQLite
+        self.database_url = (kernel_env.get("THANOSQL_DATABASE_URL")
+                             or f"sqlite:///{cwd / '.thanosql' / 'thanosql.db'}")
         self.km, self.kc = start_new_kernel(kernel_name="thanosql", cwd=str(cwd),
                                             env=kernel_env, startup_timeout=60)
 

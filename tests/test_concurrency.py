@@ -88,3 +88,44 @@ def test_a_catalog_created_by_another_kernel_at_the_same_moment_is_fine(engine, 
         assert "disk full" in str(e)
     else:
         raise AssertionError("a catalog that could not be made was not reported")
+
+
+def test_a_writer_waits_out_another_writers_lock_then_gives_a_clear_error(tmp_path: Path,
+                                                                          monkeypatch) -> None:
+    """SQLite: a write waits for another connection's write lock in short slices (so the
+    stop button can end the wait, see test_kernel), and says so plainly when it gives up."""
+    import sqlite3
+    import time
+
+    import pytest
+
+    from thanosql_kernel.errors import DatabaseError
+    from thanosql_kernel.storage import sql
+
+    path = tmp_path / "workspace.db"
+    store = sql.SqlStore(f"sqlite:///{path}")
+    with store.begin(write=True) as conn:
+        conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+    monkeypatch.setattr(sql, "_WRITE_LOCK_WAIT_S", 0.5)
+    blocker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")   # another kernel's long CONVERT
+        start = time.monotonic()
+        with pytest.raises(DatabaseError, match="held this workspace's write lock"):
+            with store.begin(write=True) as conn:
+                conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+        assert 0.5 <= time.monotonic() - start < 3
+        # the lock is released after several slices: the writer waits it out and writes
+        monkeypatch.setattr(sql, "_WRITE_LOCK_WAIT_S", 30.0)
+        threading.Timer(0.4, blocker.rollback).start()
+        start = time.monotonic()
+        with store.begin(write=True) as conn:
+            conn.exec_driver_sql("INSERT INTO t VALUES (2)")
+        assert time.monotonic() - start >= 0.3
+    finally:
+        blocker.close()
+    with store.begin() as conn:
+        assert conn.exec_driver_sql("SELECT x FROM t").all() == [(2,)]
+        # no connection kept the short slice as its busy timeout
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30_000
+    store.dispose()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import unittest
 from pathlib import Path
 
@@ -118,6 +119,29 @@ def test_interrupt_stops_a_long_query_and_the_kernel_stays_up(kernel: KernelSess
     assert reply.status == "error" and reply.content["ename"] == "KeyboardInterrupt"
     assert [e["ename"] for e in reply.of("error")] == ["KeyboardInterrupt"]
     assert kernel.execute("SELECT 2 AS after").status == "ok"
+
+
+def test_interrupt_while_another_connection_holds_the_write_lock(kernel: KernelSession) -> None:
+    # another kernel's long CONVERT holds the lock: the stop button must not wait for it
+    import sqlalchemy as sa
+
+    kernel.execute("CREATE TABLE IF NOT EXISTS waits (x INTEGER)")
+    blocker = sa.create_engine(kernel.database_url, poolclass=sa.pool.NullPool)
+    with blocker.connect() as conn:
+        if blocker.dialect.name == "sqlite":
+            conn.connection.driver_connection.isolation_level = None
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.exec_driver_sql("LOCK TABLE waits IN ACCESS EXCLUSIVE MODE")
+        start = time.monotonic()
+        reply = kernel.execute("INSERT INTO waits VALUES (1)", timeout=30, interrupt_after=1.0)
+        took = time.monotonic() - start
+        conn.rollback()
+    blocker.dispose()
+    assert reply.status == "error" and reply.content["ename"] == "KeyboardInterrupt"
+    assert took < 4, f"the interrupt took {took:.1f} s to end the wait"
+    assert kernel.execute("INSERT INTO waits VALUES (2)").status == "ok"
+    assert kernel.execute("SELECT x FROM waits").texts[-1].split() == ["x", "-", "2"]
 
 
 def test_magic_lines_of_old_notebooks(kernel: KernelSession) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +21,11 @@ INTERNAL_PREFIX = "thanosql_"
 
 # how many SQLite virtual-machine steps between checks for the stop button
 _INTERRUPT_CHECK_STEPS = 20_000
+# how long a writer waits for another connection's write lock (a long CONVERT in another
+# kernel), and in what slices: SQLite sleeps inside C while it waits, so the stop button
+# can only act between slices
+_WRITE_LOCK_WAIT_S = 600.0
+_WRITE_LOCK_SLICE_MS = 100
 
 
 def _sqlite_setup(engine: sa.Engine) -> None:
@@ -35,7 +41,7 @@ def _sqlite_setup(engine: sa.Engine) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         # another kernel's CONVERT may hold the write lock for a while: wait, never fail
-        cursor.execute("PRAGMA busy_timeout=600000")
+        cursor.execute(f"PRAGMA busy_timeout={int(_WRITE_LOCK_WAIT_S * 1000)}")
         cursor.close()
         # A Python callback lets a pending SIGINT raise inside long queries; sqlite3 then
         # aborts the statement with "interrupted", which the store turns back into a
@@ -47,8 +53,39 @@ def _sqlite_setup(engine: sa.Engine) -> None:
         # A writer takes the lock up front: a deferred transaction that reads and then
         # writes can fail at once with "database is locked" when another process wrote in
         # between, whatever the busy timeout.
-        write = conn.get_execution_options().get("thanosql_write", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        if conn.get_execution_options().get("thanosql_write", False):
+            _begin_immediate(conn)
+        else:
+            conn.exec_driver_sql("BEGIN")
+
+
+def _begin_immediate(conn: sa.Connection) -> None:
+    """BEGIN IMMEDIATE, waiting up to ``_WRITE_LOCK_WAIT_S`` for another writer in short
+    slices, so that a pending SIGINT (the stop button) ends the wait within a slice rather
+    than after the whole busy timeout."""
+    deadline = time.monotonic() + _WRITE_LOCK_WAIT_S
+    try:
+        conn.exec_driver_sql(f"PRAGMA busy_timeout={_WRITE_LOCK_SLICE_MS}")
+        while True:
+            try:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                break
+            except exc.OperationalError as e:
+                if "locked" not in str(e.orig):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise DatabaseError(
+                        f"Another connection has held this workspace's write lock for "
+                        f"{_WRITE_LOCK_WAIT_S:g} s; nothing was written.",
+                        hint="Wait for the other kernel's statement to finish, then run "
+                             "this one again; for many users, use PostgreSQL "
+                             "(THANOSQL_DATABASE_URL).") from None
+            # Python runs its signal handlers here: a KeyboardInterrupt leaves the loop
+        conn.exec_driver_sql(f"PRAGMA busy_timeout={int(_WRITE_LOCK_WAIT_S * 1000)}")
+    except BaseException:
+        # never hand a connection with the short timeout back to the pool
+        conn.invalidate()
+        raise
 
 
 _READ_ONLY = re.compile(r"\s*(SELECT|VALUES|EXPLAIN|SHOW|PRAGMA|TABLE)\b", re.I)
