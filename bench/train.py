@@ -3,10 +3,10 @@
     python bench/train.py [--device auto|cpu|cuda] [--images 1000] [--seconds 4]
                           [--rounds 3] [--batch-size B] [--augment]
 
-Both rows train the same default 28x28 model (same encoder and head, channels_last, AdamW,
+All rows train the same default 28x28 model (same encoder and head, channels_last, AdamW,
 loss, precision, batch size and views per image) and count views per second of wall time,
 data included. The rows alternate for ``--rounds`` rounds so that other load on the machine
-hits both alike; the table gives medians and the ratio of the medians.
+hits them alike; the table gives medians and the ratio of the medians.
 
 - ``batched``: ``thanosql_kernel.models.train.fit`` itself: the uint8 images live on the
   training device and every step augments the whole batch there with per-image parameters.
@@ -14,6 +14,10 @@ hits both alike; the table gives medians and the ratio of the medians.
   (RandomResizedCrop, RandomRotation, ColorJitter, ToTensor, Normalize) once per view,
   stacks the views, then moves them to the device: what a plain Dataset +
   DataLoader(num_workers=0) does.
+- ``model alone``: the same training step on views augmented before the clock starts, so
+  no data work at all is timed. It is the ceiling for any data path: naive / model alone is
+  the largest ratio over the naive loop that this model allows on this machine, whatever
+  feeds it.
 
 On a CPU with native bf16 (AVX512-BF16 / AMX) both rows run the forward under bf16 autocast
 (``train.autocast``); THANOSQL_BF16=0 turns it off for both.
@@ -31,6 +35,7 @@ import gzip
 import importlib.metadata
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -90,13 +95,47 @@ def bench_batched(images: torch.Tensor, config: SimCLRConfig, seconds: float) ->
     return config.views * (n1 - n0) / (t1 - t0)
 
 
-def bench_naive(images: torch.Tensor, config: SimCLRConfig, seconds: float) -> float:
-    """Views per second of the same model fed by a per-image PIL/torchvision loop.
+def _train_with(next_views: Callable[[int], torch.Tensor], config: SimCLRConfig,
+                device: torch.device, seconds: float) -> float:
+    """Views per second of training steps on the views ``next_views(step)`` returns (view-major
+    (views * batch, C, S, S), already on ``device``), timed after one warm-up step.
 
-    Only the data path differs from ``fit``: the same encoder and head (``_build``), the same
-    channels_last layout, optimiser, batch size, number of views and loss, and one host sync
-    per step (``fit`` reads the loss for its progress report).
+    Everything but the data is as in ``fit``: the same encoder and head (``_build``), the same
+    channels_last layout, optimiser, number of views, loss and precision, and one host sync per
+    step (``fit`` reads the loss for its progress report).
     """
+    spec = BackboneSpec.for_images(1, 28)
+    encoder, head = _build(spec, config)
+    encoder = encoder.to(device, memory_format=torch.channels_last)
+    head = head.to(device)
+    encoder.train()
+    head.train()
+    opt = torch.optim.AdamW(list(encoder.parameters()) + list(head.parameters()),
+                            lr=config.learning_rate, weight_decay=config.weight_decay,
+                            fused=device.type == "cuda")
+    done, start, step = 0, 0.0, 0
+    while True:
+        views = next_views(step).contiguous(memory_format=torch.channels_last)
+        with autocast(device):   # the same precision as fit
+            z = head(encoder.backbone(views))
+        loss = multi_view_nt_xent_loss(z.float(), config.views, config.temperature)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        float(loss.detach())   # the same per-step host sync as fit's progress report
+        step += 1
+        if step == 1:   # warm-up step excluded, as for the batched row
+            start = time.perf_counter()
+            continue
+        done += len(views)
+        if time.perf_counter() - start > seconds:
+            return done / (time.perf_counter() - start)
+
+
+def bench_naive(images: torch.Tensor, config: SimCLRConfig, seconds: float) -> float:
+    """Views per second of the same model fed by a per-image PIL/torchvision loop: every
+    step converts each image of the batch to PIL and runs the per-image pipeline once per
+    view, stacks the views and moves them to the device."""
     from PIL import Image
     from torchvision import transforms as T
 
@@ -109,38 +148,32 @@ def bench_naive(images: torch.Tensor, config: SimCLRConfig, seconds: float) -> f
         T.ToTensor(),
         T.Normalize([0.13], [0.31]),
     ])
-    spec = BackboneSpec.for_images(1, 28)
-    encoder, head = _build(spec, config)
-    encoder = encoder.to(device, memory_format=torch.channels_last)
-    head = head.to(device)
-    encoder.train()
-    head.train()
-    opt = torch.optim.AdamW(list(encoder.parameters()) + list(head.parameters()),
-                            lr=config.learning_rate, weight_decay=config.weight_decay,
-                            fused=device.type == "cuda")
     pil = [Image.fromarray(img[0].numpy()) for img in images]
     batch = min(config.batch_size, len(images))
-    done, start, step = 0, 0.0, 0
-    while True:
-        for i in range(0, len(pil) - batch + 1, batch):
-            chunk = pil[i:i + batch]
-            # view-major, as fit: row v * batch + k is view v of image k
-            views = torch.stack([per_image(p) for _ in range(config.views) for p in chunk])
-            views = views.to(device).contiguous(memory_format=torch.channels_last)
-            with autocast(device):   # the same precision as fit
-                z = head(encoder.backbone(views))
-            loss = multi_view_nt_xent_loss(z.float(), config.views, config.temperature)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            float(loss.detach())   # the same per-step host sync as fit's progress report
-            step += 1
-            if step == 1:   # warm-up step excluded, as for the batched row
-                start = time.perf_counter()
-                continue
-            done += config.views * batch
-            if time.perf_counter() - start > seconds:
-                return done / (time.perf_counter() - start)
+    steps_per_pass = len(pil) // batch
+
+    def next_views(step: int) -> torch.Tensor:
+        i = (step % steps_per_pass) * batch
+        chunk = pil[i:i + batch]
+        # view-major, as fit: row v * batch + k is view v of image k
+        return torch.stack([per_image(p) for _ in range(config.views) for p in chunk]).to(device)
+
+    return _train_with(next_views, config, device, seconds)
+
+
+def bench_model_only(images: torch.Tensor, config: SimCLRConfig, seconds: float) -> float:
+    """Views per second of the training step alone: 8 batches of views are augmented before
+    the clock starts and reused, so no data work is timed. No data path can make training
+    faster than this, so naive / this bounds the ratio any data path can reach against the
+    naive loop with this model on this machine."""
+    device = resolve_device(config.device)
+    batch = min(config.batch_size, len(images))
+    mean, std = torch.tensor([0.13], device=device), torch.tensor([0.31], device=device)
+    augment = BatchAugment(config, mean, std)
+    gen = torch.Generator(device=device).manual_seed(0)
+    ready = [augment(images[i:i + batch].to(device).repeat(config.views, 1, 1, 1), gen)
+             for i in range(0, min(8, len(images) // batch) * batch, batch)]
+    return _train_with(lambda step: ready[step % len(ready)], config, device, seconds)
 
 
 def bench_augment(images: torch.Tensor, config: SimCLRConfig, device: torch.device,
@@ -189,23 +222,30 @@ def main() -> None:
           f"{len(images)} images of 28x28 from {source}; batch {config.batch_size} images x "
           f"{config.views} views; {args.rounds} alternating rounds of {args.seconds:g} s per "
           f"row", flush=True)
-    # alternate the rows so that other load on the machine hits both alike
+    # alternate the rows so that other load on the machine hits them alike
     fast: list[float] = []
     naive: list[float] = []
+    alone: list[float] = []
     for r in range(args.rounds):
         fast.append(bench_batched(images, config, args.seconds))
         naive.append(bench_naive(images, config, args.seconds))
-        print(f"  round {r + 1}: batched {fast[-1]:,.0f}  naive {naive[-1]:,.0f} views/s  "
-              f"({fast[-1] / naive[-1]:.1f}x)", flush=True)
-    med_fast, med_naive = float(np.median(fast)), float(np.median(naive))
+        alone.append(bench_model_only(images, config, args.seconds))
+        print(f"  round {r + 1}: batched {fast[-1]:,.0f}  naive {naive[-1]:,.0f}  model alone "
+              f"{alone[-1]:,.0f} views/s  ({fast[-1] / naive[-1]:.1f}x, ceiling "
+              f"{alone[-1] / naive[-1]:.1f}x)", flush=True)
+    med_fast, med_naive, med_alone = (float(np.median(v)) for v in (fast, naive, alone))
     ratios = [f / n for f, n in zip(fast, naive, strict=True)]
-    print(f"\n{'pipeline (views/s, data included)':<40}{'median':>10}{'min':>10}{'max':>10}")
-    print(f"{'batched on-device augment (fit)':<40}{med_fast:>10,.0f}{min(fast):>10,.0f}"
-          f"{max(fast):>10,.0f}")
-    print(f"{'naive per-image PIL/torchvision loop':<40}{med_naive:>10,.0f}{min(naive):>10,.0f}"
-          f"{max(naive):>10,.0f}")
-    print(f"{'ratio of medians':<40}{med_fast / med_naive:>9.1f}x"
+    print(f"\n{'pipeline (views/s, data included)':<44}{'median':>10}{'min':>10}{'max':>10}")
+    for label, values, med in (("batched on-device augment (fit)", fast, med_fast),
+                               ("naive per-image PIL/torchvision loop", naive, med_naive),
+                               ("model alone, no data work (ceiling)", alone, med_alone)):
+        print(f"{label:<44}{med:>10,.0f}{min(values):>10,.0f}{max(values):>10,.0f}")
+    print(f"{'ratio of medians, batched / naive':<44}{med_fast / med_naive:>9.1f}x"
           f"   (per round: {', '.join(f'{x:.1f}x' for x in ratios)})")
+    print(f"{'ceiling for any data path, alone / naive':<44}{med_alone / med_naive:>9.1f}x")
+    us = 1e6 / med_fast, 1e6 / med_naive, 1e6 / med_alone
+    print(f"\nper view: model step {us[2]:.0f} us, our data path {us[0] - us[2]:.0f} us, "
+          f"naive data path {us[1] - us[2]:.0f} us")
     if args.augment:
         rates = bench_augment(images, config, device)
         per_call = config.views * min(config.batch_size, len(images))
