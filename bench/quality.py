@@ -203,7 +203,8 @@ def main() -> None:
               f"{r['search_seconds']:.1f} s]", flush=True)
         if "query" in r:
             print(f"  {r['query']}", flush=True)
-        rows.append((str(r["set"]), "SimCLR (default)", r["model"], f"{r['seconds']:.1f}"))
+        label = f"SimCLR ({args.options})" if args.options else "SimCLR (default)"
+        rows.append((str(r["set"]), label, r["model"], f"{r['seconds']:.1f}"))
         rows.append((str(r["set"]), "raw-pixel cosine", r["raw"], "-"))
         rows.append((str(r["set"]), f"PCA-{PCA_COMPONENTS} on pixels", r["pca"], "-"))
         m, raw = r["model"], r["raw"]

@@ -191,3 +191,12 @@ def test_kernel_shows_progress_in_place_and_interrupt_keeps_the_old_model(tmp_pa
         assert sorted(p.name for p in (tmp_path / ".thanosql" / "models").iterdir()) == ["m"]
     finally:
         kernel.close()
+
+
+def test_augmentation_options_are_checked_and_recorded_in_the_card(images: Engine) -> None:
+    build(images, extra=", stroke=0.5, rotation=0, shear=5")
+    card = json.loads((images.cwd / ".thanosql" / "models" / "m" / "card.json").read_text())
+    assert card["options"]["stroke"] == 0.5 and card["options"]["rotation"] == 0.0
+    assert card["options"]["shear"] == 5.0
+    with pytest.raises(OptionError, match="stroke must be a number >= 0.0 and <= 1.0"):
+        images.run("BUILD MODEL m2 USING SimCLR OPTIONS (stroke=2) AS SELECT * FROM imgs")

@@ -63,7 +63,8 @@ def test_wrong_type_names_option_value_and_allowed(name: str, value: object) -> 
     ("embedding_dim", 4096), ("views", 1), ("views", 65), ("crop_scale", 0),
     ("crop_scale", 1.5), ("crop_scale", [0.9, 0.5]),
     ("rotation", 181),
-    ("rotation", -5), ("color_jitter", 1.2), ("blur", 2), ("noise", -0.1), ("hue", 0.6),
+    ("rotation", -5), ("stroke", 1.5), ("stroke", -0.2), ("color_jitter", 1.2), ("blur", 2),
+    ("noise", -0.1), ("hue", 0.6),
     ("device", "tpu"), ("device", "cuda:x"), ("learning_rate", float("nan")),
 ])
 def test_out_of_range_is_an_option_error(name: str, value: object) -> None:

@@ -11,8 +11,8 @@ from thanosql_kernel.models.options import SimCLRConfig, parse_simclr_options
 from thanosql_kernel.models.transforms import BatchAugment
 
 OFF = dict(crop_scale=(1.0, 1.0), rotation=0.0, shear=0.0, flip=False, vertical_flip=False,
-           color_jitter=0.0, saturation=0.0, hue=0.0, grayscale=0.0, blur=0.0, noise=0.0,
-           erase=0.0)
+           stroke=0.0, color_jitter=0.0, saturation=0.0, hue=0.0, grayscale=0.0, blur=0.0,
+           noise=0.0, erase=0.0)
 
 
 def _images(b: int, c: int, s: int, seed: int = 0) -> torch.Tensor:
@@ -39,7 +39,8 @@ def test_switches_are_parsed_from_user_options() -> None:
 
 @pytest.mark.parametrize("option", [
     {"crop_scale": (0.3, 0.6)}, {"rotation": 30.0}, {"shear": 20.0}, {"flip": True},
-    {"vertical_flip": True}, {"color_jitter": 0.8}, {"saturation": 0.8}, {"hue": 0.3},
+    {"vertical_flip": True}, {"stroke": 0.5}, {"color_jitter": 0.8}, {"saturation": 0.8},
+    {"hue": 0.3},
     {"grayscale": 0.5}, {"blur": 1.0, "blur_sigma": (1.0, 2.0)}, {"noise": 0.2},
     {"erase": 1.0},
 ])
@@ -91,3 +92,33 @@ def test_flip_mirrors_exactly() -> None:
     same = [torch.allclose(v[i], ref[i], atol=1e-4) for i in range(64)]
     assert all(f or s for f, s in zip(flipped, same, strict=True))
     assert 10 < sum(flipped) < 54
+
+
+def test_stroke_thickens_and_thins_lines_per_image() -> None:
+    # one white vertical stroke, 2 px wide, copied 64 times
+    x = torch.zeros((64, 1, 12, 12), dtype=torch.uint8)
+    x[:, :, 2:10, 5:7] = 255
+    v = _aug(1, **{**OFF, "stroke": 1.0})(x, torch.Generator().manual_seed(0))
+    ink = (v * 0.5 + 0.25).sum(dim=(1, 2, 3))   # back to 0..1, summed per view
+    base = float(x[0].float().sum() / 255)      # 16 px of ink
+    thicker, thinner = int((ink > base + 1).sum()), int((ink < base - 1).sum())
+    # each copy draws its own width: some thicker (up to the 3x3 dilation, 40 px), some
+    # thinner (toward the erosion, which wipes a 2 px line out)
+    assert thicker >= 10 and thinner >= 10
+    assert float(ink.max()) <= 40 + 1e-3 and float(ink.min()) >= -1e-3
+    assert len({round(float(i), 3) for i in ink}) > 32
+
+
+def test_stroke_off_is_skipped_entirely(monkeypatch) -> None:
+    # stroke=0 (the default) must leave default training bit for bit as it was: the step is
+    # not run, so it draws nothing from the generator
+    def not_expected(self, x, gen):
+        raise AssertionError("the stroke step ran with stroke=0")
+
+    x = _images(8, 1, 16)
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    with monkeypatch.context() as m:
+        m.setattr(BatchAugment, "_stroke", not_expected)
+        _aug(1)(x, g1)
+    _aug(1, stroke=0.5)(x, g2)   # on: one more draw per image
+    assert not torch.equal(g1.get_state(), g2.get_state())

@@ -39,6 +39,7 @@ class SimCLRConfig:
     shear: float = 0.0
     flip: bool = False
     vertical_flip: bool = False
+    stroke: float = 0.0
     color_jitter: float = 0.4
     saturation: float = 0.0
     hue: float = 0.0
@@ -88,6 +89,9 @@ SIMCLR_OPTION_DOCS: dict[str, str] = {
     "shear": f"random shear up to +/- this many degrees, 0..60 (default {_DEFAULTS.shear})",
     "flip": f"random horizontal flip; leave off for digits and text (default {_DEFAULTS.flip})",
     "vertical_flip": f"random vertical flip (default {_DEFAULTS.vertical_flip})",
+    "stroke": f"random stroke width: every view is blended toward its 3x3 dilation or its "
+              f"3x3 erosion by a random fraction up to this, 0..1 (default {_DEFAULTS.stroke}; "
+              f"0.5 suits digits and text, see the README)",
     "color_jitter": f"random brightness and contrast strength, 0..1 "
                     f"(default {_DEFAULTS.color_jitter}; 0 turns it off)",
     "saturation": f"random saturation strength for colour images, 0..1 "
@@ -198,6 +202,7 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "shear": _float(0.0, 60.0),
     "flip": _bool,
     "vertical_flip": _bool,
+    "stroke": _float(0.0, 1.0),
     "color_jitter": _float(0.0, 1.0),
     "saturation": _float(0.0, 1.0),
     "hue": _float(0.0, 0.5),
