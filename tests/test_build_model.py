@@ -200,3 +200,65 @@ def test_augmentation_options_are_checked_and_recorded_in_the_card(images: Engin
     assert card["options"]["shear"] == 5.0
     with pytest.raises(OptionError, match="stroke must be a number >= 0.0 and <= 1.0"):
         images.run("BUILD MODEL m2 USING SimCLR OPTIONS (stroke=2) AS SELECT * FROM imgs")
+
+
+def _photos(folder: Path, count: int, size: tuple[int, int]) -> Path:
+    """Colour images of ``size`` (W, H), not square, with a bright patch somewhere."""
+    rng = np.random.default_rng(1)
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = ["image_path"]
+    for i in range(count):
+        pixels = rng.integers(0, 60, (size[1], size[0], 3), dtype=np.uint8)
+        y, x = rng.integers(0, min(size) // 2, 2)
+        pixels[y:y + size[1] // 3, x:x + size[0] // 3] = (250, 200, 40)
+        Image.fromarray(pixels).save(folder / f"{i}.jpg")
+        lines.append(f"{folder.name}/{i}.jpg")
+    csv = folder.parent / f"{folder.name}.csv"
+    csv.write_text("\n".join(lines) + "\n")
+    return csv
+
+
+@pytest.mark.parametrize("size, side", [((40, 30), 30), ((320, 260), 224)])
+def test_non_square_and_large_images_train_at_a_sensible_square(engine: Engine, size, side
+                                                                 ) -> None:
+    # without image_size: the first image's shorter side, at most 224; then search works
+    _photos(engine.cwd / "photos", 6, size)
+    engine.run("COPY photos FROM 'photos.csv'")
+    engine.one("BUILD MODEL p USING SimCLR OPTIONS (max_epochs=1, batch_size=3, views=2) "
+               "AS SELECT * FROM photos")
+    card = json.loads((engine.cwd / ".thanosql" / "models" / "p" / "card.json").read_text())
+    assert card["image_size"] == side and card["channels"] == 3
+    engine.run("CONVERT USING p AS SELECT * FROM photos")
+    found = engine.one("SELECT image_path FROM (SEARCH IMAGE images='photos/2.jpg' USING p "
+                       "AS SELECT * FROM photos) ORDER BY p_simclr_similarity1 DESC LIMIT 1")
+    assert list(found.rows) == [("photos/2.jpg",)]
+
+
+def test_images_too_big_for_memory_are_refused_before_decoding(images: Engine,
+                                                               monkeypatch) -> None:
+    import thanosql_kernel.models.images as images_module
+
+    build(images)
+    card = (images.cwd / ".thanosql" / "models" / "m" / "card.json").read_bytes()
+    monkeypatch.setattr(images_module, "available_memory", lambda: 3_000)
+    def not_expected(*args):
+        raise AssertionError("images were decoded although they cannot fit")
+
+    monkeypatch.setattr(images_module, "_decode", not_expected)
+    with pytest.raises(DataError, match=r"16 images of 12x12x1 need .* GiB .* free") as err:
+        build(images, extra=", overwrite=True")
+    assert "image_size" in (err.value.hint or "")
+    assert (images.cwd / ".thanosql" / "models" / "m" / "card.json").read_bytes() == card
+
+
+def test_training_images_must_fit_on_the_gpu(monkeypatch) -> None:
+    import torch
+
+    import thanosql_kernel.models.train as train
+    from thanosql_kernel.models.options import SimCLRConfig
+
+    monkeypatch.setattr(train, "resolve_device", lambda name: torch.device("cuda"))
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (1_000, 80 * 2**30))
+    images = torch.zeros((4, 1, 28, 28), dtype=torch.uint8)
+    with pytest.raises(DataError, match="do not fit in the 0.0 GiB free on cuda"):
+        train.fit(images, SimCLRConfig(max_epochs=1))

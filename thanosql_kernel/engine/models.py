@@ -100,12 +100,14 @@ def build_model(node: BuildModel, ctx: Context) -> Message:
                         "at least 2 images")
 
     from ..models import fit, load_images, save_model
+    from ..models.images import default_side
 
     started = time.monotonic()
     key = f"build-{node.name}-{started}"
+    side = config.image_size or default_side(paths[0])
     ctx.report(Progress(key, f"BUILD MODEL {node.name}", 0, 1, "steps",
-                        detail=f"decoding {len(paths):,} images"))
-    images = load_images(paths, config.image_size)
+                        detail=f"decoding {len(paths):,} images at {side}x{side}"))
+    images = load_images(paths, side, what=statement)
     last_log = [started]
     steps = [0, 1]
 

@@ -53,14 +53,67 @@ def _decode(paths: list[str], size: tuple[int, int] | None, mode: str | None,
 
 
 def _stack(arrays: list[np.ndarray], paths: list[str]) -> torch.Tensor:
-    """list of (H, W, C) -> (N, C, H, W); colour wins when modes differ."""
+    """list of (H, W, C) -> (N, C, H, W); colour wins when modes differ.
+
+    The list is emptied as it is copied, so memory peaks at about twice the images (the
+    decoded arrays and the result), not three times (arrays, stack, channel-first copy)."""
     channels = max(a.shape[2] for a in arrays)
-    if channels == 3 and any(a.shape[2] == 1 for a in arrays):
-        arrays = [np.repeat(a, 3, axis=2) if a.shape[2] == 1 else a for a in arrays]
-    shapes = {a.shape for a in arrays}
-    if len(shapes) > 1:
-        raise DataError(f"images differ in size: {sorted(shapes)} (first: {paths[0]})")
-    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+    sizes = {a.shape[:2] for a in arrays}
+    if len(sizes) > 1:
+        raise DataError(f"images differ in size: {sorted(sizes)} (first: {paths[0]})")
+    (h, w), n = sizes.pop(), len(arrays)
+    if channels == 1:   # (N, H, W, 1) is already (N, 1, H, W) in memory
+        return torch.from_numpy(np.stack(arrays)).reshape(n, 1, h, w)
+    out = np.empty((n, channels, h, w), dtype=np.uint8)
+    for i in range(n):
+        out[i] = arrays[i].transpose(2, 0, 1)   # a grey image broadcasts to RGB
+        arrays[i] = None  # type: ignore[call-overload]
+    return torch.from_numpy(out)
+
+
+#: BUILD MODEL trains at the first image's shorter side when no image_size is given, but at
+#: most this: a 4000x3000 photo would cost ~300x the compute of 224 and needs ~36 MB a copy
+DEFAULT_MAX_SIDE = 224
+#: decoding holds the decoded files and the result at once, so it needs about twice the result
+_DECODE_PEAK = 2
+
+
+def default_side(path: str) -> int:
+    """The square side BUILD MODEL trains at when no ``image_size`` is given: the shorter side
+    of the image at ``path`` (the first row's), at most ``DEFAULT_MAX_SIDE``."""
+    (w, h), _ = _probe(path)
+    return max(1, min(w, h, DEFAULT_MAX_SIDE))
+
+
+def available_memory() -> int | None:
+    """Bytes of RAM the system could give this process now (MemAvailable), None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(count: int, channels: int, side: tuple[int, int], what: str) -> None:
+    """DataError, before anything is decoded, when ``count`` images of ``side`` (W, H) x
+    ``channels`` would not fit in the RAM that is free now."""
+    need = count * channels * side[0] * side[1]
+    free = available_memory()
+    if free is None or need * _DECODE_PEAK <= free:
+        return
+    gib = 1024 ** 3
+    raise DataError(
+        f"{what}: {count:,} images of {side[0]}x{side[1]}x{channels} need "
+        f"{need * _DECODE_PEAK / gib:.1f} GiB of memory to decode, and {free / gib:.1f} GiB "
+        f"is free; nothing was changed",
+        hint="Pass a smaller image_size in OPTIONS, or train on a sample of the rows "
+             "(… AS SELECT * FROM t ORDER BY random() LIMIT 20000).")
 
 
 class _Plan:
@@ -77,18 +130,21 @@ class _Plan:
 
 
 def load_images(paths: list[str], image_size: int | None,
-                channels: int | None = None) -> torch.Tensor:
+                channels: int | None = None, what: str = "loading images") -> torch.Tensor:
     """Decode every file once into one uint8 tensor (N, C, H, W).
 
     ``image_size`` resizes to a square of that side; None keeps the first image's size (and
     resizes others to it). ``channels`` None keeps grey images at C=1 (RGB if any image is in
-    colour); 1 or 3 forces it. Missing file -> NotFoundError, unreadable -> DataError.
+    colour); 1 or 3 forces it. Missing file -> NotFoundError, unreadable -> DataError; so is
+    a set too big for the free memory (checked first, ``what`` names the statement).
     """
     if not paths:
         c = channels or 1
         s = image_size or 0
         return torch.empty((0, c, s, s), dtype=torch.uint8)
     plan = _Plan(paths[0], image_size, channels)
+    first_channels = {"L": 1, "RGB": 3}[plan.mode or plan.first_mode]
+    check_memory(len(paths), first_channels, plan.size, what)
     with ThreadPoolExecutor(_WORKERS) as pool:
         arrays = _decode(list(paths), plan.size, plan.mode, pool)
     return _stack(arrays, paths)

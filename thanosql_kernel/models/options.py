@@ -70,8 +70,8 @@ SIMCLR_OPTION_DOCS: dict[str, str] = {
     "warmup_epochs": f"epochs of linear warm-up before the cosine decay, >= 0 "
                      f"(default {_DEFAULTS.warmup_epochs})",
     "temperature": f"NT-Xent temperature, > 0 (default {_DEFAULTS.temperature})",
-    "image_size": "side in pixels the images are resized to, 8..1024 "
-                  "(default None: the first image's size)",
+    "image_size": "side in pixels of the square the images are resized to, 8..1024 "
+                  "(default None: the first image's shorter side, at most 224)",
     "embedding_dim": f"length of the search embedding: the output of the projection head, "
                      f"the layer the loss trains to match views, 8..2048 "
                      f"(default {_DEFAULTS.embedding_dim})",

@@ -193,6 +193,13 @@ def fit(images: torch.Tensor, config: SimCLRConfig,
     if config.image_size is not None and images.shape[2] != config.image_size:
         raise DataError(f"images are {images.shape[2]} px, image_size is {config.image_size}")
     device = resolve_device(config.device)
+    if device.type == "cuda":   # the images live on the GPU during training
+        free, _ = torch.cuda.mem_get_info(device)
+        if images.nbytes > free // 2:
+            raise DataError(f"{images.nbytes / 2**30:.1f} GiB of training images do not fit "
+                            f"in the {free / 2**30:.1f} GiB free on {device}",
+                            hint="Pass a smaller image_size, train on a sample of the rows, "
+                                 "or use device='cpu'.")
     spec = BackboneSpec.for_images(images.shape[1], images.shape[2])
     seed = config.seed if config.seed is not None else int(torch.seed() % 2**63)
 
