@@ -55,8 +55,9 @@ def _decode(paths: list[str], size: tuple[int, int] | None, mode: str | None,
 def _stack(arrays: list[np.ndarray], paths: list[str]) -> torch.Tensor:
     """list of (H, W, C) -> (N, C, H, W); colour wins when modes differ.
 
-    The list is emptied as it is copied, so memory peaks at about twice the images (the
-    decoded arrays and the result), not three times (arrays, stack, channel-first copy)."""
+    Memory peaks at about twice the images (the decoded arrays and the result), not three
+    times (arrays, stack, channel-first copy): grey images need no channel-first copy, and
+    colour ones are copied channel-first one by one, dropping each array from the list."""
     channels = max(a.shape[2] for a in arrays)
     sizes = {a.shape[:2] for a in arrays}
     if len(sizes) > 1:
