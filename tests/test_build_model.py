@@ -234,31 +234,53 @@ def test_non_square_and_large_images_train_at_a_sensible_square(engine: Engine, 
     assert list(found.rows) == [("photos/2.jpg",)]
 
 
-def test_images_too_big_for_memory_are_refused_before_decoding(images: Engine,
-                                                               monkeypatch) -> None:
+def test_images_too_big_for_memory_are_read_from_their_files(images: Engine,
+                                                            monkeypatch) -> None:
+    # the same training, each batch decoded from its files: bit for bit the same model
+    import torch
+
     import thanosql_kernel.models.images as images_module
 
-    build(images)
-    card = (images.cwd / ".thanosql" / "models" / "m" / "card.json").read_bytes()
+    build(images, name="held")
     monkeypatch.setattr(images_module, "available_memory", lambda: 3_000)
+    build(images, name="streamed")
+    folder = images.cwd / ".thanosql" / "models"
+    cards = {m: json.loads((folder / m / "card.json").read_text()) for m in ("held", "streamed")}
+    assert cards["held"]["images_held"] == "device"
+    assert cards["streamed"]["images_held"] == "files"
+    weights = {m: torch.load(folder / m / "weights.pt", weights_only=True)
+               for m in ("held", "streamed")}
+    for part in ("encoder", "head"):
+        for key, value in weights["held"][part].items():
+            assert torch.equal(value, weights["streamed"][part][key]), key
+    logs = [p.log_line for p in images.progress if p.log_line and "do not fit" in p.log_line]
+    assert len(logs) == 1 and "16 images at 12x12" in logs[0] and "image_size" in logs[0]
+
+
+def test_loading_more_images_than_memory_holds_is_refused_before_decoding(monkeypatch,
+                                                                          tmp_path) -> None:
+    import thanosql_kernel.models.images as images_module
+
+    make_images(tmp_path / "imgs", count=4)
+    monkeypatch.setattr(images_module, "available_memory", lambda: 1_000)
+
     def not_expected(*args):
         raise AssertionError("images were decoded although they cannot fit")
 
     monkeypatch.setattr(images_module, "_decode", not_expected)
-    with pytest.raises(DataError, match=r"16 images of 12x12x1 need .* GiB .* free") as err:
-        build(images, extra=", overwrite=True")
+    paths = [str(tmp_path / "imgs" / f"{i}.png") for i in range(4)]
+    with pytest.raises(DataError, match=r"SEARCH: 4 images of 12x12x1 need .* GiB") as err:
+        images_module.load_images(paths, None, what="SEARCH")
     assert "image_size" in (err.value.hint or "")
-    assert (images.cwd / ".thanosql" / "models" / "m" / "card.json").read_bytes() == card
 
 
-def test_training_images_must_fit_on_the_gpu(monkeypatch) -> None:
+def test_on_a_gpu_images_that_do_not_fit_stay_in_ram(monkeypatch) -> None:
     import torch
 
     import thanosql_kernel.models.train as train
-    from thanosql_kernel.models.options import SimCLRConfig
 
-    monkeypatch.setattr(train, "resolve_device", lambda name: torch.device("cuda"))
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (1_000, 80 * 2**30))
     images = torch.zeros((4, 1, 28, 28), dtype=torch.uint8)
-    with pytest.raises(DataError, match="do not fit in the 0.0 GiB free on cuda"):
-        train.fit(images, SimCLRConfig(max_epochs=1))
+    batches = train._Batches(images, torch.device("cuda"))   # nothing is copied yet
+    assert batches.where == "host" and batches.images is images
+    assert train._Batches(images, torch.device("cpu")).where == "device"

@@ -100,14 +100,26 @@ def build_model(node: BuildModel, ctx: Context) -> Message:
                         "at least 2 images")
 
     from ..models import fit, load_images, save_model
-    from ..models.images import default_side
+    from ..models.images import ImageFiles, default_side, fits_in_memory, image_channels
 
     started = time.monotonic()
     key = f"build-{node.name}-{started}"
     side = config.image_size or default_side(paths[0])
-    ctx.report(Progress(key, f"BUILD MODEL {node.name}", 0, 1, "steps",
-                        detail=f"decoding {len(paths):,} images at {side}x{side}"))
-    images = load_images(paths, side, what=statement)
+    channels = image_channels(paths[0])
+    images: Any
+    if fits_in_memory(len(paths), channels, (side, side)):
+        ctx.report(Progress(key, f"BUILD MODEL {node.name}", 0, 1, "steps",
+                            detail=f"decoding {len(paths):,} images at {side}x{side}"))
+        images = load_images(paths, side, what=statement)
+    else:   # too many to keep in memory: the same training, each batch read from its files
+        images = ImageFiles(paths, side, channels)
+        ctx.report(Progress(key, f"BUILD MODEL {node.name}", 0, 1, "steps",
+                            detail=f"{len(paths):,} images at {side}x{side} do not fit in "
+                                   f"memory: each batch is read from its files",
+                            log_line=f"BUILD MODEL {node.name}: {len(paths):,} images at "
+                                     f"{side}x{side} do not fit in memory, so each batch is "
+                                     f"read from its files (slower; a smaller image_size "
+                                     f"keeps them in memory)"))
     last_log = [started]
     steps = [0, 1]
 

@@ -86,6 +86,43 @@ def default_side(path: str) -> int:
     return max(1, min(w, h, DEFAULT_MAX_SIDE))
 
 
+def image_channels(path: str) -> int:
+    """1 for a grey image file, 3 for a colour one."""
+    return 1 if _probe(path)[1] == "L" else 3
+
+
+class ImageFiles:
+    """Training images read from their files a batch at a time, for a set too big to keep in
+    memory: what ``fit`` needs of an (N, C, S, S) uint8 tensor (``shape``, ``dtype``,
+    ``ndim``) plus ``take(rows)``. Every image becomes ``channels`` x ``side`` x ``side``
+    (the first image's channels for all, as in ``iter_image_batches``)."""
+
+    dtype = torch.uint8
+    ndim = 4
+
+    def __init__(self, paths: list[str], side: int, channels: int) -> None:
+        self.paths = list(paths)
+        self.shape = torch.Size((len(self.paths), channels, side, side))
+        self._size = (side, side)
+        self._mode = "L" if channels == 1 else "RGB"
+        self._pool: ThreadPoolExecutor | None = None
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def take(self, rows: list[int]) -> torch.Tensor:
+        """The images of these rows, decoded now: (len(rows), C, S, S) uint8."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(_WORKERS)
+        chosen = [self.paths[i] for i in rows]
+        return _stack(_decode(chosen, self._size, self._mode, self._pool), chosen)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+
 def available_memory() -> int | None:
     """Bytes of RAM the system could give this process now (MemAvailable), None if unknown."""
     try:
@@ -101,13 +138,20 @@ def available_memory() -> int | None:
         return None
 
 
+def fits_in_memory(count: int, channels: int, side: tuple[int, int]) -> bool:
+    """Whether ``count`` images of ``side`` (W, H) x ``channels`` can be decoded into the RAM
+    that is free now (True when that cannot be told)."""
+    free = available_memory()
+    return free is None or count * channels * side[0] * side[1] * _DECODE_PEAK <= free
+
+
 def check_memory(count: int, channels: int, side: tuple[int, int], what: str) -> None:
     """DataError, before anything is decoded, when ``count`` images of ``side`` (W, H) x
     ``channels`` would not fit in the RAM that is free now."""
-    need = count * channels * side[0] * side[1]
-    free = available_memory()
-    if free is None or need * _DECODE_PEAK <= free:
+    if fits_in_memory(count, channels, side):
         return
+    need = count * channels * side[0] * side[1]
+    free = available_memory() or 0
     gib = 1024 ** 3
     raise DataError(
         f"{what}: {count:,} images of {side[0]}x{side[1]}x{channels} need "

@@ -16,6 +16,7 @@ import torch
 from ..errors import DataError, NotFoundError, OptionError
 from .backbone import BackboneSpec, Encoder
 from .head import ProjectionHead
+from .images import ImageFiles
 from .loss import multi_view_nt_xent_loss
 from .options import SimCLRConfig
 from .transforms import BatchAugment
@@ -52,6 +53,8 @@ class TrainedModel:
     loss_per_epoch: list[float] = field(default_factory=list)
     seconds: float = 0.0
     images_seen: int = 0
+    #: where the training images stayed: "device", "host" (RAM, GPU training) or "files"
+    images_held: str = "device"
 
     @property
     def image_size(self) -> int:
@@ -86,6 +89,7 @@ class TrainedModel:
             "loss_per_epoch": [round(v, 6) for v in self.loss_per_epoch],
             "seconds": round(self.seconds, 3),
             "images_seen": self.images_seen,
+            "images_held": self.images_held,
             "library_versions": {"python": platform.python_version(), "torch": torch.__version__,
                                  "torchvision": torchvision.__version__,
                                  "numpy": np.__version__},
@@ -152,9 +156,49 @@ def autocast(device: torch.device):
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=use)
 
 
-def _recalibrate_batchnorm(encoder: Encoder, data: torch.Tensor, batch: int) -> None:
+class _Batches:
+    """Where the training images stay during training, and how a batch of them reaches the
+    device: ``batches(rows)`` -> (B, C, S, S) uint8 on the device, rows a 1-d index tensor.
+
+    ``where`` says which: "device" (one copy on the training device: always on a CPU, and on
+    a GPU when the images take at most half of its free memory), "host" (kept in RAM, each
+    batch copied to the GPU) or "files" (``ImageFiles``: each batch decoded from its files).
+    """
+
+    def __init__(self, images: torch.Tensor | ImageFiles, device: torch.device) -> None:
+        self.device = device
+        self.images = self.source = images
+        if isinstance(images, ImageFiles):
+            self.where = "files"
+        elif device.type == "cuda" and images.nbytes > torch.cuda.mem_get_info(device)[0] // 2:
+            self.where = "host"
+        else:
+            self.where = "device"
+            self.images = images.to(device)
+
+    def __call__(self, rows: torch.Tensor) -> torch.Tensor:
+        if self.where == "device":
+            return self.images[rows]   # type: ignore[index]
+        if self.where == "host":
+            return self.images[rows.cpu()].to(self.device)   # type: ignore[index]
+        return self.images.take(rows.tolist()).to(self.device)   # type: ignore[union-attr]
+
+    def stats_sample(self) -> torch.Tensor:
+        """The images the channel mean and std are taken from (``_channel_stats``): all of
+        them in memory, else at most 2,000 spread evenly (the same as all up to 2,000)."""
+        if self.where != "files":
+            return self.source   # type: ignore[return-value]
+        n = self.images.shape[0]
+        return self.images.take(list(range(0, n, max(1, n // 2000))))   # type: ignore[union-attr]
+
+    def close(self) -> None:
+        if isinstance(self.images, ImageFiles):
+            self.images.close()
+
+
+def _recalibrate_batchnorm(encoder: Encoder, batches: _Batches, n: int, batch: int) -> None:
     """Set every BatchNorm's running mean/var to exact averages over the un-augmented
-    training images (data (N, C, S, S) uint8).
+    training images (all ``n`` of them, ``batch`` at a time).
 
     A short run (4 steps for one epoch of 1,000 images) leaves the momentum-averaged
     statistics near their initial 0/1, and search embeds clean images, not augmented ones;
@@ -167,15 +211,18 @@ def _recalibrate_batchnorm(encoder: Encoder, data: torch.Tensor, batch: int) -> 
         m.momentum = None   # cumulative moving average: every batch weighs the same
     encoder.train()
     with torch.no_grad():
-        for i in range(0, data.shape[0], batch):
-            encoder(data[i:i + batch].contiguous(memory_format=torch.channels_last))
+        for i in range(0, n, batch):
+            rows = torch.arange(i, min(i + batch, n), device=batches.device)
+            encoder(batches(rows).contiguous(memory_format=torch.channels_last))
     for m, momentum in zip(norms, saved, strict=True):
         m.momentum = momentum
 
 
-def fit(images: torch.Tensor, config: SimCLRConfig,
+def fit(images: torch.Tensor | ImageFiles, config: SimCLRConfig,
         progress: Callable[[TrainProgress], None] | None = None) -> TrainedModel:
-    """Train SimCLR on ``images`` (N, C, S, S) uint8 and return the eval-mode model.
+    """Train SimCLR on ``images`` (N, C, S, S) uint8, or on ``ImageFiles`` for a set too big
+    for memory (the same training, each batch decoded from its files), and return the
+    eval-mode model.
 
     Each step takes a batch, draws ``config.views`` independently augmented views of every
     image on the training device, and minimises the multi-view NT-Xent between their
@@ -193,26 +240,28 @@ def fit(images: torch.Tensor, config: SimCLRConfig,
     if config.image_size is not None and images.shape[2] != config.image_size:
         raise DataError(f"images are {images.shape[2]} px, image_size is {config.image_size}")
     device = resolve_device(config.device)
-    if device.type == "cuda":   # the images live on the GPU during training
-        free, _ = torch.cuda.mem_get_info(device)
-        if images.nbytes > free // 2:
-            raise DataError(f"{images.nbytes / 2**30:.1f} GiB of training images do not fit "
-                            f"in the {free / 2**30:.1f} GiB free on {device}",
-                            hint="Pass a smaller image_size, train on a sample of the rows, "
-                                 "or use device='cpu'.")
-    spec = BackboneSpec.for_images(images.shape[1], images.shape[2])
+    batches = _Batches(images, device)
+    try:
+        return _fit(batches, n, images.shape[1], images.shape[2], config, progress)
+    finally:
+        batches.close()
+
+
+def _fit(batches: _Batches, n: int, channels: int, side: int, config: SimCLRConfig,
+         progress: Callable[[TrainProgress], None] | None) -> TrainedModel:
+    device = batches.device
+    spec = BackboneSpec.for_images(channels, side)
     seed = config.seed if config.seed is not None else int(torch.seed() % 2**63)
 
     with torch.random.fork_rng(devices=[]):   # initialise from the seed, global RNG untouched
         torch.manual_seed(seed)
         encoder, head = _build(spec, config)
-    mean, std = _channel_stats(images)
+    mean, std = _channel_stats(batches.stats_sample())
     encoder.mean.copy_(mean.view(1, -1, 1, 1))
     encoder.std.copy_(std.view(1, -1, 1, 1))
     # channels_last lets oneDNN pick its fast convolutions: ~1.5x training speed on the CPU
     encoder = encoder.to(device, memory_format=torch.channels_last)
     head = head.to(device)
-    data = images.to(device)
     augment = BatchAugment(config, mean.to(device), std.to(device))
     aug_gen = torch.Generator(device=device).manual_seed(seed)
     order_gen = torch.Generator().manual_seed(seed + 1)
@@ -226,7 +275,7 @@ def fit(images: torch.Tensor, config: SimCLRConfig,
     optimiser = torch.optim.AdamW(params, lr=config.learning_rate,
                                   weight_decay=config.weight_decay,
                                   fused=device.type == "cuda")
-    model = TrainedModel(encoder, head, spec, config)
+    model = TrainedModel(encoder, head, spec, config, images_held=batches.where)
     encoder.train()
     head.train()
     start = time.perf_counter()
@@ -238,7 +287,7 @@ def fit(images: torch.Tensor, config: SimCLRConfig,
         for step, idx in enumerate(torch.tensor_split(order, steps_per_epoch), start=1):
             for group in optimiser.param_groups:
                 group["lr"] = _lr_at(step_global, total_steps, warmup, config.learning_rate)
-            x = data[idx]
+            x = batches(idx)
             # view-major: row v * B + k is view v of image k
             views = augment(x.repeat(config.views, 1, 1, 1), aug_gen)
             views = views.contiguous(memory_format=torch.channels_last)
@@ -260,7 +309,7 @@ def fit(images: torch.Tensor, config: SimCLRConfig,
                                        float(loss.detach()), rate, elapsed, left))
         model.loss_per_epoch.append(float(losses) / steps_per_epoch)
     # big batches: with 16-image batches the recalibration cost as much as half an epoch
-    _recalibrate_batchnorm(encoder, data, max(batch, 256))
+    _recalibrate_batchnorm(encoder, batches, n, max(batch, 256))
     model.seconds = time.perf_counter() - start
     encoder.eval()
     head.eval()
