@@ -236,7 +236,8 @@ def test_non_square_and_large_images_train_at_a_sensible_square(engine: Engine, 
 
 def test_images_too_big_for_memory_are_read_from_their_files(images: Engine,
                                                             monkeypatch) -> None:
-    # the same training, each batch decoded from its files: bit for bit the same model
+    # the same training, each batch decoded from its files; only the channel statistics
+    # are summed another way, so the weights agree to rounding
     import torch
 
     import thanosql_kernel.models.images as images_module
@@ -252,7 +253,8 @@ def test_images_too_big_for_memory_are_read_from_their_files(images: Engine,
                for m in ("held", "streamed")}
     for part in ("encoder", "head"):
         for key, value in weights["held"][part].items():
-            assert torch.equal(value, weights["streamed"][part][key]), key
+            torch.testing.assert_close(value, weights["streamed"][part][key], rtol=1e-3,
+                                       atol=1e-4, msg=key)
     logs = [p.log_line for p in images.progress if p.log_line and "do not fit" in p.log_line]
     assert len(logs) == 1 and "16 images at 12x12" in logs[0] and "image_size" in logs[0]
 
@@ -271,7 +273,7 @@ def test_loading_more_images_than_memory_holds_is_refused_before_decoding(monkey
     paths = [str(tmp_path / "imgs" / f"{i}.png") for i in range(4)]
     with pytest.raises(DataError, match=r"SEARCH: 4 images of 12x12x1 need .* GiB") as err:
         images_module.load_images(paths, None, what="SEARCH")
-    assert "image_size" in (err.value.hint or "")
+    assert "fewer rows" in (err.value.hint or "")
 
 
 def test_on_a_gpu_images_that_do_not_fit_stay_in_ram(monkeypatch) -> None:
@@ -284,3 +286,34 @@ def test_on_a_gpu_images_that_do_not_fit_stay_in_ram(monkeypatch) -> None:
     batches = train._Batches(images, torch.device("cuda"))   # nothing is copied yet
     assert batches.where == "host" and batches.images is images
     assert train._Batches(images, torch.device("cpu")).where == "device"
+
+
+@pytest.mark.parametrize("from_files", [False, True])
+def test_a_set_that_starts_grey_but_has_colour_trains_in_colour(engine: Engine, monkeypatch,
+                                                                from_files: bool) -> None:
+    import thanosql_kernel.models.images as images_module
+
+    make_images(engine.cwd / "imgs", count=6)   # grey PNGs
+    _photos(engine.cwd / "photos", 2, (12, 12))   # colour JPEGs, listed after the grey ones
+    rows = ["image_path"] + [f"imgs/{i}.png" for i in range(6)] + ["photos/0.jpg",
+                                                                   "photos/1.jpg"]
+    (engine.cwd / "mixed.csv").write_text("\n".join(rows) + "\n")
+    engine.run("COPY mixed FROM 'mixed.csv'")
+    if from_files:
+        monkeypatch.setattr(images_module, "available_memory", lambda: 3_000)
+    engine.one("BUILD MODEL mixed USING SimCLR OPTIONS (max_epochs=1, batch_size=4, views=2) "
+               "AS SELECT * FROM mixed")
+    card = json.loads((engine.cwd / ".thanosql" / "models" / "mixed" / "card.json").read_text())
+    assert card["channels"] == 3
+    assert card["images_held"] == ("files" if from_files else "device")
+
+
+def test_a_missing_file_fails_before_training_starts(images: Engine, monkeypatch) -> None:
+    import thanosql_kernel.models.images as images_module
+
+    images.run("INSERT INTO imgs (image_path, label) VALUES ('imgs/gone.png', 0)")
+    monkeypatch.setattr(images_module, "available_memory", lambda: 3_000)  # the files path
+    with pytest.raises(NotFoundError, match="gone.png"):
+        build(images)
+    assert not [p for p in images.progress if p.key.startswith("build-") and p.done > 0]
+    assert images.one("LIST MODEL").rows == ()

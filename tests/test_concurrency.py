@@ -115,6 +115,8 @@ def test_a_writer_waits_out_another_writers_lock_then_gives_a_clear_error(tmp_pa
             with store.begin(write=True) as conn:
                 conn.exec_driver_sql("INSERT INTO t VALUES (1)")
         assert 0.5 <= time.monotonic() - start < 3
+        with store.begin() as conn:   # the writer that gave up did not go back to the pool
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 500
         # the lock is released after several slices: the writer waits it out and writes
         monkeypatch.setattr(sql, "_WRITE_LOCK_WAIT_S", 30.0)
         threading.Timer(0.4, blocker.rollback).start()

@@ -100,17 +100,20 @@ def build_model(node: BuildModel, ctx: Context) -> Message:
                         "at least 2 images")
 
     from ..models import fit, load_images, save_model
-    from ..models.images import ImageFiles, default_side, fits_in_memory, image_channels
+    from ..models.images import ImageFiles, default_side, fits_in_memory, scan_channels
 
     started = time.monotonic()
     key = f"build-{node.name}-{started}"
     side = config.image_size or default_side(paths[0])
-    channels = image_channels(paths[0])
+    ctx.report(Progress(key, f"BUILD MODEL {node.name}", 0, 1, "steps",
+                        detail=f"reading the headers of {len(paths):,} images"))
+    # every file's header: a missing or unreadable file fails now, not hours into training
+    channels = scan_channels(paths)
     images: Any
     if fits_in_memory(len(paths), channels, (side, side)):
         ctx.report(Progress(key, f"BUILD MODEL {node.name}", 0, 1, "steps",
                             detail=f"decoding {len(paths):,} images at {side}x{side}"))
-        images = load_images(paths, side, what=statement)
+        images = load_images(paths, side, channels, what=statement, check=False)
     else:   # too many to keep in memory: the same training, each batch read from its files
         images = ImageFiles(paths, side, channels)
         ctx.report(Progress(key, f"BUILD MODEL {node.name}", 0, 1, "steps",

@@ -232,7 +232,8 @@ def search_image(node: SearchImage, ctx: Context, hint: tuple[str, int] | None =
             raise NotFoundError(f"SEARCH IMAGE: the query image {shown!r} does not exist "
                                 f"(looked for {path})",
                                 hint="Relative paths are relative to the notebook's folder.")
-    q = embed(model, load_images(query_paths, model.image_size, model.channels))
+    q = embed(model, load_images(query_paths, model.image_size, model.channels,
+                                 what="SEARCH IMAGE"))
     limit = options["top_k"] if second else None
     if hint is not None and hint[0] == names[0]:
         limit = hint[1] if limit is None else min(limit, hint[1])
@@ -264,7 +265,7 @@ def _row_embeddings(ctx: Context, model: Any, rows: Table, columns: list[str], e
     """Each row's embedding: from its embedding column, or computed from its image."""
     import numpy as np
 
-    from ..models import embed, load_images
+    from ..models import embed, iter_image_batches
     from ..vectors import from_blob
 
     n = len(rows.rows)
@@ -293,7 +294,11 @@ def _row_embeddings(ctx: Context, model: Any, rows: Table, columns: list[str], e
                 "Name them with OPTIONS (emb_col='…') or OPTIONS (image_col='…').")
         i_img = columns.index(image_col)
         paths = image_paths(ctx, [rows.rows[i][i_img] for i in todo], image_col, "SEARCH IMAGE")
-        matrix[todo] = embed(model, load_images(paths, model.image_size, model.channels))
+        # in batches, like CONVERT: memory stays small however many rows lack a vector
+        done = 0
+        for batch in iter_image_batches(paths, 256, model.image_size, model.channels):
+            matrix[todo[done:done + len(batch)]] = embed(model, batch)
+            done += len(batch)
     return matrix
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Iterator
 
 import numpy as np
@@ -17,32 +18,43 @@ from ..errors import DataError, NotFoundError
 _WORKERS = max(2, min(8, os.cpu_count() or 2))
 
 
-def _open(path: str, size: tuple[int, int] | None, mode: str | None) -> np.ndarray:
-    """One file -> uint8 array (H, W, C); ``mode`` None keeps L for grey, RGB otherwise."""
+#: Pillow modes that load as one grey channel; every other mode loads as RGB
+_GREY_MODES = ("L", "1", "I;16", "I", "F", "LA")
+
+
+@contextmanager
+def _reading(path: str) -> Iterator[None]:
+    """A missing file -> NotFoundError, anything unreadable -> DataError, naming the path."""
     try:
-        with Image.open(path) as img:
-            if size is not None and img.format == "JPEG":
-                # the JPEG decoder can scale down by 1/2..1/8 for free: big photos decode fast
-                img.draft(img.mode, size)
-            target = mode or ("L" if img.mode in ("L", "1", "I;16", "I", "F", "LA") else "RGB")
-            if img.mode != target:
-                img = img.convert(target)
-            if size is not None and img.size != size:
-                img = img.resize(size, Image.BILINEAR)
-            arr = np.asarray(img)
+        yield
     except FileNotFoundError:
         raise NotFoundError(f"image file not found: {path}") from None
     except IsADirectoryError:
         raise DataError(f"not an image file (a directory): {path}") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise DataError(f"cannot read image {path}: {exc}") from None
+
+
+def _open(path: str, size: tuple[int, int] | None, mode: str | None) -> np.ndarray:
+    """One file -> uint8 array (H, W, C); ``mode`` None keeps L for grey, RGB otherwise."""
+    with _reading(path), Image.open(path) as img:
+        if size is not None and img.format == "JPEG":
+            # the JPEG decoder can scale down by 1/2..1/8 for free: big photos decode fast
+            img.draft(img.mode, size)
+        target = mode or ("L" if img.mode in _GREY_MODES else "RGB")
+        if img.mode != target:
+            img = img.convert(target)
+        if size is not None and img.size != size:
+            img = img.resize(size, Image.BILINEAR)
+        arr = np.asarray(img)
     return arr[:, :, None] if arr.ndim == 2 else arr
 
 
 def _probe(path: str) -> tuple[tuple[int, int], str]:
-    """Size (W, H) and whether the first image is grey ('L') or colour ('RGB')."""
-    arr = _open(path, None, None)
-    return (arr.shape[1], arr.shape[0]), ("L" if arr.shape[2] == 1 else "RGB")
+    """Size (W, H) and whether the image is grey ('L') or colour ('RGB'), from the file's
+    header alone (nothing is decoded)."""
+    with _reading(path), Image.open(path) as img:
+        return img.size, ("L" if img.mode in _GREY_MODES else "RGB")
 
 
 def _decode(paths: list[str], size: tuple[int, int] | None, mode: str | None,
@@ -86,16 +98,20 @@ def default_side(path: str) -> int:
     return max(1, min(w, h, DEFAULT_MAX_SIDE))
 
 
-def image_channels(path: str) -> int:
-    """1 for a grey image file, 3 for a colour one."""
-    return 1 if _probe(path)[1] == "L" else 3
+def scan_channels(paths: list[str]) -> int:
+    """Read every file's header (nothing is decoded): 3 if any image is in colour, else 1,
+    the rule ``load_images`` applies. A missing or unreadable file fails here, before any
+    training starts."""
+    # one thread: reading a header is mostly Python, so a pool only adds overhead (measured)
+    modes = {_probe(p)[1] for p in paths}   # every file, also after the first colour one
+    return 3 if "RGB" in modes else 1
 
 
 class ImageFiles:
     """Training images read from their files a batch at a time, for a set too big to keep in
     memory: what ``fit`` needs of an (N, C, S, S) uint8 tensor (``shape``, ``dtype``,
     ``ndim``) plus ``take(rows)``. Every image becomes ``channels`` x ``side`` x ``side``
-    (the first image's channels for all, as in ``iter_image_batches``)."""
+    (give ``scan_channels(paths)`` to get what ``load_images`` would make)."""
 
     dtype = torch.uint8
     ndim = 4
@@ -123,19 +139,47 @@ class ImageFiles:
             self._pool = None
 
 
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+        return None if text == "max" else int(text)
+    except (OSError, ValueError):
+        return None
+
+
+def _cgroup_room() -> int | None:
+    """Bytes this process's cgroup (a container's memory limit) still allows, None if none."""
+    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        limit, usage = _read_int(limit_file), _read_int(usage_file)
+        if limit is not None and usage is not None and limit < 2**60:
+            return max(0, limit - usage)
+    return None
+
+
 def available_memory() -> int | None:
-    """Bytes of RAM the system could give this process now (MemAvailable), None if unknown."""
+    """Bytes of RAM this process could get now: the system's MemAvailable, or less when a
+    container's memory limit leaves less room; None if unknown."""
+    free = None
     try:
         with open("/proc/meminfo") as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+                    free = int(line.split()[1]) * 1024
+                    break
     except (OSError, ValueError, IndexError):
         pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
+    if free is None:
+        try:
+            free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            free = None
+    room = _cgroup_room()
+    if room is not None:
+        free = room if free is None else min(free, room)
+    return free
 
 
 def fits_in_memory(count: int, channels: int, side: tuple[int, int]) -> bool:
@@ -157,8 +201,8 @@ def check_memory(count: int, channels: int, side: tuple[int, int], what: str) ->
         f"{what}: {count:,} images of {side[0]}x{side[1]}x{channels} need "
         f"{need * _DECODE_PEAK / gib:.1f} GiB of memory to decode, and {free / gib:.1f} GiB "
         f"is free; nothing was changed",
-        hint="Pass a smaller image_size in OPTIONS, or train on a sample of the rows "
-             "(… AS SELECT * FROM t ORDER BY random() LIMIT 20000).")
+        hint="Use fewer rows at a time (a WHERE clause or LIMIT in the query), or free "
+             "memory in other programs.")
 
 
 class _Plan:
@@ -175,21 +219,24 @@ class _Plan:
 
 
 def load_images(paths: list[str], image_size: int | None,
-                channels: int | None = None, what: str = "loading images") -> torch.Tensor:
+                channels: int | None = None, what: str = "loading images",
+                check: bool = True) -> torch.Tensor:
     """Decode every file once into one uint8 tensor (N, C, H, W).
 
     ``image_size`` resizes to a square of that side; None keeps the first image's size (and
     resizes others to it). ``channels`` None keeps grey images at C=1 (RGB if any image is in
     colour); 1 or 3 forces it. Missing file -> NotFoundError, unreadable -> DataError; so is
-    a set too big for the free memory (checked first, ``what`` names the statement).
+    a set too big for the free memory (checked first unless ``check`` is False, for a caller
+    that has just checked; ``what`` names the statement).
     """
     if not paths:
         c = channels or 1
         s = image_size or 0
         return torch.empty((0, c, s, s), dtype=torch.uint8)
     plan = _Plan(paths[0], image_size, channels)
-    first_channels = {"L": 1, "RGB": 3}[plan.mode or plan.first_mode]
-    check_memory(len(paths), first_channels, plan.size, what)
+    if check:
+        first_channels = {"L": 1, "RGB": 3}[plan.mode or plan.first_mode]
+        check_memory(len(paths), first_channels, plan.size, what)
     with ThreadPoolExecutor(_WORKERS) as pool:
         arrays = _decode(list(paths), plan.size, plan.mode, pool)
     return _stack(arrays, paths)
