@@ -91,7 +91,7 @@ SIMCLR_OPTION_DOCS: dict[str, str] = {
     "vertical_flip": f"random vertical flip (default {_DEFAULTS.vertical_flip})",
     "stroke": f"random stroke width: every view is blended toward its 3x3 dilation or its "
               f"3x3 erosion by a random fraction up to this, 0..1 (default {_DEFAULTS.stroke}; "
-              f"0.5 suits digits and text, see the README)",
+              f"0.5 suits handwriting, digits and text)",
     "color_jitter": f"random brightness and contrast strength, 0..1 "
                     f"(default {_DEFAULTS.color_jitter}; 0 turns it off)",
     "saturation": f"random saturation strength for colour images, 0..1 "
