@@ -182,24 +182,29 @@ def available_memory() -> int | None:
     return free
 
 
+def _decode_room(count: int, channels: int, side: tuple[int, int]) -> tuple[int, int | None]:
+    """Bytes that decoding ``count`` images of ``side`` (W, H) x ``channels`` needs at its
+    peak, and the bytes free now (None when that cannot be told)."""
+    return count * channels * side[0] * side[1] * _DECODE_PEAK, available_memory()
+
+
 def fits_in_memory(count: int, channels: int, side: tuple[int, int]) -> bool:
     """Whether ``count`` images of ``side`` (W, H) x ``channels`` can be decoded into the RAM
     that is free now (True when that cannot be told)."""
-    free = available_memory()
-    return free is None or count * channels * side[0] * side[1] * _DECODE_PEAK <= free
+    need, free = _decode_room(count, channels, side)
+    return free is None or need <= free
 
 
 def check_memory(count: int, channels: int, side: tuple[int, int], what: str) -> None:
     """DataError, before anything is decoded, when ``count`` images of ``side`` (W, H) x
     ``channels`` would not fit in the RAM that is free now."""
-    if fits_in_memory(count, channels, side):
+    need, free = _decode_room(count, channels, side)
+    if free is None or need <= free:
         return
-    need = count * channels * side[0] * side[1]
-    free = available_memory() or 0
     gib = 1024 ** 3
     raise DataError(
         f"{what}: {count:,} images of {side[0]}x{side[1]}x{channels} need "
-        f"{need * _DECODE_PEAK / gib:.1f} GiB of memory to decode, and {free / gib:.1f} GiB "
+        f"{need / gib:.1f} GiB of memory to decode, and {free / gib:.1f} GiB "
         f"is free; nothing was changed",
         hint="Use fewer rows at a time (a WHERE clause or LIMIT in the query), or free "
              "memory in other programs.")
