@@ -94,17 +94,7 @@ DELETE_MODEL = (
     - pp.Optional(keyword("IF") - keyword("EXISTS"))("if_exists") - NAME("name")
 )
 
-#: statement grammars by their first keyword; the syntax shown when one fails to parse
-STATEMENTS: dict[str, tuple[pp.ParserElement, str]] = {
-    "COPY": (COPY, "COPY table [OPTIONS (overwrite=True | if_exists='replace')] FROM 'path'"),
-    "LIST": (LIST_STATEMENT, "LIST TABLE | LIST MODEL | LIST THANOSQL DATASET"),
-    "GET": (GET_DATASET, "GET THANOSQL DATASET name [OPTIONS (overwrite=True)]"),
-    "BUILD": (BUILD_MODEL, "BUILD MODEL name USING SimCLR [OPTIONS (...)] AS query"),
-    "CONVERT": (CONVERT, "CONVERT USING model [OPTIONS (table_name=..., ...)] AS query"),
-    "SEARCH": (SEARCH_IMAGE, "SEARCH IMAGE images='path' USING model [OPTIONS (...)] AS query"),
-    "PRINT": (PRINT_IMAGE, "PRINT IMAGE [OPTIONS (image_col=..., limit=..., width=...)] AS query"),
-    "DELETE": (DELETE_MODEL, "DELETE MODEL name"),
-    "DROP": (DELETE_MODEL, "DROP MODEL [IF EXISTS] name"),
-}
-for _element, _ in STATEMENTS.values():
+#: every statement's element; the registry (statements.py) names which parses what
+for _element in (COPY, LIST_STATEMENT, GET_DATASET, BUILD_MODEL, CONVERT, SEARCH_IMAGE,
+                 PRINT_IMAGE, DELETE_MODEL):
     _element.parse_with_tabs()

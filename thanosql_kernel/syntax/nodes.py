@@ -195,8 +195,5 @@ class DeleteModel(Node):
         return f"DROP MODEL {'IF EXISTS ' if self.if_exists else ''}{self.name}"
 
 
-#: statements that yield rows and may stand, in parentheses, where a query is expected
-ROW_STATEMENTS = (SearchImage, ListTables, ListModels, ListDatasets, Convert)
-
 ALL_NODES = (Sql, Magic, Copy, ListTables, ListModels, ListDatasets, GetDataset, BuildModel,
              Convert, SearchImage, PrintImage, DeleteModel)

@@ -4,23 +4,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..errors import ThanoSQLSyntaxError
-from .nodes import (
-    BuildModel, Convert, Copy, DeleteModel, GetDataset, ListDatasets, ListModels, ListTables,
-    Magic, Node, Options, PrintImage, ROW_STATEMENTS, SearchImage, Sql,
-)
+from .nodes import Magic, Node, Options, Sql
 from .scan import Scan, line_col, scan
+from .statements import BY_HEAD, ROW_NODES, START, SUBQUERY_START, token
 
 if TYPE_CHECKING:
     import pyparsing as pp
 
-_THANOSQL_START = re.compile(
-    r"\s*(?:(COPY|LIST|GET|BUILD|CONVERT|SEARCH|PRINT)\b|(DELETE|DROP)\s+MODELS?\b)", re.I
-)
 _QUERY_START = re.compile(r"\s*(SELECT|WITH|VALUES)\b", re.I)
-_SUBQUERY_START = re.compile(r"\s*(SEARCH|LIST|CONVERT)\b", re.I)
 _LINE_MAGIC = re.compile(r"[ \t]*%(?!%)(\w+)[ \t]*(.*)")
 _CELL_MAGIC = re.compile(r"[ \t]*%%(\w+)[ \t]*(.*)")
 
@@ -63,7 +57,7 @@ class _Builder:
     # -- statements --------------------------------------------------------------------
     def statement(self, start: int, end: int) -> Node:
         """The node for the statement at ``text[start:end]`` (already known to be non-blank)."""
-        head = _THANOSQL_START.match(self.masked, start, end)
+        head = START.match(self.masked, start, end)
         plain = self.cell.plain_cell or any(a <= start + 1 and start < b or start <= a < end
                                             for a, b in self.cell.plain_ranges)
         if head is None or plain:
@@ -78,7 +72,8 @@ class _Builder:
 
         from . import grammar
 
-        element, syntax = grammar.STATEMENTS[word]
+        grammar_name, build, syntax = BY_HEAD[word]
+        element = getattr(grammar, grammar_name)
         try:
             result = element.parse_string(self.masked[start:end], parse_all=True)
         except pp.ParseBaseException as e:
@@ -88,40 +83,12 @@ class _Builder:
             raise self.error(f"{msg}, found {self._found(offset)}", offset,
                              hint=f"The syntax is: {syntax}") from None
         meta = {"source": self.text[start:end].strip(), "line": line_col(self.text, start)[0]}
-        options = self.options(result, start)
-        if word == "COPY":
-            return Copy(result["table"].lower(), result["path"], options, **meta)
-        if word == "LIST":
-            if "tables" in result:
-                return ListTables(**meta)
-            if "models" in result:
-                return ListModels(**meta)
-            return ListDatasets(**meta)
-        if word == "GET":
-            return GetDataset(result["name"].lower(), options, **meta)
-        if word in ("DELETE", "DROP"):
-            return DeleteModel(result["name"].lower(), bool(result.get("if_exists")), **meta)
-        query = self.query(start, _token(result, "query", None))
-        if word == "BUILD":
-            return BuildModel(result["name"].lower(), result["base"].lower(), query, options,
-                              **meta)
-        if word == "CONVERT":
-            return Convert(result["model"].lower(), query, options, **meta)
-        if word == "SEARCH":
-            images = _token(result, "images", ())
-            images = (images,) if isinstance(images, str) else tuple(images)
-            for image in images:
-                if not isinstance(image, str):
-                    raise self.error("images= takes a path in quotes or a list of them",
-                                     start, hint=f"The syntax is: {syntax}")
-            return SearchImage(result["model"].lower(), query, images, options, **meta)
-        assert word == "PRINT", word
-        return PrintImage(query, options, **meta)
+        return build(self, result, start, meta)
 
     def options(self, result: pp.ParseResults, start: int) -> Options:
         items: list[tuple[str, object]] = []
         for group in ("options", "options_after"):
-            for name, value in _token(result, group, ()):
+            for name, value in token(result, group, ()):
                 key = name.lower()
                 if any(key == k for k, _ in items):
                     raise self.error(f"The option {key!r} is given twice", start,
@@ -142,10 +109,10 @@ class _Builder:
         if start < end and self.masked[start] == "(" \
                 and self.cell.scan.pairs.get(start) == end - 1:
             return self.query_at(start + 1, end - 1)
-        head = _THANOSQL_START.match(self.masked, start, end)
+        head = START.match(self.masked, start, end)
         if head is not None:
             node = self.thanosql(start, end, (head.group(1) or head.group(2)).upper())
-            if not isinstance(node, ROW_STATEMENTS):
+            if not isinstance(node, ROW_NODES):
                 raise self.error(
                     f"{(head.group(1) or head.group(2)).upper()} does not return rows, so it "
                     "cannot be used as a query", start,
@@ -166,7 +133,7 @@ class _Builder:
             close_at = self.cell.scan.pairs[open_at]
             if open_at < cursor or close_at >= end or open_at < start:
                 continue
-            if not _SUBQUERY_START.match(self.masked, open_at + 1, close_at):
+            if not SUBQUERY_START.match(self.masked, open_at + 1, close_at):
                 continue
             if self.cell.plain_cell:
                 continue
@@ -181,16 +148,6 @@ class _Builder:
         line = line_col(self.text, start + len(self.masked[start:end]) -
                         len(self.masked[start:end].lstrip()))[0]
         return Sql(text, tuple(subqueries), source=self.text[start:end].strip(), line=line)
-
-
-def _token(result: pp.ParseResults, name: str, default: object) -> Any:
-    """The single value a results name holds (pyparsing may wrap it in a list)."""
-    import pyparsing as pp
-
-    value = result.get(name, default)
-    if isinstance(value, pp.ParseResults):
-        value = value[0] if len(value) else default
-    return value
 
 
 def _read_magics(text: str) -> _Cell:
