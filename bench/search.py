@@ -70,15 +70,15 @@ def synthetic_table(ctx: Context, name: str, n: int, dim: int, rng: np.random.Ge
     """
     import sqlalchemy as sa
 
-    from thanosql_kernel.engine.search import _ensure_lookup_index, embeddings, reindex
-    from thanosql_kernel.storage.catalog import EmbeddingColumn
+    from thanosql_kernel.engine.convert import reindex
+    from thanosql_kernel.storage import EmbeddingColumn
     from thanosql_kernel.vectors import to_blob
 
     vectors = rng.standard_normal((n, dim)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     table = sa.Table(name, sa.MetaData(), sa.Column("image_path", sa.Text),
                      sa.Column("label", sa.Integer), sa.Column("m_simclr", sa.LargeBinary))
-    embeddings(ctx).ensure()
+    ctx.embeddings.ensure()
     with ctx.store.begin(write=True) as conn:
         table.drop(conn, checkfirst=True)
         table.create(conn)
@@ -86,13 +86,13 @@ def synthetic_table(ctx: Context, name: str, n: int, dim: int, rng: np.random.Ge
             conn.execute(table.insert(), [
                 {"image_path": f"synthetic/{i}.jpg", "label": i % 10,
                  "m_simclr": to_blob(vectors[i])} for i in range(start, min(n, start + 50_000))])
-        _ensure_lookup_index(conn, name, "image_path", "m_simclr")
+        ctx.embeddings.prepare(conn, name, "m_simclr", "image_path")
         entry = EmbeddingColumn(name, "m_simclr", "m", "image_path", dim,
                                 f"{name}__m_simclr__bench", n)
         if build_index:
             reindex(ctx, conn, entry)
         else:
-            embeddings(ctx).put(conn, entry)
+            ctx.embeddings.put(conn, entry)
     return vectors
 
 

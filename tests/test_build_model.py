@@ -43,6 +43,16 @@ def build(engine: Engine, name: str = "m", extra: str = "", table: str = "imgs")
     return result
 
 
+def card(engine: Engine, name: str = "m") -> dict:
+    """The model card, as stored with the model in the database."""
+    return json.loads((model_files(engine, name) / "card.json").read_text())
+
+
+def model_files(engine: Engine, name: str = "m") -> Path:
+    """The folder of the model's files, fetched from the database (or the cache) and checked."""
+    return engine.ctx.models.files(engine.ctx.models.get(name))
+
+
 @pytest.fixture
 def images(engine: Engine) -> Engine:
     make_images(engine.cwd / "imgs")
@@ -57,8 +67,9 @@ def test_build_registers_a_model_with_a_card(images: Engine) -> None:
     assert isinstance(listing, Table)
     assert listing.columns == ("name", "base_model", "trained_on", "status", "last_updated_utc")
     assert listing.rows[0][:4] == ("m", "SimCLR", "SELECT * FROM imgs", "ready")
-    folder = images.cwd / ".thanosql" / "models" / "m"
+    folder = model_files(images)
     card = json.loads((folder / "card.json").read_text())
+    assert card == images.ctx.models.get("m").card
     assert card["row_count"] == 16 and card["image_size"] == 12 and card["embedding_dim"] == 128
     assert len(card["loss_per_epoch"]) == 2 and card["options"]["max_epochs"] == 2
     assert card["trained_on"] == "SELECT * FROM imgs" and "torch" in card["library_versions"]
@@ -78,21 +89,27 @@ def test_progress_is_reported_per_step(images: Engine) -> None:
 
 def test_existing_model_needs_overwrite_and_is_kept(images: Engine) -> None:
     build(images)
-    card = (images.cwd / ".thanosql" / "models" / "m" / "card.json").read_bytes()
+    before = images.ctx.models.get("m")
     with pytest.raises(AlreadyExistsError, match="overwrite=True"):
         images.run("BUILD MODEL m USING simclr AS SELECT * FROM imgs")
-    assert (images.cwd / ".thanosql" / "models" / "m" / "card.json").read_bytes() == card
+    assert images.ctx.models.get("m") == before
     # overwritten by another build: the card must be the new one (not only a new timing)
     images.one("BUILD MODEL m USING SimCLR OPTIONS (max_epochs=1, batch_size=8, seed=1, "
                "overwrite=True) AS SELECT * FROM imgs LIMIT 8")
-    new = json.loads((images.cwd / ".thanosql" / "models" / "m" / "card.json").read_text())
+    new = card(images)
     assert new["row_count"] == 8 and new["options"]["max_epochs"] == 1
+    # the old content is gone from the database and from the cache
+    assert images.ctx.models.get("m").digest != before.digest
+    assert images.rows(f"SELECT COUNT(*) FROM thanosql_model_files "
+                       f"WHERE digest = '{before.digest}'") == [(0,)]
+    assert not (images.cwd / ".thanosql" / "cache" / "models" / str(before.digest)).exists()
 
 
 def test_failed_build_leaves_the_old_model(images: Engine, monkeypatch) -> None:
     build(images)
     before = images.one("LIST MODEL").rows
-    card = (images.cwd / ".thanosql" / "models" / "m" / "card.json").read_bytes()
+    entry = images.ctx.models.get("m")
+    stored = images.rows("SELECT digest, file, seq FROM thanosql_model_files ORDER BY 1, 2, 3")
     import thanosql_kernel.models.train as train
 
     def broken_save(model, directory):
@@ -103,13 +120,17 @@ def test_failed_build_leaves_the_old_model(images: Engine, monkeypatch) -> None:
     with pytest.raises(OSError):
         build(images, extra=", overwrite=True")
     assert images.one("LIST MODEL").rows == before
-    assert (images.cwd / ".thanosql" / "models" / "m" / "card.json").read_bytes() == card
-    assert sorted(p.name for p in (images.cwd / ".thanosql" / "models").iterdir()) == ["m"]
+    assert images.ctx.models.get("m") == entry
+    assert images.rows("SELECT digest, file, seq FROM thanosql_model_files "
+                       "ORDER BY 1, 2, 3") == stored
+    cache = images.cwd / ".thanosql" / "cache" / "models"
+    assert sorted(p.name for p in cache.iterdir()) == [entry.digest]   # no half-written copy
 
 
 @pytest.mark.parametrize("cell, error, words", [
     ("BUILD MODEL x USING simclr OPTIONS (max_epoch=1) AS SELECT * FROM imgs", OptionError,
-     ["max_epoch", "Valid options", "max_epochs"]),
+     ["max_epoch", "Did you mean 'max_epochs'?", "Valid options", "image_col", "label_col",
+      "overwrite", "stroke"]),
     ("BUILD MODEL x USING simclr OPTIONS (max_epochs='1') AS SELECT * FROM imgs", OptionError,
      ["max_epochs"]),
     ("BUILD MODEL x USING simclr OPTIONS (max_epochs=0) AS SELECT * FROM imgs", OptionError,
@@ -141,8 +162,10 @@ def test_delete_and_drop_model(images: Engine) -> None:
     build(images)
     assert images.one("SELECT name FROM (LIST MODEL) WHERE base_model = 'SimCLR'").rows == (
         ("m",),)
+    digest = images.ctx.models.get("m").digest
     assert images.one("DELETE MODEL m").text == "Success: deleted the model m"
-    assert not (images.cwd / ".thanosql" / "models" / "m").exists()
+    assert images.rows("SELECT COUNT(*) FROM thanosql_model_files") == [(0,)]
+    assert not (images.cwd / ".thanosql" / "cache" / "models" / str(digest)).exists()
     with pytest.raises(NotFoundError, match="no model 'm'"):
         images.run("DROP MODEL m")
     assert images.one("DROP MODEL IF EXISTS m").text == "Success: there was no model m"
@@ -153,9 +176,8 @@ def test_seeded_builds_are_reproducible(images: Engine) -> None:
     build(images, "b")
     import torch
 
-    root = images.cwd / ".thanosql" / "models"
-    a = torch.load(root / "a" / "weights.pt", weights_only=True)["encoder"]
-    b = torch.load(root / "b" / "weights.pt", weights_only=True)["encoder"]
+    a = torch.load(model_files(images, "a") / "weights.pt", weights_only=True)["encoder"]
+    b = torch.load(model_files(images, "b") / "weights.pt", weights_only=True)["encoder"]
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -188,16 +210,16 @@ def test_kernel_shows_progress_in_place_and_interrupt_keeps_the_old_model(tmp_pa
         # about a second when the machine is quiet; other processes may slow it down here
         assert stopped < 3.0, f"training took {stopped:.1f}s to stop"
         assert kernel.execute("LIST MODEL").texts[-1] == before
-        assert sorted(p.name for p in (tmp_path / ".thanosql" / "models").iterdir()) == ["m"]
+        cache = tmp_path / ".thanosql" / "cache" / "models"
+        assert len([p.name for p in cache.iterdir()]) == 1   # no half-written copy
     finally:
         kernel.close()
 
 
 def test_augmentation_options_are_checked_and_recorded_in_the_card(images: Engine) -> None:
     build(images, extra=", stroke=0.5, rotation=0, shear=5")
-    card = json.loads((images.cwd / ".thanosql" / "models" / "m" / "card.json").read_text())
-    assert card["options"]["stroke"] == 0.5 and card["options"]["rotation"] == 0.0
-    assert card["options"]["shear"] == 5.0
+    options = card(images)["options"]
+    assert options["stroke"] == 0.5 and options["rotation"] == 0.0 and options["shear"] == 5.0
     with pytest.raises(OptionError, match="stroke must be a number >= 0.0 and <= 1.0"):
         images.run("BUILD MODEL m2 USING SimCLR OPTIONS (stroke=2) AS SELECT * FROM imgs")
 
@@ -226,8 +248,8 @@ def test_non_square_and_large_images_train_at_a_sensible_square(engine: Engine, 
     engine.run("COPY photos FROM 'photos.csv'")
     engine.one("BUILD MODEL p USING SimCLR OPTIONS (max_epochs=1, batch_size=3, views=2) "
                "AS SELECT * FROM photos")
-    card = json.loads((engine.cwd / ".thanosql" / "models" / "p" / "card.json").read_text())
-    assert card["image_size"] == side and card["channels"] == 3
+    found = card(engine, "p")
+    assert found["image_size"] == side and found["channels"] == 3
     engine.run("CONVERT USING p AS SELECT * FROM photos")
     found = engine.one("SELECT image_path FROM (SEARCH IMAGE images='photos/2.jpg' USING p "
                        "AS SELECT * FROM photos) ORDER BY p_simclr_similarity1 DESC LIMIT 1")
@@ -245,11 +267,10 @@ def test_images_too_big_for_memory_are_read_from_their_files(images: Engine,
     build(images, name="held")
     monkeypatch.setattr(images_module, "available_memory", lambda: 3_000)
     build(images, name="streamed")
-    folder = images.cwd / ".thanosql" / "models"
-    cards = {m: json.loads((folder / m / "card.json").read_text()) for m in ("held", "streamed")}
+    cards = {m: card(images, m) for m in ("held", "streamed")}
     assert cards["held"]["images_held"] == "device"
     assert cards["streamed"]["images_held"] == "files"
-    weights = {m: torch.load(folder / m / "weights.pt", weights_only=True)
+    weights = {m: torch.load(model_files(images, m) / "weights.pt", weights_only=True)
                for m in ("held", "streamed")}
     for part in ("encoder", "head"):
         for key, value in weights["held"][part].items():
@@ -303,9 +324,9 @@ def test_a_set_that_starts_grey_but_has_colour_trains_in_colour(engine: Engine, 
         monkeypatch.setattr(images_module, "available_memory", lambda: 3_000)
     engine.one("BUILD MODEL mixed USING SimCLR OPTIONS (max_epochs=1, batch_size=4, views=2) "
                "AS SELECT * FROM mixed")
-    card = json.loads((engine.cwd / ".thanosql" / "models" / "mixed" / "card.json").read_text())
-    assert card["channels"] == 3
-    assert card["images_held"] == ("files" if from_files else "device")
+    found = card(engine, "mixed")
+    assert found["channels"] == 3
+    assert found["images_held"] == ("files" if from_files else "device")
 
 
 def test_a_missing_file_fails_before_training_starts(images: Engine, monkeypatch) -> None:

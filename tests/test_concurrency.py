@@ -64,26 +64,26 @@ def test_a_catalog_created_by_another_kernel_at_the_same_moment_is_fine(engine, 
     import sqlalchemy as sa
 
     from thanosql_kernel.errors import DatabaseError
-    from thanosql_kernel.storage import catalog
+    from thanosql_kernel.storage import EmbeddingColumns, ModelRegistry, schema
 
     store = engine.ctx.store
     with store.begin(write=True) as other:  # the other kernel's CREATE, committed first
-        catalog._METADATA.create_all(other, tables=[catalog.EMBEDDINGS])
+        schema.METADATA.create_all(other, tables=[schema.EMBEDDINGS])
 
     def the_other_kernel_won(conn, tables, checkfirst):  # this kernel had seen it missing
         raise sa.exc.IntegrityError("CREATE TABLE", {}, Exception("duplicate key value"))
 
-    monkeypatch.setattr(catalog._METADATA, "create_all", the_other_kernel_won)
-    catalog.EmbeddingCatalog(store).ensure()  # the race is absorbed
+    monkeypatch.setattr(schema.METADATA, "create_all", the_other_kernel_won)
+    EmbeddingColumns(store).ensure()  # the race is absorbed
     with store.begin() as conn:
-        assert sa.inspect(conn).has_table(catalog.EMBEDDINGS.name)
+        assert sa.inspect(conn).has_table(schema.EMBEDDINGS.name)
 
     def broken(conn, tables, checkfirst):
         raise sa.exc.OperationalError("CREATE TABLE", {}, Exception("disk full"))
 
-    monkeypatch.setattr(catalog._METADATA, "create_all", broken)
+    monkeypatch.setattr(schema.METADATA, "create_all", broken)
     try:
-        catalog.ModelCatalog(store, engine.cwd).entries()
+        ModelRegistry(store, engine.cwd).entries()
     except DatabaseError as e:
         assert "disk full" in str(e)
     else:

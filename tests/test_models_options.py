@@ -35,12 +35,12 @@ def test_values_are_parsed() -> None:
     assert cfg.to_dict()["crop_scale"] == [0.3, 1.0]
 
 
-def test_unknown_option_lists_valid_ones() -> None:
+def test_unknown_option_lists_valid_ones_and_the_closest() -> None:
     with pytest.raises(OptionError) as err:
         parse_simclr_options({"epochs": 3})
     text = str(err.value)
-    assert "epochs" in text
-    for name in ("max_epochs", "batch_size", "crop_scale", "flip", "image_col"):
+    assert "no option 'epochs'" in text and "Did you mean 'max_epochs'?" in text
+    for name in ("max_epochs", "batch_size", "crop_scale", "flip"):
         assert name in text
 
 

@@ -44,7 +44,6 @@ def test_convert_adds_a_compact_column_and_an_index_in_step(searchable: Engine) 
     assert isinstance(result, Table) and result.columns[-1] == "m_simclr"
     assert result.vector_columns == {"m_simclr"}
     from thanosql_kernel.display import table_text
-    from thanosql_kernel.engine.search import embeddings, vector_index
     from thanosql_kernel.vectors import blobs_to_matrix
 
     assert "(128)" in table_text(result) and "b'" not in table_text(result)
@@ -52,8 +51,8 @@ def test_convert_adds_a_compact_column_and_an_index_in_step(searchable: Engine) 
     matrix = blobs_to_matrix(blobs)
     assert matrix.shape == (24, 128) and np.allclose(np.linalg.norm(matrix, axis=1), 1, atol=1e-5)
     with searchable.ctx.store.begin() as conn:
-        [entry] = embeddings(searchable.ctx).all(conn)
-    index = vector_index(searchable.ctx)
+        [entry] = searchable.ctx.embeddings.all(conn)
+    index = searchable.ctx.vectors
     assert index.count(entry.collection) == 24
     paths = [p for (p,) in searchable.rows("SELECT image_path FROM imgs ORDER BY image_path")]
     hits = index.query(entry.collection, matrix[3], 1)
@@ -64,26 +63,22 @@ def test_convert_adds_a_compact_column_and_an_index_in_step(searchable: Engine) 
 
 
 def test_convert_again_replaces_column_and_index(searchable: Engine) -> None:
-    from thanosql_kernel.engine.search import embeddings, vector_index
-
     searchable.run("CONVERT USING m AS SELECT * FROM imgs")
     with searchable.ctx.store.begin() as conn:
-        [first] = embeddings(searchable.ctx).all(conn)
+        [first] = searchable.ctx.embeddings.all(conn)
     searchable.run("CONVERT USING m AS SELECT * FROM imgs")
     with searchable.ctx.store.begin() as conn:
-        [second] = embeddings(searchable.ctx).all(conn)
-    index = vector_index(searchable.ctx)
+        [second] = searchable.ctx.embeddings.all(conn)
+    index = searchable.ctx.vectors
     assert first.collection != second.collection
     assert not index.exists(first.collection) and index.count(second.collection) == 24
     assert second.collection in index.names()
 
 
 def test_failed_or_interrupted_convert_changes_nothing(searchable: Engine, monkeypatch) -> None:
-    from thanosql_kernel.engine.search import vector_index
-
     searchable.run("CONVERT USING m AS SELECT * FROM imgs")
     before_rows = searchable.rows("SELECT * FROM imgs ORDER BY image_path")
-    before_index = vector_index(searchable.ctx).names()
+    before_index = searchable.ctx.vectors.names()
     import thanosql_kernel.models.train as train
 
     real = train.embed
@@ -100,7 +95,7 @@ def test_failed_or_interrupted_convert_changes_nothing(searchable: Engine, monke
         with pytest.raises(type(failure)):
             searchable.run("CONVERT USING m OPTIONS (batch_size=4) AS SELECT * FROM imgs")
         assert searchable.rows("SELECT * FROM imgs ORDER BY image_path") == before_rows
-        assert vector_index(searchable.ctx).names() == before_index
+        assert searchable.ctx.vectors.names() == before_index
     # a first CONVERT that fails leaves no column behind
 
     def failing(model, images, batch_size=256):

@@ -8,32 +8,34 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .engine import Context
 
-KEYWORDS = (
+#: the standard SQL words offered; ThanoSQL's own come from the statement registry
+SQL_KEYWORDS = (
     "SELECT", "FROM", "WHERE", "GROUP BY", "ORDER BY", "LIMIT", "INSERT INTO", "VALUES",
     "UPDATE", "DELETE FROM", "CREATE TABLE", "DROP TABLE", "ALTER TABLE", "WITH", "JOIN",
     "LEFT JOIN", "DESC", "ASC", "DISTINCT", "COUNT", "AND", "OR", "NOT", "NULL", "LIKE", "AS",
-    "COPY", "OPTIONS", "BUILD MODEL", "USING", "SimCLR", "CONVERT USING", "SEARCH IMAGE",
-    "PRINT IMAGE", "LIST TABLE", "LIST MODEL", "LIST THANOSQL DATASET",
-    "GET THANOSQL DATASET", "DELETE MODEL", "DROP MODEL", "mnist_data",
 )
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def option_names() -> list[str]:
-    from .engine.copy import COPY_OPTIONS
-    from .engine.models import COMMON_OPTIONS
-    from .engine.printing import PRINT_OPTIONS
-    from .engine.search import CONVERT_OPTIONS, SEARCH_OPTIONS
-    from .models.options import SIMCLR_OPTION_DOCS
+def keywords() -> tuple[str, ...]:
+    """SQL's words, every phrase that starts a ThanoSQL statement, and the names that
+    follow USING in BUILD and GET THANOSQL DATASET."""
+    from .datasets import DATASETS
+    from .engine import BASE_MODELS
+    from .syntax.statements import PHRASES
 
-    groups = (COPY_OPTIONS, COMMON_OPTIONS, PRINT_OPTIONS, CONVERT_OPTIONS, SEARCH_OPTIONS)
-    names = {s.name for group in groups for s in group}
-    return sorted(names | set(SIMCLR_OPTION_DOCS))
+    return (*SQL_KEYWORDS, *PHRASES, "OPTIONS", "USING",
+            *(name for name, _ in BASE_MODELS.values()), *DATASETS)
+
+
+def option_names() -> list[str]:
+    from .engine import OPTIONS
+
+    return sorted({s.name for specs in OPTIONS.values() for s in specs})
 
 
 def names_in_database(ctx: Context) -> list[str]:
     """Tables, their columns and models (nothing when the database cannot be read)."""
-    from .engine.models import catalog
     from .errors import ThanoSQLError
 
     found: set[str] = set()
@@ -42,7 +44,7 @@ def names_in_database(ctx: Context) -> list[str]:
             for table in ctx.store.table_names(conn):
                 found.add(table)
                 found.update(ctx.store.columns(conn, table))
-        found.update(e.name for e in catalog(ctx).entries())
+        found.update(e.name for e in ctx.models.entries())
     except ThanoSQLError:
         pass  # completion must never fail a keystroke
     return sorted(found)
@@ -57,7 +59,7 @@ def complete(code: str, cursor: int, ctx: Context) -> tuple[list[str], int, int]
         return [], cursor, cursor
     lower = prefix.lower()
     matches = [w for w in names_in_database(ctx) + option_names() if w.lower().startswith(lower)]
-    keywords = [k for k in KEYWORDS if k.lower().startswith(lower)]
+    words = [k for k in keywords() if k.lower().startswith(lower)]
     if prefix.islower():
-        keywords = [k.lower() if k != "SimCLR" else k for k in keywords]
-    return sorted(set(matches)) + [k for k in keywords if k not in matches], start, cursor
+        words = [k if k == "SimCLR" or k.islower() else k.lower() for k in words]
+    return sorted(set(matches)) + [k for k in words if k not in matches], start, cursor

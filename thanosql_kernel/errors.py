@@ -66,7 +66,15 @@ class DatabaseError(ThanoSQLError):
     ename = "DatabaseError"
 
 
+class ServerError(ThanoSQLError):
+    """A server the kernel needs (the database, the Chroma server) cannot be reached, or is
+    set up in a way the kernel cannot use; names the server's URL, never its password."""
+
+    ename = "ServerError"
+
+
 class InternalError(ThanoSQLError):
     """An unexpected failure inside the kernel (a bug): reported with its Python type."""
 
     ename = "InternalError"
+

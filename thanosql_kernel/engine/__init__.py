@@ -1,22 +1,29 @@
-"""Runs statement nodes: one handler per node type, each given the node and a Context."""
+"""Runs statement nodes: one handler per node type, each given the node and a Context.
+
+``HANDLERS`` says what runs each statement and ``OPTIONS`` which options it takes (BUILD
+MODEL's depend on the base model: see ``build_options``); errors, completion and help read
+the same declarations.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
+from ..options import OptionSpec
 from ..results import Result
 from ..syntax import (
     BuildModel, Convert, Copy, DeleteModel, GetDataset, ListDatasets, ListModels, ListTables,
     Magic, Node, PrintImage, SearchImage, Sql,
 )
 from .context import Context
-from .copy import copy
-from .misc import get_dataset, list_datasets, magic
-from .models import build_model, delete_model, list_models
-from .printing import print_image
-from .search import convert, search_image
+from .convert import CONVERT_OPTIONS, convert
+from .copy import COPY_OPTIONS, copy
+from .misc import GET_OPTIONS, get_dataset, list_datasets, magic
+from .models import BASE_MODELS, build_model, build_options, delete_model, list_models
+from .printing import PRINT_OPTIONS, print_image
 from .queries import list_tables, rows_of, run_sql
+from .search import SEARCH_OPTIONS, search_image
 
 HANDLERS: dict[type[Node], Callable[[Any, Context], Result]] = {
     Sql: run_sql,
@@ -33,6 +40,16 @@ HANDLERS: dict[type[Node], Callable[[Any, Context], Result]] = {
     PrintImage: print_image,
 }
 
+#: the options each statement takes (none where a statement has no OPTIONS clause)
+OPTIONS: dict[type[Node], tuple[OptionSpec, ...]] = {
+    Copy: COPY_OPTIONS,
+    GetDataset: GET_OPTIONS,
+    BuildModel: build_options("simclr"),
+    Convert: CONVERT_OPTIONS,
+    SearchImage: SEARCH_OPTIONS,
+    PrintImage: PRINT_OPTIONS,
+}
+
 
 def execute(node: Node, ctx: Context) -> Result:
     """Run one statement and return what it yields (rows, a message, images, or nothing)."""
@@ -44,4 +61,5 @@ def execute(node: Node, ctx: Context) -> Result:
     return handler(node, ctx)
 
 
-__all__ = ["Context", "HANDLERS", "execute", "rows_of"]
+__all__ = ["BASE_MODELS", "Context", "HANDLERS", "OPTIONS", "build_options", "execute",
+           "rows_of"]

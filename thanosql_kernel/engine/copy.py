@@ -7,18 +7,19 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import AlreadyExistsError, DatabaseError, DataError, NotFoundError, OptionError
+from ..errors import AlreadyExistsError, DataError, NotFoundError, OptionError
+from ..options import OptionSpec, read_options
 from ..results import Message
 from ..syntax import Copy
 from .context import Context
-from .options import OptionSpec, read_options
 
 if TYPE_CHECKING:
     import pandas as pd
 
 COPY_OPTIONS = (
-    OptionSpec("overwrite", (bool,), False, "True replaces an existing table"),
-    OptionSpec("if_exists", (str,), None, "'fail', 'replace' or 'append'",
+    OptionSpec("overwrite", (bool,), False, "True replaces an existing table (default False)"),
+    OptionSpec("if_exists", (str,), None,
+               "'fail', 'replace' or 'append' (default: 'fail' unless overwrite=True)",
                choices=("fail", "replace", "append")),
 )
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -49,21 +50,10 @@ def copy(node: Copy, ctx: Context) -> Message:
                     f"{', '.join(extra)}",
                     hint=f"The table's columns are {', '.join(columns)}. Rename the file's "
                          "columns, or COPY it into a new table.")
-        _insert(frame, node.table, conn)
+        ctx.store.insert_frame(conn, node.table, frame)
     verb = {"append": "appended to", "replace": "copied into"}.get(mode, "copied into")
     rows = len(frame)
     return Message(f"Success: {rows:,} row{'s' if rows != 1 else ''} {verb} {node.table}")
-
-
-def _insert(frame: pd.DataFrame, table: str, conn: object) -> None:
-    import pandas as pd
-
-    try:
-        frame.to_sql(table, conn, if_exists="append", index=False, chunksize=20_000)
-    except pd.errors.DatabaseError as e:
-        cause = getattr(e.__cause__, "orig", None) or e.__cause__ or e
-        raise DatabaseError(f"The database refused the rows of COPY {table}: "
-                            f"{str(cause).splitlines()[0]}") from None
 
 
 def _mode(options: dict[str, object]) -> str:

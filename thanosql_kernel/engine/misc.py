@@ -5,12 +5,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from ..options import OptionSpec, read_options
 from ..results import Message, Progress, Table
 from ..syntax import GetDataset, ListDatasets, Magic
 from .context import Context
-from .options import OptionSpec, read_options
 
-GET_OPTIONS = (OptionSpec("overwrite", (bool,), False, "True replaces data already there"),)
+GET_OPTIONS = (OptionSpec("overwrite", (bool,), False,
+                          "True replaces data already there (default False)"),)
 
 
 def magic(node: Magic, _: Context) -> Message | None:

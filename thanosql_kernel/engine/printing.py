@@ -5,18 +5,19 @@ from __future__ import annotations
 import io
 
 from ..display import format_value
+from ..options import OptionSpec, read_options
 from ..results import Image, Images
 from ..syntax import PrintImage
 from .context import Context
-from .models import image_column
-from .options import OptionSpec, read_options
-from .queries import rows_of
+from .queries import image_column, rows_of
 
 PRINT_OPTIONS = (
-    OptionSpec("image_col", (str,), "image_path", "the column of image paths"),
-    OptionSpec("limit", (int,), 20, "images shown at most",
+    OptionSpec("image_col", (str,), "image_path",
+               "the column of image paths (default 'image_path')"),
+    OptionSpec("limit", (int,), 20, "images shown at most (default 20)",
                check=lambda v: None if v >= 1 else "must be 1 or more"),
-    OptionSpec("width", (int, type(None)), None, "display width in pixels (None: automatic)",
+    OptionSpec("width", (int, type(None)), None,
+               "display width in pixels, 8..4096 (default None: automatic)",
                check=lambda v: None if v is None or 8 <= v <= 4096 else
                "must be from 8 to 4096"),
 )

@@ -1,33 +1,27 @@
-"""Plain SQL, ThanoSQL sub-queries inside it, and LIST TABLE."""
+"""Plain SQL, ThanoSQL sub-queries inside it, LIST TABLE, and reading a query's rows."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any
 
-import sqlalchemy as sa
-
-from ..errors import ThanoSQLError
+from ..errors import DataError, NotFoundError, ThanoSQLError
 from ..results import Message, Table
-from ..syntax import SUBQUERY_PREFIX, ListTables, Node, SearchImage, Sql
+from ..storage import Transaction, writes
+from ..syntax import ListTables, Node, SearchImage, Sql
 from .context import Context
-
-# SELECT … FROM (sub-query) [AS] [alias] ORDER BY column DESC LIMIT n, and nothing else: then
-# only the sub-query's top n rows by that column can reach the result, so it may stop there
-_TOP_N = re.compile(
-    rf"^\s*SELECT\s+.+?\s+FROM\s+(?P<name>{SUBQUERY_PREFIX}\d+)"
-    r"(?:\s+(?:AS\s+)?(?P<alias>[A-Za-z_]\w*))?\s+ORDER\s+BY\s+(?P<column>[A-Za-z_][\w.]*)"
-    r"\s+DESC\s+LIMIT\s+(?P<n>\d+)\s*$", re.I | re.S)
 
 
 def run_sql(node: Sql, ctx: Context) -> Table | Message:
-    from ..storage import writes
-
-    with ctx.store.begin(write=writes(node.text)) as conn, subquery_tables(node, ctx, conn):
-        result = ctx.store.run(conn, node.text, ctx.settings.display_limit)
+    with ctx.store.begin(write=writes(node.text)) as tx, subquery_tables(node, ctx, tx):
+        result = ctx.store.run(tx, node.text, ctx.settings.display_limit)
         if isinstance(result, Table) and _has_bytes(result):
-            result = mark_vectors(result, ctx, conn)
+            # show the columns named like an embedding column CONVERT made compactly
+            known = ctx.embeddings.names(tx)
+            result = replace(result, vector_columns=frozenset(
+                c for c in result.columns if c in known))
         return result
 
 
@@ -35,35 +29,11 @@ def _has_bytes(table: Table) -> bool:
     return any(isinstance(v, (bytes, memoryview)) for row in table.rows for v in row)
 
 
-def mark_vectors(table: Table, ctx: Context, conn: sa.Connection) -> Table:
-    """Mark the columns named like an embedding column CONVERT made, to show them compactly."""
-    from dataclasses import replace
-
-    from .search import embeddings
-
-    known = {e.column_name for e in embeddings(ctx).all(conn)}
-    return replace(table, vector_columns=frozenset(c for c in table.columns if c in known))
-
-
-def top_n_hint(node: Sql, name: str) -> tuple[str, int] | None:
-    """(column, n) when ``node`` only keeps the top n rows of sub-query ``name`` by column."""
-    match = _TOP_N.match(node.text)
-    if match is None or match.group("name") != name:
-        return None
-    column = match.group("column").lower()
-    alias = (match.group("alias") or "").lower()
-    if "." in column:
-        prefix, column = column.split(".", 1)
-        if prefix not in (alias, name):
-            return None
-    return column, int(match.group("n"))
-
-
 def rows_of(query: Node, ctx: Context, hint: tuple[str, int] | None = None) -> Table:
     """Every row a query yields: a SELECT, or a row statement such as SEARCH or LIST."""
     if isinstance(query, Sql):
-        with ctx.store.begin() as conn, subquery_tables(query, ctx, conn):
-            return ctx.store.read(conn, query.text)
+        with ctx.store.begin() as tx, subquery_tables(query, ctx, tx):
+            return ctx.store.read(tx, query.text)
     if isinstance(query, SearchImage):
         from .search import search_image
 
@@ -77,23 +47,50 @@ def rows_of(query: Node, ctx: Context, hint: tuple[str, int] | None = None) -> T
 
 
 @contextmanager
-def subquery_tables(node: Sql, ctx: Context, conn: sa.Connection) -> Iterator[None]:
-    """Each ThanoSQL sub-query of ``node`` as a temporary table named by its placeholder."""
+def subquery_tables(node: Sql, ctx: Context, tx: Transaction) -> Iterator[None]:
+    """Each ThanoSQL sub-query of ``node`` as a temporary table named by its placeholder.
+
+    When the outer query only keeps a sub-query's top n rows by one column (``ORDER BY …
+    DESC LIMIT n``), the sub-query is told so and may stop there.
+    """
+    from ..syntax.bind import top_n
+
     for name, sub in node.subqueries:
-        rows = rows_of(sub, ctx, top_n_hint(node, name))
-        ctx.store.create_rows_table(conn, name, rows.columns, rows.rows, temporary=True)
+        rows = rows_of(sub, ctx, top_n(node.text, name, ctx.store.dialect))
+        ctx.store.create_rows_table(tx, name, rows.columns, rows.rows, temporary=True)
     yield
-    # on an exception the transaction rolls back, and the temporary tables with it;
-    # PostgreSQL drops them at commit on its own (ON COMMIT DROP)
-    if conn.dialect.name != "postgresql":
-        for name, _ in node.subqueries:
-            ctx.store.drop_table(conn, name)
+    # on an exception the transaction rolls back, and the temporary tables with it
+    for name, _ in node.subqueries:
+        ctx.store.drop_temporary(tx, name)
 
 
 def list_tables(_: ListTables, ctx: Context) -> Table:
-    with ctx.store.begin() as conn:
+    with ctx.store.begin() as tx:
         rows = []
-        for name in ctx.store.table_names(conn):
-            columns = ctx.store.columns(conn, name)
-            rows.append((name, ", ".join(columns), ctx.store.count_rows(conn, name)))
+        for name in ctx.store.table_names(tx):
+            columns = ctx.store.columns(tx, name)
+            rows.append((name, ", ".join(columns), ctx.store.count_rows(tx, name)))
     return Table(("table_name", "columns", "row_count"), tuple(rows))
+
+
+def image_column(columns: tuple[str, ...], wanted: str, statement: str) -> int:
+    """The index of the image column, or a NotFoundError that lists the columns there are."""
+    lowered = [c.lower() for c in columns]
+    if wanted.lower() not in lowered:
+        raise NotFoundError(
+            f"{statement}: the query has no column {wanted!r}",
+            hint=f"Its columns are {', '.join(columns)}. Name the column that holds image "
+                 f"paths with OPTIONS (image_col='…').")
+    return lowered.index(wanted.lower())
+
+
+def image_paths(ctx: Context, values: list[Any], column: str, statement: str) -> list[str]:
+    """The rows' image paths, resolved against the kernel's folder; NULLs are an error."""
+    paths: list[str] = []
+    for i, value in enumerate(values):
+        if value is None or not str(value).strip():
+            raise DataError(f"{statement}: row {i + 1} has no image path in {column!r}",
+                            hint="Filter such rows out in the query (WHERE "
+                                 f"{column} IS NOT NULL).")
+        paths.append(str(ctx.settings.resolve(str(value))))
+    return paths

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .options import SIMCLR_OPTION_DOCS, SimCLRConfig, parse_simclr_options
+from .options import SIMCLR_OPTION_DOCS, SIMCLR_OPTIONS, SimCLRConfig, parse_simclr_options
 
 _LAZY = {
     "TrainProgress": "train", "TrainedModel": "train", "fit": "train", "embed": "train",
@@ -20,7 +20,7 @@ _LAZY = {
     "ProjectionHead": "head", "BatchAugment": "transforms",
 }
 
-__all__ = ["SIMCLR_OPTION_DOCS", "SimCLRConfig", "parse_simclr_options", *_LAZY]
+__all__ = ["SIMCLR_OPTIONS", "SIMCLR_OPTION_DOCS", "SimCLRConfig", "parse_simclr_options", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,3 +1,16 @@
-"""SQL storage behind SQLAlchemy: a SQLite file by default, any database URL by configuration."""
+"""SQL storage behind SQLAlchemy: a SQLite file by default, any database URL by configuration.
 
-from .sql import INTERNAL_PREFIX, SqlStore, writes  # noqa: F401
+Three services own all the SQL the kernel writes itself: ``SqlStore`` (user statements and
+tables), ``ModelRegistry`` (models and their files) and ``EmbeddingColumns`` (the columns
+CONVERT makes). A ``Transaction`` is what ``SqlStore.begin`` yields; the engine only passes
+it on.
+"""
+
+from sqlalchemy import Connection as Transaction
+
+from .embeddings import EmbeddingColumn, EmbeddingColumns
+from .models import ModelEntry, ModelRegistry
+from .sql import INTERNAL_PREFIX, SqlStore, writes
+
+__all__ = ["INTERNAL_PREFIX", "EmbeddingColumn", "EmbeddingColumns", "ModelEntry",
+           "ModelRegistry", "SqlStore", "Transaction", "writes"]

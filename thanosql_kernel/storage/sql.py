@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy import event, exc
 
-from ..errors import DatabaseError, NotFoundError
+from ..errors import DatabaseError, NotFoundError, ServerError
 from ..results import Message, Table
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: tables the kernel keeps for itself start with this and are not listed to users
 INTERNAL_PREFIX = "thanosql_"
@@ -104,14 +108,22 @@ def _first_line(text: str) -> str:
 
 
 @contextmanager
-def database_errors() -> Iterator[None]:
-    """Turn driver errors into DatabaseError (with the database's own words) or interrupts."""
+def database_errors(shown_url: str = "the database") -> Iterator[None]:
+    """Turn driver errors into DatabaseError (with the database's own words), a ServerError
+    when the connection was lost, or interrupts."""
     try:
         yield
     except exc.DBAPIError as e:
         message = str(e.orig) if e.orig is not None else str(e)
         if "interrupted" in message.lower() and "sqlite" in type(e.orig).__module__:
             raise KeyboardInterrupt from None
+        if e.connection_invalidated:
+            raise ServerError(
+                f"The connection to the database at {shown_url} was lost: "
+                f"{_first_line(message)}",
+                hint="The server stopped or restarted, and nothing of this statement was kept. "
+                     "Run it again once the server is up: the kernel reconnects by itself.") \
+                from None
         raise DatabaseError(f"The database refused the statement: {_first_line(message)}",
                             hint="Check the table and column names with LIST TABLE.") from None
     except exc.SQLAlchemyError as e:
@@ -125,17 +137,66 @@ class SqlStore:
     def __init__(self, url: str) -> None:
         self.url = url
         self._engine: sa.Engine | None = None
+        self._checked = False
+
+    @functools.cached_property
+    def shown_url(self) -> str:
+        """The URL as errors show it: the password hidden."""
+        try:
+            return sa.make_url(self.url).render_as_string(hide_password=True)
+        except exc.ArgumentError:
+            return "(a URL that cannot be read)"
 
     @property
     def engine(self) -> sa.Engine:
         if self._engine is None:
-            url = sa.make_url(self.url)
-            if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-                Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-            self._engine = sa.create_engine(url)
-            if url.get_backend_name() == "sqlite":
+            try:
+                url = sa.make_url(self.url)
+            except exc.ArgumentError:
+                raise ServerError(f"THANOSQL_DATABASE_URL is not a database URL: {self.url!r}",
+                                  hint="Write it like postgresql+psycopg://user@host:5432/db, "
+                                       "or unset it for the embedded SQLite database.") from None
+            sqlite = url.get_backend_name() == "sqlite"
+            if sqlite and url.database not in (None, "", ":memory:"):
+                folder = Path(url.database).parent
+                try:
+                    folder.mkdir(parents=True, exist_ok=True)
+                except OSError as e:
+                    raise DatabaseError(
+                        f"Cannot make the workspace folder {folder}: {e.strerror or e}",
+                        hint="Move or remove what stands in its place, or set "
+                             "THANOSQL_WORKSPACE to a folder the kernel may write.") from None
+            # a server may restart under a running kernel: test a pooled connection before
+            # using it, so the first statement after a restart just works
+            self._engine = sa.create_engine(url, pool_pre_ping=not sqlite)
+            if sqlite:
                 _sqlite_setup(self._engine)
         return self._engine
+
+    def _connect(self) -> sa.Connection:
+        """A pooled connection; a server that cannot be reached is a ServerError."""
+        engine = self.engine
+        try:
+            conn = engine.connect()
+        except exc.DBAPIError as e:
+            message = _first_line(str(e.orig) if e.orig is not None else str(e))
+            if engine.dialect.name == "sqlite":
+                raise DatabaseError(f"Cannot open the workspace database {engine.url.database}: "
+                                    f"{message}",
+                                    hint="Check that the workspace folder (THANOSQL_WORKSPACE) "
+                                         "is a folder the kernel may write.") from None
+            raise ServerError(
+                f"Cannot connect to the database at {self.shown_url}: {message}",
+                hint="Start the database server (or check THANOSQL_DATABASE_URL), then run the "
+                     "statement again: the kernel reconnects by itself.") from None
+        if not self._checked:
+            try:
+                _check_encoding(conn, self.shown_url)
+            except BaseException:
+                conn.close()
+                raise
+            self._checked = True
+        return conn
 
     @property
     def dialect(self) -> str:
@@ -152,7 +213,7 @@ class SqlStore:
 
         ``write`` says the transaction will write, so it waits for the write lock first.
         """
-        with database_errors(), self.engine.connect() as conn:
+        with database_errors(self.shown_url), self._connect() as conn:
             if write:
                 conn = conn.execution_options(thanosql_write=True)
             with conn.begin():
@@ -161,7 +222,7 @@ class SqlStore:
     # -- statements --------------------------------------------------------------------
     def run(self, conn: sa.Connection, sql: str, limit: int) -> Table | Message:
         """Run one SQL statement; rows stream, and only the first ``limit`` are kept."""
-        with database_errors():
+        with database_errors(self.shown_url):
             result = conn.exec_driver_sql(sql)
             if not result.returns_rows:
                 count = result.rowcount
@@ -180,7 +241,7 @@ class SqlStore:
 
     def read(self, conn: sa.Connection, sql: str) -> Table:
         """Every row of a query (for sub-queries and models, which need them all)."""
-        with database_errors():
+        with database_errors(self.shown_url):
             result = conn.exec_driver_sql(sql)
             if not result.returns_rows:
                 raise DatabaseError("The query returned no rows to use",
@@ -189,17 +250,17 @@ class SqlStore:
 
     # -- tables ------------------------------------------------------------------------
     def table_names(self, conn: sa.Connection | None = None) -> list[str]:
-        with database_errors():
+        with database_errors(self.shown_url):
             inspector = sa.inspect(conn if conn is not None else self.engine)
             return sorted(n for n in inspector.get_table_names()
                           if not n.startswith(INTERNAL_PREFIX))
 
     def has_table(self, conn: sa.Connection, name: str) -> bool:
-        with database_errors():
+        with database_errors(self.shown_url):
             return sa.inspect(conn).has_table(name)
 
     def columns(self, conn: sa.Connection, table: str) -> list[str]:
-        with database_errors():
+        with database_errors(self.shown_url):
             try:
                 return [c["name"] for c in sa.inspect(conn).get_columns(table)]
             except exc.NoSuchTableError:
@@ -208,13 +269,30 @@ class SqlStore:
                     hint=f"Tables: {', '.join(self.table_names(conn)) or 'none yet'}.") from None
 
     def count_rows(self, conn: sa.Connection, table: str) -> int:
-        with database_errors():
+        with database_errors(self.shown_url):
             t = sa.table(table)
             return int(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one())
 
     def drop_table(self, conn: sa.Connection, name: str) -> None:
-        with database_errors():
+        with database_errors(self.shown_url):
             sa.Table(name, sa.MetaData()).drop(conn, checkfirst=True)
+
+    def drop_temporary(self, conn: sa.Connection, name: str) -> None:
+        """Drop a temporary table made by ``create_rows_table(temporary=True)``, where the
+        database does not drop it at commit by itself (PostgreSQL does: ON COMMIT DROP)."""
+        if conn.dialect.name != "postgresql":
+            self.drop_table(conn, name)
+
+    def insert_frame(self, conn: sa.Connection, table: str, frame: pd.DataFrame) -> None:
+        """Append a data frame's rows to ``table``, creating it with types read off the frame."""
+        import pandas as pd
+
+        try:
+            frame.to_sql(table, conn, if_exists="append", index=False, chunksize=20_000)
+        except pd.errors.DatabaseError as e:
+            cause = getattr(e.__cause__, "orig", None) or e.__cause__ or e
+            raise DatabaseError(f"The database refused the rows of COPY {table}: "
+                                f"{_first_line(str(cause))}") from None
 
     def create_rows_table(self, conn: sa.Connection, name: str, columns: Sequence[str],
                           rows: Iterable[Sequence[Any]], *, temporary: bool = False) -> None:
@@ -227,10 +305,29 @@ class SqlStore:
             # PostgreSQL drops it with the transaction, which saves a DROP on every sub-query
             **({"postgresql_on_commit": "drop"} if temporary else {}),
         )
-        with database_errors():
+        with database_errors(self.shown_url):
             table.create(conn)
             if rows:
                 conn.execute(table.insert(), [dict(zip(columns, r, strict=True)) for r in rows])
+
+
+def _check_encoding(conn: sa.Connection, shown_url: str) -> None:
+    """Refuse a PostgreSQL database that does not store text as UTF-8: with SQL_ASCII the
+    driver hands back bytes, and every statement would fail in a confusing way."""
+    if conn.dialect.name != "postgresql":
+        return
+    with database_errors(shown_url):
+        encoding = conn.exec_driver_sql("SHOW server_encoding").scalar()
+        conn.rollback()
+    if isinstance(encoding, bytes):
+        encoding = encoding.decode("ascii", "replace")
+    if str(encoding).upper().replace("-", "") != "UTF8":
+        database = conn.engine.url.database or "thanosql"
+        raise ServerError(
+            f"The database at {shown_url} stores text as {encoding}, and thanosql-kernel "
+            "needs UTF8", hint=f"Create a UTF-8 database and point THANOSQL_DATABASE_URL at it: "
+            f"createdb -E UTF8 --locale=C.UTF-8 -T template0 {database}_utf8 (or make the "
+            "cluster with initdb -E UTF8 --locale=C.UTF-8).")
 
 
 def _sql_type(values: list[Any]) -> sa.types.TypeEngine:

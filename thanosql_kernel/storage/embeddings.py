@@ -1,0 +1,144 @@
+"""Embedding columns: the catalog of the columns CONVERT made, and the SQL that reads and
+writes them (the column itself, its indexes, and vectors by image path).
+
+Vectors cross this boundary as bytes (little-endian float32, see ``vectors/blobs.py``), so
+no numerical library is imported here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from ..results import Table
+from .schema import EMBEDDINGS, create_once
+from .sql import SqlStore, database_errors
+
+
+@dataclass(frozen=True)
+class EmbeddingColumn:
+    """An embedding column CONVERT made, and the vector collection kept in step with it.
+
+    ``row_count`` is the table's size when every row had an embedding at the last CONVERT,
+    else -1, so SEARCH can tell whether the collection still covers the table.
+    """
+
+    table_name: str
+    column_name: str
+    model: str
+    image_col: str
+    dim: int
+    collection: str
+    row_count: int
+
+
+class EmbeddingColumns:
+    """Which columns hold embeddings, from which model, indexed in which collection."""
+
+    def __init__(self, store: SqlStore) -> None:
+        self.store = store
+        self._ensured = False
+
+    # -- the catalog -----------------------------------------------------------------------
+    def all(self, conn: sa.Connection) -> list[EmbeddingColumn]:
+        """Every embedding column (none before the first CONVERT made the catalog)."""
+        with database_errors(self.store.shown_url):
+            if not self._ensured and not sa.inspect(conn).has_table(EMBEDDINGS.name):
+                return []
+            rows = conn.execute(sa.select(EMBEDDINGS)).mappings().all()
+        return [EmbeddingColumn(r["table_name"], r["column_name"], r["model"], r["image_col"],
+                                r["dim"], r["collection"], r["row_count"]) for r in rows]
+
+    def get(self, conn: sa.Connection, table: str, column: str) -> EmbeddingColumn | None:
+        for entry in self.all(conn):
+            if (entry.table_name, entry.column_name) == (table, column):
+                return entry
+        return None
+
+    def names(self, conn: sa.Connection) -> set[str]:
+        """The names of every embedding column, in any table."""
+        return {e.column_name for e in self.all(conn)}
+
+    def put(self, conn: sa.Connection, entry: EmbeddingColumn) -> None:
+        """Record ``entry``, replacing what was recorded for its column."""
+        where = ((EMBEDDINGS.c.table_name == entry.table_name)
+                 & (EMBEDDINGS.c.column_name == entry.column_name))
+        with database_errors(self.store.shown_url):
+            conn.execute(sa.delete(EMBEDDINGS).where(where))
+            conn.execute(sa.insert(EMBEDDINGS).values(
+                table_name=entry.table_name, column_name=entry.column_name, model=entry.model,
+                image_col=entry.image_col, dim=entry.dim, collection=entry.collection,
+                row_count=entry.row_count,
+                updated_utc=dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)))
+
+    def ensure(self) -> None:
+        """Create the catalog table once, in a transaction of its own."""
+        if not self._ensured:
+            create_once(self.store, EMBEDDINGS)
+            self._ensured = True
+
+    # -- the column ------------------------------------------------------------------------
+    def prepare(self, conn: sa.Connection, table: str, column: str, image_col: str) -> None:
+        """Add the binary column ``column`` to ``table`` if it is missing, and the indexes
+        CONVERT and SEARCH rely on: rows by image path (CONVERT updates and SEARCH fetches
+        by path), and the rows that have no vector (so SEARCH can tell in one index lookup
+        whether rows came since CONVERT, instead of counting the table)."""
+        with database_errors(self.store.shown_url):
+            preparer = conn.dialect.identifier_preparer
+            if column not in self.store.columns(conn, table):
+                kind = sa.LargeBinary().compile(dialect=conn.dialect)
+                conn.exec_driver_sql(f"ALTER TABLE {preparer.quote(table)} ADD COLUMN "
+                                     f"{preparer.quote(column)} {kind}")
+            reflected = sa.Table(table, sa.MetaData(), autoload_with=conn)
+            sa.Index(f"thanosql_ix_{table}_{image_col}"[:63], reflected.c[image_col]) \
+                .create(conn, checkfirst=True)
+            missing = reflected.c[column].is_(None)
+            sa.Index(f"thanosql_nx_{table}_{column}"[:63], reflected.c[image_col],
+                     sqlite_where=missing, postgresql_where=missing).create(conn, checkfirst=True)
+
+    def write(self, conn: sa.Connection, table: str, column: str, image_col: str,
+              vectors: list[tuple[str, bytes]]) -> None:
+        """Set ``column`` to each vector in the rows whose image path is the one given."""
+        target = sa.table(table, sa.column(column, sa.LargeBinary), sa.column(image_col))
+        update = sa.update(target).where(target.c[image_col] == sa.bindparam("p")) \
+            .values({column: sa.bindparam("v")})
+        with database_errors(self.store.shown_url):
+            conn.execute(update, [{"p": p, "v": v} for p, v in vectors])
+
+    def vectors(self, conn: sa.Connection, entry: EmbeddingColumn
+                ) -> tuple[list[str], list[bytes], int]:
+        """The column's vectors, one per distinct image path, and how many rows had one."""
+        target = sa.table(entry.table_name, sa.column(entry.column_name, sa.LargeBinary),
+                          sa.column(entry.image_col))
+        with database_errors(self.store.shown_url):
+            found = conn.execute(sa.select(target.c[entry.image_col], target.c[entry.column_name])
+                                 .where(target.c[entry.column_name].is_not(None))).all()
+        blob_of = {str(path): bytes(blob) for path, blob in found}
+        return list(blob_of), list(blob_of.values()), len(found)
+
+    def covers(self, conn: sa.Connection, entry: EmbeddingColumn) -> bool:
+        """Whether every row of the table had a vector at the last CONVERT and still has one
+        (False too when the table was made again without the column)."""
+        if entry.row_count < 0:
+            return False
+        target = sa.table(entry.table_name, sa.column(entry.image_col),
+                          sa.column(entry.column_name))
+        try:
+            with conn.begin_nested():
+                unconverted = conn.execute(
+                    sa.select(target.c[entry.image_col])
+                    .where(target.c[entry.column_name].is_(None)).limit(1)).first()
+        except sa.exc.DBAPIError:
+            return False
+        return unconverted is None
+
+    def rows_at(self, conn: sa.Connection, table: str, image_col: str,
+                paths: list[str]) -> Table:
+        """Every row of ``table`` whose image path is one of ``paths``, all columns."""
+        target = sa.table(table, sa.column(image_col))
+        with database_errors(self.store.shown_url):
+            result = conn.execute(sa.select(sa.text("*")).select_from(target)
+                                  .where(target.c[image_col].in_(paths)))
+            return Table(tuple(result.keys()), tuple(tuple(r) for r in result))

@@ -1,0 +1,129 @@
+"""The bind step: what a query reads (tables, columns) and keeps (ORDER BY … LIMIT), read with
+a real SQL parser (sqlglot) rather than regular expressions.
+
+Only ThanoSQL statements that take a query call these, so a cell of plain SQL never imports
+sqlglot. Every function answers None (or nothing) for a query it cannot read, and callers
+then take the general path, never a wrong shortcut.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sqlglot import exp
+
+#: the database's dialect name (SQLAlchemy's) -> sqlglot's
+_DIALECTS = {"postgresql": "postgres", "sqlite": "sqlite"}
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What one SELECT reads and keeps, as far as the kernel needs to know.
+
+    ``tables``: the tables it reads, in order, each once (no CTE names); ``star_only``: it
+    is ``SELECT * FROM <one table>`` and nothing else; ``columns``: the names of its
+    output columns when they can be read off the text (None with ``*``).
+    """
+
+    tables: tuple[str, ...]
+    star_only: bool
+    columns: tuple[str, ...] | None
+
+
+def _parse(sql: str, dialect: str | None) -> exp.Expression | None:
+    import sqlglot
+    from sqlglot.errors import ParseError, TokenError
+
+    try:
+        parsed = sqlglot.parse(sql, read=_DIALECTS.get(dialect or "", dialect or None))
+    except (ParseError, TokenError, ValueError):
+        return None
+    if len(parsed) != 1 or parsed[0] is None:
+        return None
+    return parsed[0]
+
+
+def _arg(node: exp.Expression, *names: str) -> Any:
+    """An argument of a node by its name, under the names sqlglot versions have used."""
+    for name in names:
+        if node.args.get(name) is not None:
+            return node.args[name]
+    return None
+
+
+def shape(sql: str, dialect: str | None = None) -> Shape | None:
+    """The shape of a SELECT (or WITH … SELECT), or None when it is not one or not readable."""
+    from sqlglot import exp
+
+    tree = _parse(sql, dialect)
+    if not isinstance(tree, (exp.Select, exp.Union)) and not (
+            isinstance(tree, exp.Query) and tree.find(exp.Select) is not None):
+        return None
+    ctes = {c.alias_or_name.lower() for c in tree.find_all(exp.CTE)}
+    tables = tuple(dict.fromkeys(
+        t.name.lower() for t in tree.find_all(exp.Table)
+        if t.name and t.name.lower() not in ctes))
+    return Shape(tables, _is_star_only(tree), _output_columns(tree))
+
+
+def _is_star_only(tree: exp.Expression) -> bool:
+    from sqlglot import exp
+
+    if not isinstance(tree, exp.Select) or len(tree.expressions) != 1 \
+            or not isinstance(tree.expressions[0], exp.Star):
+        return False
+    source = _arg(tree, "from_", "from")
+    if source is None or not isinstance(source.this, exp.Table) or source.this.args.get("alias"):
+        return False
+    if source.this.args.get("db") or source.this.args.get("catalog"):
+        return False
+    clauses = set(tree.args) - {"expressions", "from_", "from"}
+    return not any(tree.args.get(c) for c in clauses)
+
+
+def _output_columns(tree: exp.Expression) -> tuple[str, ...] | None:
+    from sqlglot import exp
+
+    if not isinstance(tree, exp.Select):
+        return None
+    names = []
+    for item in tree.expressions:
+        if isinstance(item, exp.Star) or (isinstance(item, exp.Column)
+                                          and isinstance(item.this, exp.Star)):
+            return None
+        names.append(item.alias_or_name.lower())
+    return tuple(names)
+
+
+def top_n(sql: str, source: str, dialect: str | None = None) -> tuple[str, int] | None:
+    """(column, n) when ``sql`` is ``SELECT … FROM <source> [alias] ORDER BY column DESC
+    LIMIT n`` and nothing else: then only the top n rows of ``source`` by that column can
+    reach the result. ``column`` may be qualified by the alias or the source's name."""
+    from sqlglot import exp
+
+    tree = _parse(sql, dialect)
+    if not isinstance(tree, exp.Select):
+        return None
+    origin = _arg(tree, "from_", "from")
+    if origin is None or not isinstance(origin.this, exp.Table) \
+            or origin.this.name.lower() != source.lower():
+        return None
+    alias = origin.this.alias.lower() if origin.this.alias else ""
+    extra = set(tree.args) - {"expressions", "from_", "from", "order", "limit"}
+    if any(tree.args.get(c) for c in extra):
+        return None   # WHERE, GROUP BY, JOIN, DISTINCT, OFFSET … change which rows are kept
+    order, limit = tree.args.get("order"), tree.args.get("limit")
+    if order is None or limit is None or len(order.expressions) != 1:
+        return None
+    ordered = order.expressions[0]
+    column = ordered.this
+    if not ordered.args.get("desc") or not isinstance(column, exp.Column):
+        return None
+    if column.table and column.table.lower() not in (alias, source.lower()):
+        return None
+    count = limit.expression
+    if not isinstance(count, exp.Literal) or count.is_string or not count.this.isdigit():
+        return None
+    return column.name.lower(), int(count.this)
