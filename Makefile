@@ -11,6 +11,7 @@ export PYTHONUNBUFFERED := 1
 
 # the suites that run a second time against PostgreSQL and a Chroma server
 SERVER_SUITES := tests/test_engine_copy.py tests/test_build_model.py tests/test_search.py \
+    tests/test_model_store.py \
     tests/test_kernel.py tests/test_concurrency.py tests/test_tutorial.py
 
 .PHONY: venv servers-deps test test-embedded test-servers demo bench lint clean
@@ -34,7 +35,7 @@ servers-deps:
 
 test: test-embedded test-servers
 
-test-embedded: venv
+test-embedded: venv servers-deps
 	$(PY) -m pytest -q
 
 test-servers: venv servers-deps

@@ -119,6 +119,9 @@ class KernelSession:
             time.sleep(interrupt_after)
             self.km.interrupt_kernel()
         reply = self.kc.get_shell_msg(timeout=timeout)
+        while reply["parent_header"].get("msg_type") == "kernel_info_request":
+            # a slow start makes wait_for_ready ask twice; the second answer comes late
+            reply = self.kc.get_shell_msg(timeout=timeout)
         assert reply["parent_header"]["msg_id"] == msg_id
         messages = []
         while True:  # every iopub message of this request, up to its idle status

@@ -74,3 +74,73 @@ def test_readme_lists_every_simclr_option_as_the_code_documents_it() -> None:
     block = readme.split("<!-- simclr-options -->")[1].split("<!-- /simclr-options -->")[0]
     rows = [line for line in block.strip().splitlines() if line.startswith("| `")]
     assert rows == [f"| `{k}` | {v} |" for k, v in SIMCLR_OPTION_DOCS.items()]
+
+
+ENGINE = ROOT / "thanosql_kernel" / "engine"
+#: what only the storage services may do: talk SQLAlchemy, write DDL, read SQL with regexes
+_STORAGE_ONLY_IMPORTS = {"sqlalchemy", "re"}
+_STORAGE_ONLY_CALLS = {"exec_driver_sql", "execute", "create_all", "inspect"}
+_DDL = re.compile(r"\b(ALTER\s+TABLE|CREATE\s+(TABLE|INDEX)|DROP\s+(TABLE|INDEX))\b", re.I)
+
+
+def _engine_modules() -> list[Path]:
+    modules = sorted(ENGINE.glob("*.py"))
+    assert len(modules) >= 8
+    return modules
+
+
+def test_engine_handlers_are_plain_orchestration_over_the_services() -> None:
+    """No SQLAlchemy, no DDL, no dialect branches, no SQL read with regular expressions in
+    engine/: the storage services own all of that."""
+    import ast
+
+    for path in _engine_modules():
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                names = {(node.module or "").split(".")[0]} if node.level == 0 else set()
+            else:
+                names = set()
+            assert not names & _STORAGE_ONLY_IMPORTS, f"{path.name} imports {names}"
+            if isinstance(node, ast.Attribute):
+                assert node.attr not in _STORAGE_ONLY_CALLS | {"dialect"}, \
+                    f"{path.name}:{node.lineno} uses .{node.attr}"
+                # DataFrame.to_sql writes tables; a node's to_sql() only renders text
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                    and node.func.attr == "to_sql":
+                assert not node.args, f"{path.name}:{node.lineno} writes a frame with to_sql"
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                assert not _DDL.search(node.value), f"{path.name}:{node.lineno} holds DDL"
+
+
+def test_the_statement_registry_declares_every_thanosql_statement_once() -> None:
+    from thanosql_kernel.syntax.statements import PHRASES, STATEMENTS, statement_for
+
+    assert {s.node for s in STATEMENTS} == set(ALL_NODES) - {Sql, Magic}
+    assert len({s.node for s in STATEMENTS}) == len(STATEMENTS)
+    for node, section in README_SECTIONS.items():
+        if node not in (Sql, Magic):
+            assert statement_for(node).phrases[0] == section
+    # the parser and completion derive the statement words; they do not write them again
+    for module in ("syntax/parser.py", "complete.py"):
+        text = (ROOT / "thanosql_kernel" / module).read_text()
+        written = [p for p in PHRASES if f'"{p}' in text or f"'{p}" in text or
+                   f"({p.split()[0]}|" in text]
+        assert not written, f"{module} spells out {written}"
+
+
+def test_every_option_of_every_statement_is_declared_once_with_its_default() -> None:
+    from thanosql_kernel.engine import OPTIONS
+    from thanosql_kernel.models.options import SIMCLR_OPTIONS
+
+    assert set(SIMCLR_OPTIONS) <= set(OPTIONS[BuildModel])
+    for node, specs in OPTIONS.items():
+        names = [s.name for s in specs]
+        assert len(names) == len(set(names)), f"{node.__name__} declares an option twice"
+        for spec in specs:
+            assert "default" in spec.doc, f"{node.__name__} {spec.name}: {spec.doc!r}"
+    # the option names appear in no module but their declarations
+    for path in [*_engine_modules(), ROOT / "thanosql_kernel" / "complete.py"]:
+        assert "SIMCLR_OPTION_DOCS" not in path.read_text(), path.name

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 import uuid
+from contextlib import suppress
 from dataclasses import replace
 
-from ..errors import AlreadyExistsError, NotFoundError, OptionError
+from ..errors import AlreadyExistsError, NotFoundError, OptionError, ThanoSQLError
 from ..options import OptionSpec, read_options
 from ..results import Progress, Table
 from ..storage import EmbeddingColumn, Transaction
@@ -63,7 +64,8 @@ def convert(node: Convert, ctx: Context) -> Table:
             reindex(ctx, tx, EmbeddingColumn(table, column, node.model, image_col,
                                              model.embedding_dim, collection, 0))
     except BaseException:
-        vectors.drop(collection)
+        with suppress(ThanoSQLError):   # the statement's own error is the one to report
+            vectors.drop(collection)
         raise
     if old is not None:
         vectors.drop(old.collection)
@@ -108,9 +110,7 @@ def reindex(ctx: Context, tx: Transaction, entry: EmbeddingColumn) -> EmbeddingC
 
 def _query_table(query: Node, ctx: Context) -> str:
     """The one table a CONVERT query reads: the table that receives the embeddings."""
-    from ..syntax.bind import shape
-
-    found = shape(query.text, ctx.store.dialect) if isinstance(query, Sql) \
+    found = ctx.store.shape(query.text) if isinstance(query, Sql) \
         and not query.subqueries else None
     if found is not None and len(found.tables) == 1:
         return found.tables[0]

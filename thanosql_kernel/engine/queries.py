@@ -53,10 +53,8 @@ def subquery_tables(node: Sql, ctx: Context, tx: Transaction) -> Iterator[None]:
     When the outer query only keeps a sub-query's top n rows by one column (``ORDER BY …
     DESC LIMIT n``), the sub-query is told so and may stop there.
     """
-    from ..syntax.bind import top_n
-
     for name, sub in node.subqueries:
-        rows = rows_of(sub, ctx, top_n(node.text, name, ctx.store.dialect))
+        rows = rows_of(sub, ctx, ctx.store.top_n(node.text, name))
         ctx.store.create_rows_table(tx, name, rows.columns, rows.rows, temporary=True)
     yield
     # on an exception the transaction rolls back, and the temporary tables with it

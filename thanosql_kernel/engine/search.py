@@ -154,12 +154,10 @@ def _search_with_index(ctx: Context, node: SearchImage, emb_col: str, image_col:
     up to ``exact_search_max_rows`` rows (a matrix-vector product is cheaper than HNSW and
     exact there); beyond that the vector index answers. None means: use the row-by-row path.
     """
-    from ..syntax.bind import shape
-
     query = node.query
     if not isinstance(query, Sql) or query.subqueries:
         return None
-    found = shape(query.text, ctx.store.dialect)
+    found = ctx.store.shape(query.text)
     if found is None or not found.star_only:
         return None
     table = found.tables[0]

@@ -38,6 +38,7 @@ CHUNK_BYTES = 8 * 2**20
 #: the card, written beside the files a model's trainer writes
 CARD_FILE = "card.json"
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,127}$")
+_DIGEST = re.compile(r"[0-9a-f]{64}")
 _LEGACY_FILES = ("weights.pt", "model.json")
 
 
@@ -148,6 +149,7 @@ class ModelRegistry:
         finally:
             shutil.rmtree(fetching, ignore_errors=True)
         self._verified.add(entry.digest)
+        self._prune()
         return folder
 
     # -- writing ---------------------------------------------------------------------------
@@ -262,6 +264,10 @@ class ModelRegistry:
         with self.store.begin() as conn, database_errors(self.store.shown_url):
             pieces = conn.execute(sa.select(MODEL_FILES.c.file, MODEL_FILES.c.seq).where(where)
                                   .order_by(MODEL_FILES.c.file, MODEL_FILES.c.seq)).all()
+            if not pieces:
+                raise NotFoundError(f"The model {entry.name!r} was rebuilt or dropped by "
+                                    "another kernel while this statement ran",
+                                    hint="Run the statement again.")
             for file, info in entry.files.items():
                 digest = hashlib.sha256()
                 with (folder / file).open("wb") as out:
@@ -269,6 +275,8 @@ class ModelRegistry:
                         data = conn.execute(sa.select(MODEL_FILES.c.data).where(
                             where & (MODEL_FILES.c.file == file) & (MODEL_FILES.c.seq == seq))
                         ).scalar_one()
+                        if not isinstance(data, (bytes, memoryview)):   # not a BLOB: damaged
+                            data = str(data).encode()
                         out.write(data)
                         digest.update(data)
                 if digest.hexdigest() != info["sha256"]:
@@ -276,6 +284,15 @@ class ModelRegistry:
                         f"The stored files of the model {entry.name!r} are damaged: {file} "
                         "does not match its checksum",
                         hint="Build the model again with OPTIONS (overwrite=True).")
+
+    def _prune(self) -> None:
+        """Remove cached copies of content no model has any more (rebuilt or dropped by
+        another kernel), so the cache holds about one copy per model."""
+        with self.store.begin() as conn:
+            live = set(conn.execute(sa.select(MODELS.c.digest)).scalars())
+        for folder in self.cache.iterdir():
+            if _DIGEST.fullmatch(folder.name) and folder.name not in live:
+                shutil.rmtree(folder, ignore_errors=True)
 
     def _whole(self, folder: Path, entry: ModelEntry) -> bool:
         """Whether the cached folder holds exactly the entry's files (hashed once a process,

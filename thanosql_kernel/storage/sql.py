@@ -20,6 +20,8 @@ from ..results import Message, Table
 if TYPE_CHECKING:
     import pandas as pd
 
+    from ..syntax.bind import Shape
+
 #: tables the kernel keeps for itself start with this and are not listed to users
 INTERNAL_PREFIX = "thanosql_"
 
@@ -137,7 +139,6 @@ class SqlStore:
     def __init__(self, url: str) -> None:
         self.url = url
         self._engine: sa.Engine | None = None
-        self._checked = False
 
     @functools.cached_property
     def shown_url(self) -> str:
@@ -171,13 +172,18 @@ class SqlStore:
             self._engine = sa.create_engine(url, pool_pre_ping=not sqlite)
             if sqlite:
                 _sqlite_setup(self._engine)
+            elif url.get_backend_name() == "postgresql":
+                # before SQLAlchemy's own first look at the server, which a SQL_ASCII
+                # database already confuses
+                event.listen(self._engine, "connect", functools.partial(
+                    _check_encoding, shown_url=self.shown_url), insert=True)
         return self._engine
 
     def _connect(self) -> sa.Connection:
         """A pooled connection; a server that cannot be reached is a ServerError."""
         engine = self.engine
         try:
-            conn = engine.connect()
+            return engine.connect()
         except exc.DBAPIError as e:
             message = _first_line(str(e.orig) if e.orig is not None else str(e))
             if engine.dialect.name == "sqlite":
@@ -189,18 +195,23 @@ class SqlStore:
                 f"Cannot connect to the database at {self.shown_url}: {message}",
                 hint="Start the database server (or check THANOSQL_DATABASE_URL), then run the "
                      "statement again: the kernel reconnects by itself.") from None
-        if not self._checked:
-            try:
-                _check_encoding(conn, self.shown_url)
-            except BaseException:
-                conn.close()
-                raise
-            self._checked = True
-        return conn
 
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
+
+    # -- the bind step: a query's shape, read in this database's SQL dialect -----------------
+    def shape(self, sql: str) -> Shape | None:
+        """What a SELECT reads and keeps (see ``syntax.bind``), or None if it cannot tell."""
+        from ..syntax.bind import shape
+
+        return shape(sql, self.dialect)
+
+    def top_n(self, sql: str, source: str) -> tuple[str, int] | None:
+        """(column, n) when ``sql`` keeps only the top n rows of ``source`` by column."""
+        from ..syntax.bind import top_n
+
+        return top_n(sql, source, self.dialect)
 
     def dispose(self) -> None:
         if self._engine is not None:
@@ -311,18 +322,22 @@ class SqlStore:
                 conn.execute(table.insert(), [dict(zip(columns, r, strict=True)) for r in rows])
 
 
-def _check_encoding(conn: sa.Connection, shown_url: str) -> None:
+def _check_encoding(dbapi_connection: Any, _record: Any, *, shown_url: str) -> None:
     """Refuse a PostgreSQL database that does not store text as UTF-8: with SQL_ASCII the
     driver hands back bytes, and every statement would fail in a confusing way."""
-    if conn.dialect.name != "postgresql":
-        return
-    with database_errors(shown_url):
-        encoding = conn.exec_driver_sql("SHOW server_encoding").scalar()
-        conn.rollback()
-    if isinstance(encoding, bytes):
-        encoding = encoding.decode("ascii", "replace")
-    if str(encoding).upper().replace("-", "") != "UTF8":
-        database = conn.engine.url.database or "thanosql"
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("SHOW server_encoding")
+        encoding = cursor.fetchone()[0]
+        cursor.execute("SELECT current_database()")
+        database = cursor.fetchone()[0]
+    finally:
+        cursor.close()
+        dbapi_connection.rollback()
+    encoding, database = (v.decode("ascii", "replace") if isinstance(v, bytes) else str(v)
+                          for v in (encoding, database))
+    if encoding.upper().replace("-", "") != "UTF8":
+        dbapi_connection.close()
         raise ServerError(
             f"The database at {shown_url} stores text as {encoding}, and thanosql-kernel "
             "needs UTF8", hint=f"Create a UTF-8 database and point THANOSQL_DATABASE_URL at it: "

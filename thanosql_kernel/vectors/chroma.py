@@ -30,20 +30,21 @@ replace still running.
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import secrets
 import signal
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import numpy as np
 
-from ..errors import DataError, NotFoundError, OptionError
+from ..errors import DataError, NotFoundError, OptionError, ServerError
 from .locking import FileLock, NoLock
 
 if TYPE_CHECKING:
@@ -69,6 +70,31 @@ _IPV4 = re.compile(r"[0-9]{1,3}(\.[0-9]{1,3}){3}")
 #: how long a server client waits before it believes a collection is really missing
 _SERVER_SWAP_WAIT = 0.2
 _LEFTOVER = re.compile(r"(?P<name>.+)-(?P<kind>tmp|old)-(?P<stamp>[0-9a-f]{8})[0-9a-f]{6}")
+_Call = TypeVar("_Call", bound=Callable[..., Any])
+
+
+def _unreachable(url: str, detail: object) -> ServerError:
+    return ServerError(f"The Chroma server at {url} does not answer: {detail}",
+                       hint="Start it (chroma run --path … --port …) or fix "
+                            "THANOSQL_CHROMA_URL, then run the statement again: the kernel "
+                            "reconnects by itself. Plain SQL works meanwhile.")
+
+
+def _reaching_server(method: _Call) -> _Call:
+    """Report a Chroma server that went away as a ServerError naming its URL."""
+
+    @functools.wraps(method)
+    def call(self: ChromaIndex, *args: Any, **kwargs: Any) -> Any:
+        if self._url is None:
+            return method(self, *args, **kwargs)
+        import httpx
+
+        try:
+            return method(self, *args, **kwargs)
+        except httpx.TransportError as e:
+            raise _unreachable(self._url, e) from None
+
+    return call  # type: ignore[return-value]
 
 
 class ChromaIndex:
@@ -85,7 +111,8 @@ class ChromaIndex:
         with lock:  # the first open creates and migrates Chroma's SQLite file
             client = chromadb.PersistentClient(
                 path=str(path), settings=Settings(anonymized_telemetry=False, allow_reset=False))
-        self._setup(client, lock, FileLock(path / SWAP_LOCK_FILE), hnsw, stale_after=0.0)
+        self._setup(client, lock, FileLock(path / SWAP_LOCK_FILE), hnsw, stale_after=0.0,
+                    url=None)
 
     @classmethod
     def http(cls, url: str, *, hnsw: Mapping[str, Any] = HNSW,
@@ -99,16 +126,25 @@ class ChromaIndex:
             raise OptionError(f"expected a Chroma server URL like http://localhost:8000, "
                               f"got {url!r}")
         ssl = parts.scheme == "https"
-        client = chromadb.HttpClient(host=parts.hostname, port=parts.port or (443 if ssl else 80),
-                                     ssl=ssl, settings=Settings(anonymized_telemetry=False))
+        shown = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        import httpx
+
+        try:
+            client = chromadb.HttpClient(host=parts.hostname,
+                                         port=parts.port or (443 if ssl else 80), ssl=ssl,
+                                         settings=Settings(anonymized_telemetry=False))
+        except (ValueError, httpx.TransportError) as e:  # chromadb: "Could not connect …"
+            raise _unreachable(shown, e) from None
         index = cls.__new__(cls)
-        index._setup(client, NoLock(), NoLock(), hnsw, stale_after=stale_after)
+        index._setup(client, NoLock(), NoLock(), hnsw, stale_after=stale_after, url=shown)
         return index
 
     def _setup(self, client: ClientAPI, lock: FileLock | NoLock, swap_lock: FileLock | NoLock,
-               hnsw: Mapping[str, Any], *, stale_after: float) -> None:
+               hnsw: Mapping[str, Any], *, stale_after: float, url: str | None) -> None:
         from chromadb import errors
 
+        #: the server's address as errors show it; None for the embedded index
+        self._url = url
         if hnsw.get("space", "cosine") != "cosine":
             raise OptionError("the vector index measures cosine similarity: space must be "
                               "'cosine'")
@@ -119,11 +155,16 @@ class ChromaIndex:
         self._stale_after = stale_after
         self._chroma_not_found = errors.NotFoundError
         self._chroma_invalid = errors.InvalidArgumentError
+        self._first_sweep()
+
+    @_reaching_server
+    def _first_sweep(self) -> None:
         with self._lock:
             self._sweep()
 
     # -- the VectorIndex interface ------------------------------------------------------------
 
+    @_reaching_server
     def replace(self, name: str, ids: Sequence[str], vectors: np.ndarray, *,
                 batch: int = 5000, version: str | None = None) -> None:
         """Make `name` hold exactly `ids` and `vectors` (N, D), all or nothing.
@@ -162,6 +203,7 @@ class ChromaIndex:
             with _interrupts_held(), self._swap_lock:
                 self._swap(name, temp)
 
+    @_reaching_server
     def query(self, name: str, vector: np.ndarray, k: int) -> list[tuple[str, float]]:
         """The k ids nearest `vector` (D,) with cosine similarity, best first (fewer if N < k)."""
         _check_name(name)
@@ -189,11 +231,13 @@ class ChromaIndex:
         return [(id_, min(1.0, max(-1.0, 1.0 - float(d))))
                 for id_, d in zip(result["ids"][0], distances[0], strict=True)]
 
+    @_reaching_server
     def count(self, name: str) -> int:
         """How many vectors `name` holds."""
         _check_name(name)
         return self._collection(name).count()
 
+    @_reaching_server
     def exists(self, name: str) -> bool:
         """Whether `name` exists (a name Chroma would refuse never does)."""
         try:
@@ -203,16 +247,19 @@ class ChromaIndex:
             return False
         return True
 
+    @_reaching_server
     def drop(self, name: str) -> None:
         """Remove `name`; an index that does not exist is already dropped."""
         _check_name(name)
         with self._lock:
             self._delete_quietly(name, missing_only=True)
 
+    @_reaching_server
     def names(self) -> list[str]:
         """The queryable collections, sorted; temporary ones of a replace are left out."""
         return sorted(n for n in self._all_names() if not _LEFTOVER.fullmatch(n))
 
+    @_reaching_server
     def version(self, name: str) -> str | None:
         """The `version` that the last `replace` of `name` stored, if any."""
         _check_name(name)
