@@ -51,25 +51,9 @@ def search_image(node: SearchImage, ctx: Context, hint: tuple[str, int] | None =
     model, entry = load(ctx, node.model)
     base = entry.base_model.lower()
     options = read_options(node.options, SEARCH_OPTIONS, "SEARCH IMAGE")
-    given = options["search_input"]
-    if node.images and given is not None:
-        raise OptionError("SEARCH IMAGE: give the query image either as images=… or as "
-                          "OPTIONS (search_input=…), not both")
-    second = given is not None
-    queries = list(node.images) if node.images else (
-        [given] if isinstance(given, str) else list(given or []))
-    if not queries or not all(isinstance(q, str) for q in queries):
-        raise OptionError("SEARCH IMAGE needs a query image",
-                          hint="Write SEARCH IMAGE images='path.jpg' USING model AS …, or "
-                               "OPTIONS (search_by='image', search_input='path.jpg').")
+    second, queries, names = _query_images(node, options, base)
     emb_col = (options["emb_col"] or f"{node.model}_{base}").lower()
     image_col = options["image_col"].lower()
-    if second:
-        names = [(options["result_col"] or "search_result").lower()]
-        if len(queries) > 1:
-            names = [f"{names[0]}{i + 1}" for i in range(len(queries))]
-    else:
-        names = [f"{node.model}_{base}_similarity{i + 1}" for i in range(len(queries))]
     query_paths = [str(ctx.settings.resolve(q)) for q in queries]
     for shown, path in zip(queries, query_paths, strict=True):
         if not os.path.isfile(path):
@@ -89,19 +73,43 @@ def search_image(node: SearchImage, ctx: Context, hint: tuple[str, int] | None =
     columns = [c.lower() for c in rows.columns]
     matrix = _row_embeddings(ctx, model, rows, columns, emb_col, image_col, node.model)
     sims = (matrix @ q.T).astype(np.float64) if len(rows.rows) else np.zeros((0, len(q)))
-    order: Sequence[int] = range(len(rows.rows))
-    if second or limit is not None:
-        first = sims[:, 0]
-        if limit is not None and limit < len(first):
-            top = np.argpartition(-first, limit - 1)[:limit]
-            order = top[np.argsort(-first[top], kind="stable")]
-        else:
-            order = np.argsort(-first, kind="stable")
-        if not second:  # first generation keeps the query's order among the kept rows
-            order = sorted(order)
+    order = _ranked(sims[:, 0], limit) if second or limit is not None else range(len(rows.rows))
+    if not second:  # the first generation keeps the query's order among the rows it keeps
+        order = sorted(order)
     out = tuple(tuple(rows.rows[i]) + tuple(float(s) for s in sims[i]) for i in order)
     vectors = frozenset({emb_col}) if emb_col in columns else frozenset()
     return Table(tuple(rows.columns) + tuple(names), out, vector_columns=vectors)
+
+
+def _query_images(node: SearchImage, options: dict[str, Any], base: str
+                  ) -> tuple[bool, list[str], list[str]]:
+    """(second generation?, the query image paths, their similarity columns' names)."""
+    given = options["search_input"]
+    if node.images and given is not None:
+        raise OptionError("SEARCH IMAGE: give the query image either as images=… or as "
+                          "OPTIONS (search_input=…), not both")
+    queries = list(node.images) if node.images else (
+        [given] if isinstance(given, str) else list(given or []))
+    if not queries or not all(isinstance(q, str) for q in queries):
+        raise OptionError("SEARCH IMAGE needs a query image",
+                          hint="Write SEARCH IMAGE images='path.jpg' USING model AS …, or "
+                               "OPTIONS (search_by='image', search_input='path.jpg').")
+    if given is None:
+        return False, queries, [f"{node.model}_{base}_similarity{i + 1}"
+                                for i in range(len(queries))]
+    name = (options["result_col"] or "search_result").lower()
+    return True, queries, [name] if len(queries) == 1 else [f"{name}{i + 1}" for i in
+                                                            range(len(queries))]
+
+
+def _ranked(similarity: np.ndarray, limit: int | None) -> Sequence[int]:
+    """Row indices by similarity, best first (ties in row order), at most ``limit``."""
+    import numpy as np
+
+    if limit is not None and limit < len(similarity):
+        top = np.argpartition(-similarity, limit - 1)[:limit]
+        return top[np.argsort(-similarity[top], kind="stable")]
+    return np.argsort(-similarity, kind="stable")
 
 
 def _row_embeddings(ctx: Context, model: Any, rows: Table, columns: list[str], emb_col: str,
