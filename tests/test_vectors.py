@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from thanosql_kernel.errors import DataError, NotFoundError, OptionError
+from thanosql_kernel.errors import DataError, NotFoundError, OptionError, ServerError
 from thanosql_kernel.vectors import (
     ChromaIndex,
     VectorIndex,
@@ -268,6 +268,15 @@ def test_nothing_reaches_the_network(tmp_path: Path, monkeypatch: pytest.MonkeyP
 def test_http_needs_a_server_url() -> None:
     with pytest.raises(OptionError):
         ChromaIndex.http("localhost:8000")
+
+
+def test_a_chroma_server_that_does_not_answer_is_a_server_error_naming_it() -> None:
+    with socket.socket() as s:   # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(ServerError, match=f"Chroma server at http://127.0.0.1:{port} ") as e:
+        ChromaIndex.http(f"http://127.0.0.1:{port}")
+    assert "THANOSQL_CHROMA_URL" in (e.value.hint or "")
 
 
 def test_importing_the_package_does_not_import_chromadb() -> None:

@@ -154,7 +154,8 @@ class SqlStore:
             try:
                 url = sa.make_url(self.url)
             except exc.ArgumentError:
-                raise ServerError(f"THANOSQL_DATABASE_URL is not a database URL: {self.url!r}",
+                # not shown: a URL that cannot be read may still hold a password
+                raise ServerError("THANOSQL_DATABASE_URL cannot be read as a database URL",
                                   hint="Write it like postgresql+psycopg://user@host:5432/db, "
                                        "or unset it for the embedded SQLite database.") from None
             sqlite = url.get_backend_name() == "sqlite"
