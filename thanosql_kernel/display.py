@@ -167,8 +167,17 @@ def progress_bundle(p: Progress) -> dict[str, Any]:
     }
 
 
-def error_content(error: BaseException, statement: str | None = None) -> dict[str, Any]:
-    """``ename``, ``evalue`` and ``traceback`` for one error message, with no Python frames."""
+def error_content(error: BaseException, statement: str | None = None,
+                  cell: str | None = None) -> dict[str, Any]:
+    """``ename``, ``evalue`` and ``traceback`` for one error message, with no Python frames.
+
+    An error that knows its offset in ``cell`` is shown with the line, the column and a caret.
+    """
+    if isinstance(error, ThanoSQLError) and error.at is not None and error.line is None \
+            and cell is not None:
+        from .syntax.scan import line_col
+
+        error.place(*line_col(cell, error.at))
     if isinstance(error, KeyboardInterrupt):
         ename = "KeyboardInterrupt"
         evalue = "Interrupted: the statement was stopped, and nothing it had begun was kept."

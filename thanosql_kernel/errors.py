@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class ThanoSQLError(Exception):
-    """Base of every error the kernel reports to the user (never with a Python traceback)."""
+    """Base of every error the kernel reports to the user (never with a Python traceback).
+
+    An error may know where in the cell the problem is: ``at``, an offset into the cell,
+    which the kernel turns into a line, a column and a caret under the line (``place``).
+    """
 
     #: the name the user sees as ``ename``; subclasses override it
     ename = "ThanoSQLError"
@@ -13,9 +20,23 @@ class ThanoSQLError(Exception):
         super().__init__(message)
         self.message = message
         self.hint = hint
+        #: the offset in the cell where the problem is, when known
+        self.at: int | None = None
+        self.line: int | None = None
+        self.column: int | None = None
+        self.text = ""
+
+    def place(self, line: int, column: int, text: str) -> None:
+        """Point the error at ``column`` of cell line ``line``, whose text is ``text``."""
+        self.line, self.column, self.text = line, column, text
 
     def __str__(self) -> str:
-        return self.message if not self.hint else f"{self.message}\n{self.hint}"
+        body = self.message
+        if self.line is not None and self.column is not None:
+            caret = " " * (self.column - 1) + "^"
+            body = (f"{self.message} (line {self.line}, column {self.column})\n"
+                    f"  {self.text}\n  {caret}")
+        return body if not self.hint else f"{body}\n{self.hint}"
 
 
 class ThanoSQLSyntaxError(ThanoSQLError):
@@ -26,14 +47,14 @@ class ThanoSQLSyntaxError(ThanoSQLError):
     def __init__(self, message: str, *, line: int, column: int, text: str,
                  hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
-        self.line = line
-        self.column = column
-        self.text = text
+        self.place(line, column, text)
 
-    def __str__(self) -> str:
-        caret = " " * (self.column - 1) + "^"
-        body = f"{self.message} (line {self.line}, column {self.column})\n  {self.text}\n  {caret}"
-        return body if not self.hint else f"{body}\n{self.hint}"
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    """"Did you mean 'x'? " for the candidate closest to ``name`` (any case), or ""."""
+    by_lower = {c.lower(): c for c in candidates}
+    close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.6)
+    return f"Did you mean {by_lower[close[0]]!r}? " if close else ""
 
 
 class NotFoundError(ThanoSQLError):
@@ -61,9 +82,21 @@ class DataError(ThanoSQLError):
 
 
 class DatabaseError(ThanoSQLError):
-    """The SQL database refused a statement; carries its own message and the statement."""
+    """The SQL database refused a statement; carries its own message and the statement.
+
+    ``kind`` says what went wrong as far as the kernel can tell ("syntax", "table", "column",
+    "type" or "other"), ``name`` the word the database named, and ``offset`` where in the
+    statement's text the database points, when it does.
+    """
 
     ename = "DatabaseError"
+
+    def __init__(self, message: str, *, hint: str | None = None, kind: str = "other",
+                 name: str | None = None, offset: int | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.kind = kind
+        self.name = name
+        self.offset = offset
 
 
 class ServerError(ThanoSQLError):

@@ -72,7 +72,7 @@ class ThanoSQLKernel(Kernel):
                 raise
             if not isinstance(error, KeyboardInterrupt) and not hasattr(error, "ename"):
                 self.log.exception("unexpected failure in %r", statement)
-            content = error_content(error, statement)
+            content = error_content(error, statement, code)
             if not silent:
                 self.send_response(self.iopub_socket, "error", content)
             return {"status": "error", "execution_count": self.execution_count, **content}

@@ -6,12 +6,12 @@ completion and inspect all read the same declarations. Pure: no I/O, no heavy im
 
 from __future__ import annotations
 
-import difflib
+import textwrap
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import OptionError
+from .errors import OptionError, did_you_mean
 
 _TYPE_NAMES = {bool: "True or False", int: "a whole number", float: "a number",
                str: "a string in quotes", tuple: "a [list]", type(None): "None"}
@@ -92,10 +92,11 @@ def read_options(options: Any, specs: Sequence[OptionSpec], statement: str) -> d
 def unknown_option(name: str, specs: Sequence[OptionSpec], statement: str) -> OptionError:
     """The error for an option ``statement`` does not have, with the closest valid name."""
     names = [s.name for s in specs]
-    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
-    guess = f"Did you mean {close[0]!r}? " if close else ""
+    # lines of whole names: a front end that wraps long lines may cut a word in two
+    listed = textwrap.fill(f"Valid options: {', '.join(names)}.", width=88,
+                           break_long_words=False, break_on_hyphens=False)
     return OptionError(f"{statement} has no option {name!r}",
-                       hint=f"{guess}Valid options: {', '.join(names)}.")
+                       hint=f"{did_you_mean(name, names).rstrip()}\n{listed}".lstrip("\n"))
 
 
 def documented(specs: Sequence[OptionSpec]) -> dict[str, str]:

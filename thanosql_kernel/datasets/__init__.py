@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import NotFoundError
+from ..errors import NotFoundError, did_you_mean
 
 #: ``progress(done, total)``, called as files are written
 ProgressFn = Callable[[int, int], None]
@@ -58,7 +58,7 @@ def get_dataset(name: str) -> DatasetInfo:
     if info is None:
         known = ", ".join(sorted(DATASETS))
         raise NotFoundError(f"There is no data set called {name!r}.",
-                            hint=f"Known data sets: {known}.")
+                            hint=f"{did_you_mean(name, DATASETS)}Known data sets: {known}.")
     return info
 
 

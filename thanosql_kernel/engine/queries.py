@@ -7,15 +7,27 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
-from ..errors import DataError, NotFoundError, ThanoSQLError
+from ..errors import DatabaseError, DataError, NotFoundError, ThanoSQLError, did_you_mean
 from ..results import Message, Table
 from ..storage import Transaction, writes
 from ..syntax import ListTables, Node, SearchImage, Sql
 from .context import Context
 
 
+@contextmanager
+def located(node: Sql) -> Iterator[None]:
+    """Point a database error at its place in the cell, where the database says where."""
+    try:
+        yield
+    except DatabaseError as error:
+        if error.offset is not None and error.at is None:
+            error.at = node.cell_offset(error.offset)
+        raise
+
+
 def run_sql(node: Sql, ctx: Context) -> Table | Message:
-    with ctx.store.begin(write=writes(node.text)) as tx, subquery_tables(node, ctx, tx):
+    with located(node), ctx.store.begin(write=writes(node.text)) as tx, \
+            subquery_tables(node, ctx, tx):
         result = ctx.store.run(tx, node.text, ctx.settings.display_limit)
         if isinstance(result, Table) and _has_bytes(result):
             # show the columns named like an embedding column CONVERT made compactly
@@ -32,7 +44,7 @@ def _has_bytes(table: Table) -> bool:
 def rows_of(query: Node, ctx: Context, hint: tuple[str, int] | None = None) -> Table:
     """Every row a query yields: a SELECT, or a row statement such as SEARCH or LIST."""
     if isinstance(query, Sql):
-        with ctx.store.begin() as tx, subquery_tables(query, ctx, tx):
+        with located(query), ctx.store.begin() as tx, subquery_tables(query, ctx, tx):
             return ctx.store.read(tx, query.text)
     if isinstance(query, SearchImage):
         from .search import search_image
@@ -77,8 +89,8 @@ def image_column(columns: tuple[str, ...], wanted: str, statement: str) -> int:
     if wanted.lower() not in lowered:
         raise NotFoundError(
             f"{statement}: the query has no column {wanted!r}",
-            hint=f"Its columns are {', '.join(columns)}. Name the column that holds image "
-                 f"paths with OPTIONS (image_col='…').")
+            hint=f"{did_you_mean(wanted, columns)}Its columns are {', '.join(columns)}. Name "
+                 f"the column that holds image paths with OPTIONS (image_col='…').")
     return lowered.index(wanted.lower())
 
 

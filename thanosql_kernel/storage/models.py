@@ -29,7 +29,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ..errors import AlreadyExistsError, DataError, NotFoundError, ThanoSQLError
+from ..errors import AlreadyExistsError, DataError, NotFoundError, ThanoSQLError, did_you_mean
 from .schema import MODEL_FILES, MODELS, add_missing_columns, create_once
 from .sql import SqlStore, database_errors
 
@@ -113,7 +113,8 @@ class ModelRegistry:
         if row is None:
             known = [e.name for e in self.entries()]
             raise NotFoundError(f"There is no model {name!r}",
-                                hint=f"Models: {', '.join(known)}." if known else
+                                hint=f"{did_you_mean(name, known)}Models: {', '.join(known)}."
+                                if known else
                                 "No model has been built yet: use BUILD MODEL … USING SimCLR.")
         return _entry(row)
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy import event, exc
 
-from ..errors import DatabaseError, NotFoundError, ServerError
+from ..errors import DatabaseError, NotFoundError, ServerError, did_you_mean
 from ..results import Message, Table
 
 if TYPE_CHECKING:
@@ -98,6 +98,14 @@ _READ_ONLY = re.compile(r"\s*(SELECT|VALUES|EXPLAIN|SHOW|PRAGMA|TABLE)\b", re.I)
 _WITH_WRITE = re.compile(r"\b(INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|REPLACE)\b", re.I)
 
 
+#: SQL's words that a misspelt word near a syntax error may have meant
+_SQL_WORDS = ("SELECT", "FROM", "WHERE", "GROUP", "ORDER", "BY", "HAVING", "LIMIT", "OFFSET",
+              "INSERT", "INTO", "VALUES", "UPDATE", "SET", "DELETE", "CREATE", "TABLE", "DROP",
+              "ALTER", "WITH", "JOIN", "LEFT", "RIGHT", "INNER", "OUTER", "ON", "AS", "AND",
+              "OR", "NOT", "NULL", "DISTINCT", "UNION", "CASE", "WHEN", "THEN", "ELSE", "END",
+              "LIKE", "BETWEEN", "EXISTS", "DESC", "ASC", "COUNT", "INDEX", "PRIMARY", "KEY")
+
+
 def writes(sql: str) -> bool:
     """Whether a plain SQL statement may write (so it should take the write lock first)."""
     if re.match(r"\s*WITH\b", sql, re.I):
@@ -110,9 +118,10 @@ def _first_line(text: str) -> str:
 
 
 @contextmanager
-def database_errors(shown_url: str = "the database") -> Iterator[None]:
-    """Turn driver errors into DatabaseError (with the database's own words), a ServerError
-    when the connection was lost, or interrupts."""
+def database_errors(shown_url: str = "the database", sql: str | None = None) -> Iterator[None]:
+    """Turn driver errors into DatabaseError (with the database's own words, what kind of
+    mistake it is and where in ``sql`` it points), a ServerError when the connection was
+    lost, or interrupts."""
     try:
         yield
     except exc.DBAPIError as e:
@@ -126,11 +135,65 @@ def database_errors(shown_url: str = "the database") -> Iterator[None]:
                 hint="The server stopped or restarted, and nothing of this statement was kept. "
                      "Run it again once the server is up: the kernel reconnects by itself.") \
                 from None
+        kind, name, offset = _classify(e.orig, message, sql)
         raise DatabaseError(f"The database refused the statement: {_first_line(message)}",
-                            hint="Check the table and column names with LIST TABLE.") from None
+                            hint=_KIND_HINTS[kind], kind=kind, name=name, offset=offset) \
+            from None
     except exc.SQLAlchemyError as e:
         raise DatabaseError(f"The database refused the statement: {_first_line(str(e))}") \
             from None
+
+
+_KIND_HINTS = {
+    "syntax": "The database could not read the SQL at the caret: look for a misspelt keyword "
+              "or a missing comma, quote or parenthesis there.",
+    "table": "Check the table's name with LIST TABLE.",
+    "column": "Check the column's name with LIST TABLE.",
+    "type": "A value does not fit the column's or the operator's type: compare and insert "
+            "values of one type, or convert with CAST(value AS type).",
+    "other": "Check the table and column names with LIST TABLE.",
+}
+# SQLite's own words for each kind of mistake, and the word it names
+_SQLITE = (
+    ("syntax", re.compile(r'near "(?P<name>[^"]*)": syntax error')),
+    ("syntax", re.compile(r"(?P<name>)incomplete input|unrecognized token: \"?(?P<token>.*?)\"?$")),
+    ("table", re.compile(r"no such table: (?P<name>\S+)")),
+    ("column", re.compile(r"no such column: (?P<name>\S+)|has no column named (?P<named>\S+)")),
+    ("type", re.compile(r"(?P<name>)datatype mismatch")),
+)
+# PostgreSQL's error classes (SQLSTATE) for each kind, and where its message names the word
+_POSTGRES_KINDS = {"42601": "syntax", "42P01": "table", "42703": "column", "42883": "type",
+                   "42804": "type", "22P02": "type", "22007": "type", "22003": "type"}
+_POSTGRES_NAME = re.compile(r'(?:at or near|relation|column) "(?P<name>[^"]*)"')
+
+
+def _classify(orig: Any, message: str, sql: str | None) -> tuple[str, str | None, int | None]:
+    """(kind, the word the database named, its offset in ``sql``) for a driver error."""
+    first = _first_line(message)
+    offset: int | None = None
+    sqlstate = getattr(orig, "sqlstate", None)
+    if sqlstate is not None:   # PostgreSQL (psycopg): a class code and often a position
+        kind = _POSTGRES_KINDS.get(sqlstate, "other")
+        found = _POSTGRES_NAME.search(first)
+        name = found["name"] if found else None
+        position = getattr(getattr(orig, "diag", None), "statement_position", None)
+        if position and sql is not None:
+            offset = min(int(position) - 1, len(sql))
+    else:
+        kind, name = "other", None
+        for candidate, pattern in _SQLITE:
+            found = pattern.search(first)
+            if found:
+                kind = candidate
+                name = next((v for v in found.groupdict().values() if v), None)
+                if candidate == "syntax" and "incomplete input" in first and sql is not None:
+                    offset = len(sql.rstrip())
+                break
+    if offset is None and name and sql is not None:
+        word = re.search(rf"(?<![\w.]){re.escape(name.split('.')[-1])}(?!\w)", sql, re.I) \
+            if kind != "syntax" else re.search(re.escape(name), sql)
+        offset = word.start() if word else None
+    return kind, name, offset
 
 
 class SqlStore:
@@ -234,7 +297,7 @@ class SqlStore:
     # -- statements --------------------------------------------------------------------
     def run(self, conn: sa.Connection, sql: str, limit: int) -> Table | Message:
         """Run one SQL statement; rows stream, and only the first ``limit`` are kept."""
-        with database_errors(self.shown_url):
+        with self._explained(sql):
             result = conn.exec_driver_sql(sql)
             if not result.returns_rows:
                 count = result.rowcount
@@ -253,12 +316,44 @@ class SqlStore:
 
     def read(self, conn: sa.Connection, sql: str) -> Table:
         """Every row of a query (for sub-queries and models, which need them all)."""
-        with database_errors(self.shown_url):
+        with self._explained(sql):
             result = conn.exec_driver_sql(sql)
             if not result.returns_rows:
                 raise DatabaseError("The query returned no rows to use",
                                     hint="Use a SELECT here.")
             return Table(tuple(result.keys()), tuple(tuple(r) for r in result))
+
+    @contextmanager
+    def _explained(self, sql: str) -> Iterator[None]:
+        """Database errors of a user's statement, with a hint that fits the mistake: the
+        closest table or column name there is ("did you mean …"), or what else to check."""
+        try:
+            with database_errors(self.shown_url, sql):
+                yield
+        except DatabaseError as error:
+            if error.kind in ("table", "column") and error.name:
+                try:
+                    error.hint = self._names_hint(error.kind, error.name, sql) or error.hint
+                except DatabaseError:
+                    pass   # the hint is a courtesy: the database's own error stands
+            elif error.kind == "syntax" and error.name:
+                error.hint = did_you_mean(error.name, _SQL_WORDS) + str(error.hint)
+            raise
+
+    def _names_hint(self, kind: str, name: str, sql: str) -> str | None:
+        with self.begin() as conn:   # a connection of its own: the failed one may be aborted
+            tables = self.table_names(conn)
+            if kind == "table":
+                return (f"{did_you_mean(name, tables)}Tables: {', '.join(tables) or 'none yet'}"
+                        ". LIST TABLE shows their columns.")
+            shape = self.shape(sql)
+            read = [t for t in (shape.tables if shape else ()) if t in tables]
+            columns = {t: self.columns(conn, t) for t in read}
+        if not columns:
+            return None
+        known = [c for cs in columns.values() for c in cs]
+        listed = "; ".join(f"{t}: {', '.join(cs)}" for t, cs in columns.items())
+        return f"{did_you_mean(name.split('.')[-1], known)}Columns of {listed}."
 
     # -- tables ------------------------------------------------------------------------
     def table_names(self, conn: sa.Connection | None = None) -> list[str]:
@@ -276,9 +371,11 @@ class SqlStore:
             try:
                 return [c["name"] for c in sa.inspect(conn).get_columns(table)]
             except exc.NoSuchTableError:
+                tables = self.table_names(conn)
                 raise NotFoundError(
                     f"There is no table {table!r}",
-                    hint=f"Tables: {', '.join(self.table_names(conn)) or 'none yet'}.") from None
+                    hint=f"{did_you_mean(table, tables)}Tables: {', '.join(tables) or 'none yet'}."
+                ) from None
 
     def count_rows(self, conn: sa.Connection, table: str) -> int:
         with database_errors(self.shown_url):

@@ -47,6 +47,8 @@ class Node:
 
     source: str = field(default="", compare=False, repr=False, kw_only=True)
     line: int = field(default=1, compare=False, repr=False, kw_only=True)
+    #: the offset in the cell where the statement (for Sql: its text) starts
+    start: int = field(default=0, compare=False, repr=False, kw_only=True)
 
     def to_sql(self) -> str:  # pragma: no cover - every subclass overrides
         raise NotImplementedError
@@ -58,6 +60,20 @@ class Sql(Node):
 
     text: str
     subqueries: tuple[tuple[str, Node], ...] = ()
+    #: (offset in ``text``, offset in the cell) where each piece of ``text`` starts: a
+    #: placeholder maps to its sub-query's opening parenthesis
+    anchors: tuple[tuple[int, int], ...] = field(default=(), compare=False, repr=False)
+
+    def cell_offset(self, offset: int) -> int:
+        """The offset in the cell of ``text[offset]`` (of its placeholder's "(" in one)."""
+        text_at, cell_at = 0, self.start
+        for text_start, cell_start in self.anchors:
+            if text_start > offset:
+                break
+            text_at, cell_at = text_start, cell_start
+        names = {name for name, _ in self.subqueries}
+        inside = next((n for n in names if self.text.startswith(n, text_at)), None)
+        return cell_at if inside is not None else cell_at + offset - text_at
 
     def to_sql(self) -> str:
         text = self.text

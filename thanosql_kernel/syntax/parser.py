@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -9,7 +10,10 @@ from typing import TYPE_CHECKING
 from ..errors import ThanoSQLSyntaxError
 from .nodes import Magic, Node, Options, Sql
 from .scan import Scan, line_col, scan
-from .statements import BY_HEAD, ROW_NODES, START, SUBQUERY_START, token
+from .statements import (
+    BY_HEAD, PHRASES, ROW_NODES, SQL_STATEMENT_WORDS, START, SUBQUERY_START, statement_for_phrase,
+    token,
+)
 
 if TYPE_CHECKING:
     import pyparsing as pp
@@ -60,9 +64,30 @@ class _Builder:
         head = START.match(self.masked, start, end)
         plain = self.cell.plain_cell or any(a <= start + 1 and start < b or start <= a < end
                                             for a, b in self.cell.plain_ranges)
-        if head is None or plain:
+        if plain:
+            return self.sql(start, end)
+        if head is None:
+            self.check_not_misspelt(start, end)
             return self.sql(start, end)
         return self.thanosql(start, end, (head.group(1) or head.group(2)).upper())
+
+    def check_not_misspelt(self, start: int, end: int) -> None:
+        """A statement that starts like no SQL statement but nearly like a ThanoSQL one
+        (SERACH IMAGE, CONVRT USING) is a misspelling, not SQL for the database."""
+        words = list(re.finditer(r"[A-Za-z_]+", self.masked[start:end]))[:3]
+        if not words or words[0].group(0).upper() in SQL_STATEMENT_WORDS:
+            return
+        typed = " ".join(w.group(0).upper() for w in words)
+        for phrase in PHRASES:
+            length = len(phrase.split())
+            if len(words) < length:
+                continue
+            said = " ".join(typed.split()[:length])
+            if difflib.SequenceMatcher(None, said, phrase).ratio() >= 0.75:
+                raise self.error(
+                    f"Unknown statement {said!r}", start + words[0].start(),
+                    hint=f"Did you mean {phrase}? The syntax is: "
+                         f"{statement_for_phrase(phrase).syntax}")
 
     def thanosql(self, start: int, end: int, word: str) -> Node:
         while self.masked[start].isspace():
@@ -82,7 +107,8 @@ class _Builder:
             msg = msg.replace("end of text", "the end of the statement")
             raise self.error(f"{msg}, found {self._found(offset)}", offset,
                              hint=f"The syntax is: {syntax}") from None
-        meta = {"source": self.text[start:end].strip(), "line": line_col(self.text, start)[0]}
+        meta = {"source": self.text[start:end].strip(), "line": line_col(self.text, start)[0],
+                "start": start}
         return build(self, result, start, meta)
 
     def options(self, result: pp.ParseResults, start: int) -> Options:
@@ -126,7 +152,12 @@ class _Builder:
 
     def sql(self, start: int, end: int) -> Sql:
         """Plain SQL; each ``(SEARCH …)`` / ``(LIST …)`` inside becomes a named placeholder."""
+        while start < end and self.masked[start].isspace():
+            start += 1
+        while end > start and self.masked[end - 1].isspace():
+            end -= 1
         pieces: list[str] = []
+        anchors: list[tuple[int, int]] = [(0, start)]
         subqueries: list[tuple[str, Node]] = []
         cursor = start
         for open_at in sorted(self.cell.scan.pairs):
@@ -141,13 +172,13 @@ class _Builder:
             name = f"{SUBQUERY_PREFIX}{self._counter}"
             subqueries.append((name, self.query_at(open_at + 1, close_at)))
             pieces.append(self.masked[cursor:open_at])
+            anchors.append((sum(map(len, pieces)), open_at))
             pieces.append(name)
+            anchors.append((sum(map(len, pieces)), close_at + 1))
             cursor = close_at + 1
         pieces.append(self.masked[cursor:end])
-        text = "".join(pieces).strip()
-        line = line_col(self.text, start + len(self.masked[start:end]) -
-                        len(self.masked[start:end].lstrip()))[0]
-        return Sql(text, tuple(subqueries), source=self.text[start:end].strip(), line=line)
+        return Sql("".join(pieces), tuple(subqueries), tuple(anchors),
+                   source=self.text[start:end], line=line_col(self.text, start)[0], start=start)
 
 
 def _read_magics(text: str) -> _Cell:

@@ -198,3 +198,18 @@ SUBQUERY_START = re.compile(
 ROW_NODES: tuple[type[Node], ...] = tuple(s.node for s in STATEMENTS if s.rows)
 #: every phrase that starts a statement, for completion and docs
 PHRASES: tuple[str, ...] = tuple(p for s in STATEMENTS for p in s.phrases)
+
+
+def statement_for_phrase(phrase: str) -> Statement:
+    return next(s for s in STATEMENTS if phrase in s.phrases)
+
+
+#: the words plain SQL statements start with (SQLite's and PostgreSQL's): a statement that
+#: starts with one of them is never taken for a misspelt ThanoSQL statement
+SQL_STATEMENT_WORDS = frozenset("""
+    ABORT ALTER ANALYZE ATTACH BEGIN CALL CHECKPOINT CLOSE CLUSTER COMMENT COMMIT COPY CREATE
+    DEALLOCATE DECLARE DELETE DETACH DISCARD DO DROP END EXECUTE EXPLAIN FETCH GRANT IMPORT
+    INSERT LISTEN LOAD LOCK MERGE MOVE NOTIFY PRAGMA PREPARE REASSIGN REFRESH REINDEX RELEASE
+    REPLACE RESET REVOKE ROLLBACK SAVEPOINT SECURITY SELECT SET SHOW START TABLE TRUNCATE
+    UNLISTEN UPDATE VACUUM VALUES WITH
+""".split())
