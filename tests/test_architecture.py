@@ -124,7 +124,7 @@ def test_the_statement_registry_declares_every_thanosql_statement_once() -> None
         if node not in (Sql, Magic):
             assert statement_for(node).phrases[0] == section
     # the parser and completion derive the statement words; they do not write them again
-    for module in ("syntax/parser.py", "complete.py"):
+    for module in ("syntax/parser.py", "editing.py"):
         text = (ROOT / "thanosql_kernel" / module).read_text()
         written = [p for p in PHRASES if f'"{p}' in text or f"'{p}" in text or
                    f"({p.split()[0]}|" in text]
@@ -142,5 +142,5 @@ def test_every_option_of_every_statement_is_declared_once_with_its_default() -> 
         for spec in specs:
             assert "default" in spec.doc, f"{node.__name__} {spec.name}: {spec.doc!r}"
     # the option names appear in no module but their declarations
-    for path in [*_engine_modules(), ROOT / "thanosql_kernel" / "complete.py"]:
+    for path in [*_engine_modules(), ROOT / "thanosql_kernel" / "editing.py"]:
         assert "SIMCLR_OPTION_DOCS" not in path.read_text(), path.name

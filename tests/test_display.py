@@ -44,8 +44,13 @@ def test_images_and_messages() -> None:
     images = Images((Image("a.png", "a.png  s=1", b"\x89PNG", width=64),
                      Image("b.png", "b.png", problem="no such file")), total=30)
     outputs = to_outputs(images)
-    assert outputs[0][1] == {"image/png": {"width": 64}} and "image/png" in outputs[0][0]
-    assert "no such file" in outputs[1][0]["text/plain"] and "image/png" not in outputs[1][0]
+    # HTML with the caption under the image and as alt text; the caption alone as text, so a
+    # console prints it (given image/png, jupyter console opens a viewer and prints nothing)
+    first = outputs[0][0]
+    assert set(first) == {"text/plain", "text/html"} and first["text/plain"] == "a.png  s=1"
+    assert 'width="64"' in first["text/html"] and 'alt="a.png  s=1"' in first["text/html"]
+    assert "<figcaption><code>a.png  s=1</code></figcaption>" in first["text/html"]
+    assert "no such file" in outputs[1][0]["text/plain"] and "text/html" not in outputs[1][0]
     assert outputs[-1][0]["text/plain"].startswith("showing 2 of 30 images")
     assert to_bundles(Message("Success")) == [{"text/plain": "Success"}]
     assert to_bundles(None) == []

@@ -19,7 +19,7 @@ CSV = "image_path,filename,label\na/1.jpg,1.jpg,5\na/2.jpg,2.jpg,0\n"
 
 def test_kernelspec_is_installed_for_this_python() -> None:
     spec = KernelSpecManager().get_kernel_spec("thanosql")
-    assert spec.display_name == "ThanoSQL" and spec.language == "sql"
+    assert spec.display_name == "ThanoSQL" and spec.language == "thanosql"
     assert spec.argv[:3] == [sys.executable, "-m", "thanosql_kernel"]
     # debugpy, which ipykernel probes, would otherwise warn about frozen modules on stderr
     assert spec.env == {"PYDEVD_DISABLE_FILE_VALIDATION": "1"}
@@ -40,9 +40,15 @@ def test_kernel_info(kernel: KernelSession) -> None:
     kernel.kc.kernel_info()
     reply = kernel.kc.get_shell_msg(timeout=10)
     info = reply["content"]["language_info"]
-    assert info["name"] == "sql" and info["mimetype"] == "text/x-sql"
-    assert info["file_extension"] == ".sql" and info["codemirror_mode"] == "sql"
-    assert info["pygments_lexer"] == "sql"
+    assert info["name"] == "thanosql" and info["mimetype"] == "text/x-thanosql"
+    assert info["file_extension"] == ".sql"
+    # JupyterLab finds the language by name (this package's extension), else by MIME: SQL
+    assert info["codemirror_mode"] == {"name": "thanosql", "mime": "text/x-sql"}
+    from pygments.lexers import get_lexer_by_name
+
+    lexer = get_lexer_by_name(info["pygments_lexer"])
+    tokens = dict((text, str(kind)) for kind, text in lexer.get_tokens("SEARCH IMAGE x"))
+    assert tokens["SEARCH"] == tokens["IMAGE"] == "Token.Keyword"
 
 
 def test_rows_come_back_as_one_execute_result_with_html(kernel: KernelSession) -> None:
@@ -177,8 +183,9 @@ class ThanoSQLKernelTests(jupyter_kernel_test.KernelTests):
     """The protocol checks every kernel should pass (jupyter_kernel_test)."""
 
     kernel_name = "thanosql"
-    language_name = "sql"
+    language_name = "thanosql"
     file_extension = ".sql"
+    code_inspect_sample = "SEARCH IMAGE"
     code_execute_result = [{"code": "SELECT 6 * 7 AS answer", "result": "answer\n------\n    42"}]
     code_display_data = [{"code": "SELECT 1 AS a; SELECT 2 AS b", "mime": "text/html"}]
     complete_code_samples = ["SELECT 1;", "SELECT 1\n", "LIST TABLE;"]

@@ -259,11 +259,28 @@ def test_tutorial_search_through_the_kernel(tmp_path: Path) -> None:
             "    LIMIT 4\n    )")
         assert reply.status == "ok"
         images = reply.of("display_data")
-        assert len(images) == 4 and all("image/png" in d["data"] for d in images)
+        assert len(images) == 4 and all("<img" in d["data"]["text/html"] for d in images)
         assert images[0]["data"]["text/plain"].startswith("imgs/9.png")
-        assert images[0]["metadata"]["image/png"]["width"] == 48
+        assert 'width="48"' in images[0]["data"]["text/html"]
         reply = kernel.execute("SEARCH IMAGE images='imgs/missing.png' USING m AS "
                                "SELECT * FROM imgs")
         assert reply.status == "error" and reply.content["ename"] == "NotFoundError"
     finally:
         kernel.close()
+
+
+def test_drop_model_takes_its_embedding_columns_with_it(searchable: Engine) -> None:
+    searchable.run("CONVERT USING m AS SELECT * FROM imgs; CONVERT USING m AS SELECT * FROM other")
+    with searchable.ctx.store.begin() as conn:
+        collections = [e.collection for e in searchable.ctx.embeddings.all(conn)]
+    assert len(collections) == 2
+    result = searchable.one("DROP MODEL m")
+    assert result.text == ("Success: deleted the model m and the embedding columns it made: "
+                           "imgs.m_simclr, other.m_simclr")
+    assert searchable.one("SELECT * FROM imgs LIMIT 1").columns == ("image_path", "label")
+    with searchable.ctx.store.begin() as conn:
+        assert searchable.ctx.embeddings.all(conn) == []
+    assert not any(searchable.ctx.vectors.exists(c) for c in collections)
+    # a new model of that name converts into a column of that name again
+    searchable.run(f"BUILD MODEL m USING SimCLR {TINY.format(extra='')} AS SELECT * FROM imgs")
+    assert searchable.one("CONVERT USING m AS SELECT * FROM imgs").columns[-1] == "m_simclr"

@@ -40,7 +40,7 @@ def texts(outputs: list) -> list[str]:
 def top4(outputs: dict) -> list[str]:
     [printed] = [o for src, o in outputs.items() if src.startswith("%%thanosql\nPRINT IMAGE")]
     return [o["data"]["text/plain"].split()[0] for o in printed
-            if "image/png" in o.get("data", {})]
+            if "<img" in o.get("data", {}).get("text/html", "")]
 
 
 def test_the_tutorial_runs_on_every_backend_with_the_same_answer(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import math
+import unicodedata
 from typing import Any
 
 from dataclasses import replace
@@ -13,7 +14,9 @@ from .errors import ThanoSQLError
 from .results import Image, Images, Message, Progress, Result, Table
 from .settings import DEFAULT_DISPLAY_LIMIT
 
+#: a text table keeps cells short, so rows fit a terminal; HTML wraps, so it shows more
 _MAX_CELL_CHARS = 60
+_MAX_HTML_CELL_CHARS = 2000
 _RED, _RESET = "\x1b[0;31m", "\x1b[0m"
 
 
@@ -26,8 +29,9 @@ def format_vector(value: bytes) -> str:
     return f"[{head}, …] ({len(vector)})" if len(vector) > 3 else f"[{head}] ({len(vector)})"
 
 
-def format_value(value: Any, vector: bool = False) -> str:
-    """A cell of a table as short text (NULL for None, a float without noise, bytes summarised)."""
+def format_value(value: Any, vector: bool = False, limit: int = _MAX_CELL_CHARS) -> str:
+    """A cell of a table as short text (NULL for None, a float without noise, bytes summarised,
+    at most ``limit`` characters)."""
     if value is None:
         return "NULL"
     if vector and isinstance(value, (bytes, bytearray, memoryview)) and len(value) % 4 == 0:
@@ -38,7 +42,19 @@ def format_value(value: Any, vector: bool = False) -> str:
         return f"<{len(bytes(value)):,} bytes>"
     text = " ".join(str(value).split()) if isinstance(value, str) and "\n" in value \
         else str(value)
-    return text if len(text) <= _MAX_CELL_CHARS else text[:_MAX_CELL_CHARS - 1] + "…"
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def display_width(text: str) -> int:
+    """Columns ``text`` takes in a terminal: East Asian wide and full-width characters take
+    two, combining marks none."""
+    return sum(0 if unicodedata.combining(c) else
+               2 if unicodedata.east_asian_width(c) in ("W", "F") else 1 for c in text)
+
+
+def _pad(text: str, width: int, right: bool) -> str:
+    gap = " " * max(0, width - display_width(text))
+    return gap + text if right else text + gap
 
 
 def _shape_note(table: Table) -> str | None:
@@ -49,21 +65,22 @@ def _shape_note(table: Table) -> str | None:
             f"(showing the first {shown:,}; add LIMIT or WHERE to see others)")
 
 
-def _cells(table: Table) -> list[list[str]]:
+def _cells(table: Table, limit: int = _MAX_CELL_CHARS) -> list[list[str]]:
     vectors = [c in table.vector_columns for c in table.columns]
-    return [[format_value(v, is_vector) for v, is_vector in zip(row, vectors, strict=True)]
+    return [[format_value(v, is_vector, limit) for v, is_vector in zip(row, vectors, strict=True)]
             for row in table.rows]
 
 
 def table_text(table: Table) -> str:
     cells = _cells(table)
-    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(table.columns)]
+    widths = [max([display_width(c)] + [display_width(r[i]) for r in cells])
+              for i, c in enumerate(table.columns)]
     numeric = [all(isinstance(r[i], (int, float)) and not isinstance(r[i], bool)
                    for r in table.rows if r[i] is not None) and bool(table.rows)
                for i in range(len(table.columns))]
 
     def line(values: list[str]) -> str:
-        return "  ".join(v.rjust(w) if n else v.ljust(w)
+        return "  ".join(_pad(v, w, n)
                          for v, w, n in zip(values, widths, numeric, strict=True)).rstrip()
 
     out = [line(list(table.columns)), "  ".join("-" * w for w in widths)]
@@ -80,7 +97,7 @@ def table_html(table: Table) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>"
-        for row in _cells(table))
+        for row in _cells(table, _MAX_HTML_CELL_CHARS))
     note = _shape_note(table) or ("(no rows)" if not table.rows else None)
     foot = f"<p>{html.escape(note)}</p>" if note else ""
     return (f'<div class="thanosql-table"><table><thead><tr>{head}</tr></thead>'
@@ -107,8 +124,7 @@ def to_outputs(result: Result, limit: int = DEFAULT_DISPLAY_LIMIT
     if isinstance(result, Message):
         return [({"text/plain": result.text}, {})]
     if isinstance(result, Images):
-        outputs = [(image_bundle(i), {"image/png": {"width": i.width}} if i.width else {})
-                   for i in result.images]
+        outputs = [(image_bundle(i), {}) for i in result.images]
         if result.total > len(result.images):
             outputs.append(({"text/plain": f"showing {len(result.images)} of "
                                            f"{result.total:,} images (set OPTIONS (limit=…) "
@@ -120,18 +136,23 @@ def to_outputs(result: Result, limit: int = DEFAULT_DISPLAY_LIMIT
 
 
 def image_bundle(image: Image) -> dict[str, Any]:
+    """An image with its caption: HTML for notebooks, the caption as text for consoles.
+
+    There is deliberately no ``image/png``: a console would hand it to an image viewer and
+    never print the caption, and nbconvert's HTML would lose the alt text.
+    """
     if image.png is None:
         return {"text/plain": f"{image.caption}\n  (cannot show {image.path}: {image.problem})"}
     data = base64.b64encode(image.png).decode("ascii")
     width = f' width="{image.width}"' if image.width else ""
     return {
         "text/plain": image.caption,
-        "text/html": (f'<figure style="display:inline-block;margin:4px">'
+        "text/html": (f'<figure class="thanosql-image" style="display:inline-block;margin:4px">'
                       f'<img src="data:image/png;base64,{data}"{width} '
+                      f'alt="{html.escape(image.caption, quote=True)}" '
                       f'style="image-rendering:pixelated"/>'
                       f"<figcaption><code>{html.escape(image.caption)}</code></figcaption>"
                       "</figure>"),
-        "image/png": data,
     }
 
 
@@ -146,8 +167,12 @@ def progress_text(p: Progress, width: int = 24) -> str:
     fraction = min(1.0, p.done / p.total) if p.total else 1.0
     filled = int(round(fraction * width))
     bar = "█" * filled + "·" * (width - filled)
-    state = f"done in {_duration(p.elapsed)}" if p.finished else \
-        f"{_duration(p.elapsed)} elapsed, {_duration(p.seconds_left)} left"
+    if p.ended:
+        state = f"{p.ended} at {p.done:,}/{p.total:,} {p.unit} after {_duration(p.elapsed)}"
+    elif p.finished:
+        state = f"done in {_duration(p.elapsed)}"
+    else:
+        state = f"{_duration(p.elapsed)} elapsed, {_duration(p.seconds_left)} left"
     parts = [f"{p.title} |{bar}| {fraction:4.0%} {p.done:,}/{p.total:,} {p.unit}",
              f"{p.rate:,.0f} {p.unit}/s", state]
     if p.detail:

@@ -1,4 +1,8 @@
-"""Install the kernelspec: python -m thanosql_kernel install [--user|--sys-prefix|--prefix P]."""
+"""Install the kernelspec: python -m thanosql_kernel install [--user|--sys-prefix|--prefix P].
+
+Where the package holds the built JupyterLab extension (``labextension/``, which ``make``
+builds), it is installed beside the kernelspec, so JupyterLab highlights ThanoSQL.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from pathlib import Path
 
 KERNEL_NAME = "thanosql"
 SPEC_DIR = Path(__file__).resolve().parent / "kernelspec"
+LABEXTENSION_DIR = Path(__file__).resolve().parent / "labextension"
 
 
 def install(user: bool = False, prefix: str | None = None) -> str:
@@ -28,6 +33,23 @@ def install(user: bool = False, prefix: str | None = None) -> str:
                                                       prefix=prefix)
 
 
+def install_labextension(user: bool = False, prefix: str | None = None) -> str | None:
+    """Copy the built JupyterLab extension where JupyterLab looks for prebuilt ones; returns
+    the folder, or None when the package holds no built extension."""
+    from jupyter_core.paths import jupyter_data_dir
+
+    manifest = LABEXTENSION_DIR / "package.json"
+    if not manifest.is_file():
+        return None
+    name = json.loads(manifest.read_text())["name"]
+    data = Path(jupyter_data_dir()) if user else Path(prefix or sys.prefix) / "share" / "jupyter"
+    target = data / "labextensions" / name
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(LABEXTENSION_DIR, target)
+    return str(target)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m thanosql_kernel install",
                                      description="Install the ThanoSQL Jupyter kernelspec.")
@@ -42,6 +64,9 @@ def main(argv: list[str] | None = None) -> None:
     # like `pip install --user`, the default needs no administrator rights
     path = install(user=prefix is None, prefix=prefix)
     print(f"Installed the ThanoSQL kernelspec in {path}")
+    extension = install_labextension(user=prefix is None, prefix=prefix)
+    if extension is not None:
+        print(f"Installed ThanoSQL highlighting for JupyterLab in {extension}")
 
 
 if __name__ == "__main__":

@@ -61,6 +61,8 @@ class Progress:
     finished: bool = False
     #: a line worth keeping in the log (an epoch's summary), or None
     log_line: str | None = None
+    #: "stopped" or "failed" when the work ended before it was done
+    ended: str | None = None
 
     @property
     def rate(self) -> float:

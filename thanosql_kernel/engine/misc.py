@@ -8,6 +8,7 @@ from pathlib import Path
 from ..options import OptionSpec, read_options
 from ..results import Message, Progress, Table
 from ..syntax import GetDataset, ListDatasets, Magic
+from ..syntax.statements import statement_for
 from .context import Context
 
 GET_OPTIONS = (OptionSpec("overwrite", (bool,), False,
@@ -50,5 +51,5 @@ def _shown_path(path: Path, cwd: Path) -> str:
 def list_datasets(_: ListDatasets, __: Context) -> Table:
     from ..datasets import DATASETS
 
-    return Table(("name", "data_type", "description"),
+    return Table(statement_for(ListDatasets).columns,
                  tuple((d.name, d.data_type, d.description) for d in DATASETS.values()))

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import time
+from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
-from ..errors import AlreadyExistsError, DataError, NotFoundError
+from ..errors import AlreadyExistsError, DataError, NotFoundError, ThanoSQLError
 from ..models.options import SIMCLR_OPTIONS, simclr_config
 from ..options import OptionSpec, read_options
 from ..results import Message, Progress, Table
-from ..storage import ModelEntry
+from ..storage import EmbeddingColumn, ModelEntry, Transaction
 from ..storage.models import check_name
 from ..syntax import BuildModel, DeleteModel, ListModels, Sql
+from ..syntax.statements import statement_for
 from .context import Context
 from .queries import image_column, image_paths, rows_of
 
@@ -157,13 +159,29 @@ def _trained_on(node: BuildModel) -> str:
 
 
 def list_models(_: ListModels, ctx: Context) -> Table:
-    rows = tuple((e.name, e.base_model, e.trained_on, e.status, e.last_updated_utc)
-                 for e in ctx.models.entries())
-    return Table(("name", "base_model", "trained_on", "status", "last_updated_utc"), rows)
+    rows = tuple((e.name, e.base_model, e.trained_on, e.status,
+                  e.last_updated_utc.replace(microsecond=0)) for e in ctx.models.entries())
+    return Table(statement_for(ListModels).columns, rows)
 
 
 def delete_model(node: DeleteModel, ctx: Context) -> Message:
-    deleted = ctx.models.delete(node.name, missing_ok=node.if_exists)
+    """Remove the model and, in the same transaction, the embedding columns it made: without
+    the model no query image can be embedded to search them."""
+    made: list[EmbeddingColumn] = []
+
+    def drop_columns(tx: Transaction) -> None:
+        made.extend(e for e in ctx.embeddings.all(tx) if e.model == node.name)
+        for entry in made:
+            ctx.embeddings.drop(tx, entry)
+
+    deleted = ctx.models.delete(node.name, missing_ok=node.if_exists, with_it=drop_columns)
     ctx.loaded.pop(node.name, None)
-    return Message(f"Success: deleted the model {node.name}" if deleted else
-                   f"Success: there was no model {node.name}")
+    for entry in made:
+        with suppress(ThanoSQLError):   # an index nobody names any more is only space
+            ctx.vectors.drop(entry.collection)
+    if not deleted:
+        return Message(f"Success: there was no model {node.name}")
+    columns = ", ".join(f"{e.table_name}.{e.column_name}" for e in made)
+    return Message(f"Success: deleted the model {node.name}" +
+                   (f" and the embedding column{'s' * (len(made) > 1)} it made: {columns}"
+                    if made else ""))

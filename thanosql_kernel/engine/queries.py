@@ -11,6 +11,7 @@ from ..errors import DatabaseError, DataError, NotFoundError, ThanoSQLError, did
 from ..results import Message, Table
 from ..storage import Transaction, writes
 from ..syntax import ListTables, Node, SearchImage, Sql
+from ..syntax.statements import statement_for
 from .context import Context
 
 
@@ -80,7 +81,7 @@ def list_tables(_: ListTables, ctx: Context) -> Table:
         for name in ctx.store.table_names(tx):
             columns = ctx.store.columns(tx, name)
             rows.append((name, ", ".join(columns), ctx.store.count_rows(tx, name)))
-    return Table(("table_name", "columns", "row_count"), tuple(rows))
+    return Table(statement_for(ListTables).columns, tuple(rows))
 
 
 def image_column(columns: tuple[str, ...], wanted: str, statement: str) -> int:

@@ -73,6 +73,21 @@ class EmbeddingColumns:
                 row_count=entry.row_count,
                 updated_utc=dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)))
 
+    def drop(self, conn: sa.Connection, entry: EmbeddingColumn) -> None:
+        """Remove the column from its table (with the index on its missing rows) and from the
+        catalog."""
+        preparer = conn.dialect.identifier_preparer
+        with database_errors(self.store.shown_url):
+            if entry.column_name in self.store.columns(conn, entry.table_name):
+                conn.exec_driver_sql(
+                    "DROP INDEX IF EXISTS "
+                    f"{preparer.quote(_missing_index(entry.table_name, entry.column_name))}")
+                conn.exec_driver_sql(f"ALTER TABLE {preparer.quote(entry.table_name)} DROP "
+                                     f"COLUMN {preparer.quote(entry.column_name)}")
+            conn.execute(sa.delete(EMBEDDINGS).where(
+                (EMBEDDINGS.c.table_name == entry.table_name)
+                & (EMBEDDINGS.c.column_name == entry.column_name)))
+
     def ensure(self) -> None:
         """Create the catalog table once, in a transaction of its own."""
         if not self._ensured:
@@ -95,7 +110,7 @@ class EmbeddingColumns:
             sa.Index(f"thanosql_ix_{table}_{image_col}"[:63], reflected.c[image_col]) \
                 .create(conn, checkfirst=True)
             missing = reflected.c[column].is_(None)
-            sa.Index(f"thanosql_nx_{table}_{column}"[:63], reflected.c[image_col],
+            sa.Index(_missing_index(table, column), reflected.c[image_col],
                      sqlite_where=missing, postgresql_where=missing).create(conn, checkfirst=True)
 
     def write(self, conn: sa.Connection, table: str, column: str, image_col: str,
@@ -142,3 +157,8 @@ class EmbeddingColumns:
             result = conn.execute(sa.select(sa.text("*")).select_from(target)
                                   .where(target.c[image_col].in_(paths)))
             return Table(tuple(result.keys()), tuple(tuple(r) for r in result))
+
+
+def _missing_index(table: str, column: str) -> str:
+    """The name of the index on the rows of ``table`` that have no vector in ``column``."""
+    return f"thanosql_nx_{table}_{column}"[:63]

@@ -194,8 +194,12 @@ class ModelRegistry:
         shutil.rmtree(self.legacy / name, ignore_errors=True)
         return self.get(name)
 
-    def delete(self, name: str, *, missing_ok: bool = False) -> bool:
-        """Remove a model's row and files; False when it did not exist and that is fine."""
+    def delete(self, name: str, *, missing_ok: bool = False,
+               with_it: Callable[[sa.Connection], None] | None = None) -> bool:
+        """Remove a model's row and files; False when it did not exist and that is fine.
+
+        ``with_it(transaction)`` runs in the same transaction, for what goes with the model.
+        """
         self._ensure()
         with self.store.begin(write=True) as conn:
             old = conn.execute(sa.select(MODELS.c.digest).where(MODELS.c.name == name)).first()
@@ -203,6 +207,8 @@ class ModelRegistry:
                 conn.execute(sa.delete(MODELS).where(MODELS.c.name == name))
                 if old.digest is not None:
                     _drop_unused_files(conn, old.digest)
+                if with_it is not None:
+                    with_it(conn)
         if old is None:
             if missing_ok:
                 return False

@@ -377,6 +377,12 @@ class SqlStore:
                     hint=f"{did_you_mean(table, tables)}Tables: {', '.join(tables) or 'none yet'}."
                 ) from None
 
+    def describe(self, conn: sa.Connection, table: str) -> list[tuple[str, str]]:
+        """(name, SQL type) of each column of ``table``."""
+        self.columns(conn, table)   # the error that names the tables there are
+        with database_errors(self.shown_url):
+            return [(c["name"], str(c["type"])) for c in sa.inspect(conn).get_columns(table)]
+
     def count_rows(self, conn: sa.Connection, table: str) -> int:
         with database_errors(self.shown_url):
             t = sa.table(table)

@@ -54,6 +54,8 @@ class Statement:
     build: Build
     rows: bool = False
     shares_head: bool = False
+    #: the columns of the rows it yields, where they are always the same (LIST)
+    columns: tuple[str, ...] = ()
 
     @property
     def heads(self) -> tuple[str, ...]:
@@ -121,13 +123,14 @@ STATEMENTS: tuple[Statement, ...] = (
               "COPY", _copy),
     Statement(ListTables, ("LIST TABLE",), "LIST TABLE",
               "Lists the tables with their columns and row counts.", "LIST_STATEMENT", _list,
-              rows=True),
+              rows=True, columns=("table_name", "columns", "row_count")),
     Statement(ListModels, ("LIST MODEL",), "LIST MODEL",
               "Lists the models: name, base model, training query, status, last update.",
-              "LIST_STATEMENT", _list, rows=True),
+              "LIST_STATEMENT", _list, rows=True,
+              columns=("name", "base_model", "trained_on", "status", "last_updated_utc")),
     Statement(ListDatasets, ("LIST THANOSQL DATASET",), "LIST THANOSQL DATASET",
               "Lists the data sets GET THANOSQL DATASET can write.", "LIST_STATEMENT", _list,
-              rows=True),
+              rows=True, columns=("name", "data_type", "description")),
     Statement(GetDataset, ("GET THANOSQL DATASET",),
               "GET THANOSQL DATASET name [OPTIONS (overwrite=True)]",
               "Writes a tutorial data set (images and CSV files) next to the notebook.",

@@ -1,0 +1,611 @@
+"""Help while typing: completion that knows where the cursor is, and inspect (Shift+Tab).
+
+Both read the cell the way the parser does (the statement registry says which statement the
+cursor is in) and the query the way a SQL parser does (sqlglot's tokenizer finds the tables
+a query reads and its sub-queries), then answer from the database and the declarations: the
+same option specs that check a statement's options, the same syntax lines errors show.
+Completion and inspect never fail a keystroke: what cannot be read answers nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import ThanoSQLError
+from .syntax.scan import scan
+from .syntax.statements import PHRASES, STATEMENTS, Statement
+
+if TYPE_CHECKING:
+    from .engine import Context
+    from .options import OptionSpec
+
+#: the words after which a table name comes: SQL's, and a statement's whose syntax says so
+_TABLE_WORDS = {"FROM", "JOIN", "INTO", "UPDATE", "TABLE"} | {
+    p.split()[-1] for s in STATEMENTS for p in s.phrases if s.syntax.startswith(f"{p} table")}
+#: the words after which a column name comes, in a query
+_COLUMN_WORDS = {"SELECT", "WHERE", "AND", "OR", "NOT", "BY", "ORDER BY", "GROUP BY",
+                 "PARTITION BY", "ON", "HAVING", "DISTINCT",
+                 "SET", "WHEN", "THEN", "ELSE", ",", "(", "=", "<", ">", "<=", ">=", "<>",
+                 "!=", "+", "-", "*", "/"}
+#: options whose value names a table or a column of the statement's query
+_TABLE_OPTIONS = {"table_name"}
+_COLUMN_OPTIONS = {"image_col", "label_col", "emb_col"}
+#: options whose value is a path
+_PATH_OPTIONS = {"search_input", "images", "image"}
+SQL_KEYWORDS = (
+    "SELECT", "FROM", "WHERE", "GROUP BY", "ORDER BY", "LIMIT", "INSERT INTO", "VALUES",
+    "UPDATE", "DELETE FROM", "CREATE TABLE", "DROP TABLE", "ALTER TABLE", "WITH", "JOIN",
+    "LEFT JOIN", "DESC", "ASC", "DISTINCT", "COUNT", "AND", "OR", "NOT", "NULL", "LIKE", "AS",
+)
+
+
+@dataclass(frozen=True)
+class Token:
+    kind: str
+    text: str
+    start: int
+    end: int   # exclusive
+
+    @property
+    def word(self) -> str:
+        return self.text.upper() if self.kind != "STRING" else self.text
+
+
+@dataclass
+class Level:
+    """The tokens of one statement or one parenthesised group, without its sub-groups
+    (each sub-group stands as its "(" token, with its own Level in ``groups``)."""
+
+    tokens: list[Token]
+    open: Token | None = None
+    parent: Level | None = None
+    groups: dict[int, Level] = field(default_factory=dict)   # "(" start -> its level
+
+    def statement(self) -> Statement | None:
+        """The ThanoSQL statement this level is, by its first words."""
+        words = [t.word for t in self.tokens[:3] if t.kind != "STRING"]
+        for s in STATEMENTS:
+            for phrase in s.phrases:
+                parts = phrase.split()
+                if words[:len(parts)] == parts or (not s.shares_head and words[:1] == parts[:1]):
+                    return s
+        return None
+
+    def after(self, word: str) -> list[Token]:
+        """The tokens after the first ``word`` of this level (AS: the query)."""
+        for i, t in enumerate(self.tokens):
+            if t.word == word and t.kind != "STRING":
+                return self.tokens[i + 1:]
+        return []
+
+
+@dataclass
+class Cursor:
+    """Where the cursor is: the word it ends (or is in), the string it is in, its level."""
+
+    code: str
+    pos: int
+    start: int            # where the word under the cursor starts
+    end: int              # where it ends (inspect reads the whole word)
+    string_at: int | None  # the opening quote of the string the cursor is in, if it is
+    level: Level
+    previous: list[Token]  # the level's tokens before the word, last one nearest
+
+    @property
+    def word(self) -> str:
+        return self.code[self.start:self.pos]
+
+    @property
+    def whole_word(self) -> str:
+        return self.code[self.start:self.end]
+
+    def option_group(self) -> tuple[Statement | None, Level] | None:
+        """(statement, its level) when the cursor is inside that statement's OPTIONS (…)."""
+        level = self.level
+        if level.open is not None and level.parent is not None:
+            before = [t for t in level.parent.tokens if t.end <= level.open.start]
+            if before and before[-1].word == "OPTIONS":
+                return level.parent.statement(), level.parent
+        return None
+
+
+def _tokens(text: str, offset: int) -> list[Token]:
+    """sqlglot's tokens of ``text`` (comments already blanked), with cell offsets."""
+    from sqlglot.errors import TokenError
+    from sqlglot.tokens import Tokenizer
+
+    try:
+        found = Tokenizer().tokenize(text)
+    except TokenError:
+        return []
+    return [Token(t.token_type.name, t.text, offset + t.start, offset + t.end + 1)
+            for t in found]
+
+
+def _levels(tokens: list[Token]) -> Level:
+    top = Level([])
+    current = top
+    for t in tokens:
+        if t.kind == "L_PAREN":
+            current.tokens.append(t)
+            child = Level([], open=t, parent=current)
+            current.groups[t.start] = child
+            current = child
+        elif t.kind == "R_PAREN" and current.parent is not None:
+            current = current.parent
+            current.tokens.append(t)
+        else:
+            current.tokens.append(t)
+    return top
+
+
+def locate(code: str, pos: int) -> Cursor:
+    """The cursor's word, string and level in ``code``."""
+    pos = max(0, min(pos, len(code)))
+    found = scan(code)
+    masked = found.masked
+    start_of = max([i + 1 for i in found.semicolons if i < pos], default=0)
+    end_of = min([i for i in found.semicolons if i >= pos], default=len(code))
+    string_at = _open_string(masked, start_of, pos)
+    if string_at is not None:
+        word_start = max(string_at + 1, masked.rfind("/", string_at + 1, pos) + 1)
+        word_end = pos
+        # the statement as if the string ended here: tokens before it, and a stand-in string
+        text = masked[start_of:string_at] + "''"
+    else:
+        word_start = pos
+        while word_start > start_of and (masked[word_start - 1].isalnum()
+                                         or masked[word_start - 1] == "_"):
+            word_start -= 1
+        word_end = pos
+        while word_end < end_of and (masked[word_end].isalnum() or masked[word_end] == "_"):
+            word_end += 1
+        text = masked[start_of:end_of]
+    tokens = _tokens(text, start_of) or _tokens(masked[start_of:word_start], start_of)
+    top = _levels(tokens)
+    level = _innermost(top, word_start)
+    previous = [t for t in level.tokens if t.end <= word_start]
+    return Cursor(code, pos, word_start, word_end, string_at, level, previous)
+
+
+def _open_string(masked: str, start: int, pos: int) -> int | None:
+    """The offset of the quote that opens the string ``pos`` is in, or None."""
+    quote, opened = "", None
+    i = start
+    while i < pos:
+        c = masked[i]
+        if quote:
+            if c == quote and masked[i + 1:i + 2] == quote and i + 1 < pos:
+                i += 2
+                continue
+            if c == quote:
+                quote, opened = "", None
+        elif c in "'\"":
+            quote, opened = c, i
+        i += 1
+    return opened
+
+
+def _innermost(level: Level, pos: int) -> Level:
+    for t in level.tokens:
+        if t.kind == "L_PAREN" and t.start < pos:
+            child = level.groups[t.start]
+            close = next((u for u in level.tokens if u.kind == "R_PAREN" and u.start > t.start
+                          and _closes(level, t, u)), None)
+            if close is None or pos <= close.start:
+                return _innermost(child, pos)
+    return level
+
+
+def _closes(level: Level, opening: Token, closing: Token) -> bool:
+    """Whether ``closing`` (a ")" of ``level``) closes ``opening``: the next one after it."""
+    after = [t for t in level.tokens if t.start > opening.start]
+    return bool(after) and next(t for t in after if t.kind in ("R_PAREN", "L_PAREN")) is closing
+
+
+# -- what the database holds ---------------------------------------------------------------
+
+class _Names:
+    """The database's tables, columns and models, read once per request."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self._tables: list[str] | None = None
+        self._columns: dict[str, list[str]] = {}
+        self._models: dict[str, Any] | None = None
+
+    def tables(self) -> list[str]:
+        if self._tables is None:
+            with self.ctx.store.begin() as tx:
+                self._tables = self.ctx.store.table_names(tx)
+        return self._tables
+
+    def columns(self, table: str) -> list[str]:
+        if table not in self._columns:
+            if table.lower() not in self.tables():
+                return []
+            with self.ctx.store.begin() as tx:
+                self._columns[table] = self.ctx.store.columns(tx, table.lower())
+        return self._columns[table]
+
+    def models(self) -> dict[str, Any]:
+        if self._models is None:
+            self._models = {e.name: e for e in self.ctx.models.entries()}
+        return self._models
+
+
+def _query_columns(tokens: list[Token], level: Level, names: _Names) -> list[str]:
+    """The columns a query can name: of the tables it reads, and of its sub-queries' rows
+    (a SEARCH sub-query adds its similarity columns)."""
+    found: list[str] = []
+    for i, t in enumerate(tokens):
+        if t.word not in ("FROM", "JOIN") and not (t.kind == "COMMA" and _in_from(tokens, i)):
+            continue
+        following = tokens[i + 1] if i + 1 < len(tokens) else None
+        if following is None:
+            continue
+        if following.kind == "L_PAREN":
+            found += _level_columns(level.groups.get(following.start), names)
+        elif following.kind == "VAR":
+            found += names.columns(following.text)
+    return list(dict.fromkeys(found))
+
+
+def _in_from(tokens: list[Token], index: int) -> bool:
+    """Whether the comma at ``index`` separates the items of a FROM clause."""
+    for t in reversed(tokens[:index]):
+        if t.word == "FROM":
+            return True
+        if t.word in ("SELECT", "WHERE", "GROUP", "ORDER", "ON", "JOIN", "HAVING", "LIMIT"):
+            return False
+    return False
+
+
+def _level_columns(level: Level | None, names: _Names) -> list[str]:
+    """The columns of the rows a parenthesised level yields."""
+    if level is None:
+        return []
+    statement = level.statement()
+    if statement is None:
+        if level.tokens and level.tokens[0].word in ("SELECT", "WITH"):
+            listed = _select_list(level.tokens)
+            return listed if listed else _query_columns(level.tokens, level, names)
+        return []
+    if statement.columns:
+        return list(statement.columns)
+    query = level.after("AS")
+    columns = _query_columns(query, level, names)
+    if query and query[0].kind == "L_PAREN":
+        columns += _level_columns(level.groups.get(query[0].start), names)
+    model = _after_word(level.tokens, "USING")
+    base = _base_of(model, names)
+    options = _option_values(level)
+    if statement.node.__name__ == "SearchImage":
+        count = max(1, _image_count(level))
+        if "search_input" in options:
+            name = str(options.get("result_col") or "search_result").lower()
+            columns += [name] if count == 1 else [f"{name}{i + 1}" for i in range(count)]
+        else:
+            columns += [f"{model}_{base}_similarity{i + 1}" for i in range(count)]
+    elif statement.node.__name__ == "Convert":
+        columns.append(str(options.get("result_col") or f"{model}_{base}").lower())
+    return list(dict.fromkeys(columns))
+
+
+def _select_list(tokens: list[Token]) -> list[str]:
+    """The names a SELECT's list gives its columns, unless it has a *."""
+    names: list[str] = []
+    current: list[Token] = []
+    for t in tokens[1:]:
+        if t.word == "FROM":
+            break
+        if t.kind == "COMMA":
+            names.append(current[-1].text if current else "")
+            current = []
+        elif t.kind == "STAR":
+            return []
+        else:
+            current.append(t)
+    if current:
+        names.append(current[-1].text)
+    return [n.lower() for n in names if n]
+
+
+def _after_word(tokens: list[Token], word: str) -> str:
+    for i, t in enumerate(tokens[:-1]):
+        if t.word == word:
+            return tokens[i + 1].text.lower()
+    return ""
+
+
+def _base_of(model: str, names: _Names) -> str:
+    entry = names.models().get(model)
+    return entry.base_model.lower() if entry is not None else "simclr"
+
+
+def _option_values(level: Level) -> dict[str, str]:
+    """The literal values written in a level's OPTIONS (…), by option name."""
+    for i, t in enumerate(level.tokens[:-1]):
+        if t.word == "OPTIONS" and level.tokens[i + 1].kind == "L_PAREN":
+            inner = level.groups[level.tokens[i + 1].start].tokens
+            return {a.text.lower(): c.text
+                    for a, b, c in zip(inner, inner[1:], inner[2:], strict=False)
+                    if b.kind == "EQ"}
+    return {}
+
+
+def _image_count(level: Level) -> int:
+    for i, t in enumerate(level.tokens[:-2]):
+        if t.word in ("IMAGES", "IMAGE") and level.tokens[i + 1].kind == "EQ":
+            value = level.tokens[i + 2]
+            if value.kind == "STRING":
+                return 1
+            if value.kind == "L_BRACKET":
+                return sum(1 for u in level.tokens[i + 3:] if u.kind == "STRING"
+                           and u.start < _bracket_end(level.tokens, i + 2))
+    return 1
+
+
+def _bracket_end(tokens: list[Token], index: int) -> int:
+    return next((t.start for t in tokens[index:] if t.kind == "R_BRACKET"), 10**9)
+
+
+# -- completion ----------------------------------------------------------------------------
+
+def complete(code: str, cursor_pos: int, ctx: Context) -> dict[str, Any]:
+    """A complete_reply's matches, cursor_start, cursor_end and metadata (each match's kind
+    in ``_jupyter_types_experimental``, which JupyterLab shows beside it)."""
+    try:
+        where = locate(code, cursor_pos)
+        found = list(_candidates(where, _Names(ctx), ctx))
+    except ThanoSQLError:
+        found = []   # a database that cannot be read offers nothing, and fails nothing
+        where = None
+    start = where.start if where is not None else cursor_pos
+    prefix = code[start:cursor_pos]
+    lower = prefix.lower()
+    seen: set[str] = set()
+    matches: list[tuple[str, str]] = []
+    for text, kind in found:
+        shown = text.lower() if kind == "keyword" and prefix.islower() and prefix else text
+        if shown.lower().startswith(lower) and shown not in seen:
+            seen.add(shown)
+            matches.append((shown, kind))
+    return {"matches": [m for m, _ in matches], "cursor_start": start,
+            "cursor_end": cursor_pos,
+            "metadata": {"_jupyter_types_experimental": [
+                {"start": start, "end": cursor_pos, "text": m, "type": kind}
+                for m, kind in matches]}}
+
+
+def _candidates(where: Cursor, names: _Names, ctx: Context) -> Iterator[tuple[str, str]]:
+    options = where.option_group()
+    before = where.previous[-1] if where.previous else None
+    if where.string_at is not None:
+        yield from _string_candidates(where, names, ctx, options)
+        return
+    if options is not None:
+        yield from _option_candidates(where, options, names)
+        return
+    statement = where.level.statement()
+    word = before.word if before is not None else ""
+    if word == "USING":
+        if statement is not None and statement.node.__name__ == "BuildModel":
+            from .engine import BASE_MODELS
+
+            yield from ((name, "base model") for name, _ in BASE_MODELS.values())
+        else:
+            yield from ((name, "model") for name in names.models())
+        return
+    if word == "DATASET" and statement is not None and statement.node.__name__ == "GetDataset":
+        from .datasets import DATASETS
+
+        yield from ((name, "dataset") for name in DATASETS)
+        return
+    if word == "MODEL" and len(where.previous) >= 2 and where.previous[-2].word in (
+            "DROP", "DELETE") or word == "EXISTS":
+        yield from ((name, "model") for name in names.models())
+        return
+    if word in _TABLE_WORDS:
+        yield from ((name, "table") for name in names.tables())
+        return
+    query = where.level.after("AS") if statement is not None else where.level.tokens
+    in_query = statement is None or any(t.start < where.start for t in query)
+    if in_query and word in _COLUMN_WORDS | {"SELECT"} and (where.previous or where.level.open):
+        tokens = query if statement is not None else where.level.tokens
+        columns = _query_columns(tokens, where.level, names)
+        if not columns:   # its tables are not typed yet (or unknown): every table's columns
+            columns = [c for table in names.tables() for c in names.columns(table)]
+        yield from ((name, "column") for name in columns)
+    if not where.previous:
+        yield from ((phrase, "keyword") for phrase in PHRASES)
+    yield from ((word, "keyword") for word in _keywords())
+    yield from ((name, "table") for name in names.tables())
+    yield from ((name, "model") for name in names.models())
+
+
+def _keywords() -> tuple[str, ...]:
+    """SQL's words, every phrase that starts a ThanoSQL statement, and the words inside."""
+    from .engine import BASE_MODELS
+
+    return (*SQL_KEYWORDS, *PHRASES, "OPTIONS", "USING",
+            *(name for name, _ in BASE_MODELS.values()))
+
+
+def _specs(statement: Statement | None, level: Level, names: _Names) -> tuple[OptionSpec, ...]:
+    """The options of the statement at ``level`` (BUILD's depend on its base model)."""
+    from .engine import BASE_MODELS, OPTIONS, build_options
+
+    if statement is None:
+        return ()
+    if statement.node.__name__ == "BuildModel":
+        base = _after_word(level.tokens, "USING")
+        return build_options(base if base in BASE_MODELS else "simclr")
+    return OPTIONS.get(statement.node, ())
+
+
+def _option_candidates(where: Cursor, options: tuple[Statement | None, Level],
+                       names: _Names) -> Iterator[tuple[str, str]]:
+    statement, owner = options
+    specs = {s.name: s for s in _specs(statement, owner, names)}
+    before = where.previous[-1] if where.previous else None
+    if before is not None and before.kind == "EQ" and len(where.previous) >= 2:
+        spec = specs.get(where.previous[-2].text.lower())
+        if spec is not None:
+            yield from ((value, "value") for value in _values(spec))
+        return
+    yield from ((name, "option") for name in specs)
+
+
+def _values(spec: OptionSpec) -> list[str]:
+    """The literal values an option takes, where there is a fixed set of them."""
+    from .syntax.nodes import render_value as render
+
+    values: list[Any] = []
+    if spec.choices is not None:
+        values += list(spec.choices)
+    if bool in spec.types:
+        values += [True, False]
+    if spec.name == "device":
+        values += ["auto", "cpu", "cuda"]
+    if type(None) in spec.types:
+        values.append(None)
+    return [render(v) for v in values]
+
+
+def _string_candidates(where: Cursor, names: _Names, ctx: Context,
+                       options: tuple[Statement | None, Level] | None
+                       ) -> Iterator[tuple[str, str]]:
+    option = ""
+    if len(where.previous) >= 2 and where.previous[-1].kind == "EQ":
+        option = where.previous[-2].text.lower()
+    if option in _TABLE_OPTIONS:
+        yield from ((name, "table") for name in names.tables())
+        return
+    if option in _COLUMN_OPTIONS and options is not None:
+        owner = options[1]
+        yield from ((c, "column") for c in _query_columns(owner.after("AS"), owner, names))
+        return
+    if option and option not in _PATH_OPTIONS:
+        return
+    yield from _files(where, ctx.settings.cwd)
+
+
+def _files(where: Cursor, cwd: Path) -> Iterator[tuple[str, str]]:
+    """The entries of the folder typed so far, relative to the kernel's folder: folders with
+    a trailing "/" (so the next Tab goes on into them)."""
+    assert where.string_at is not None
+    folder = Path(where.code[where.string_at + 1:where.start]).expanduser()
+    base = folder if folder.is_absolute() else cwd / folder
+    try:
+        entries = sorted(os.scandir(base), key=lambda e: e.name)
+    except OSError:
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        is_dir = entry.is_dir()
+        yield entry.name + ("/" if is_dir else ""), "folder" if is_dir else "file"
+
+
+# -- inspect -------------------------------------------------------------------------------
+
+def inspect(code: str, cursor_pos: int, ctx: Context) -> dict[str, str]:
+    """text/plain and text/markdown about the name under the cursor, or {} for none."""
+    try:
+        where = locate(code, cursor_pos)
+        found = _inspect(where, _Names(ctx), ctx)
+    except ThanoSQLError:
+        return {}
+    if found is None:
+        return {}
+    title, lines = found
+    markdown = f"**{title}**\n\n" + "\n".join(lines)
+    plain = title + "\n" + "\n".join(line.replace("`", "").replace("**", "")
+                                      for line in lines)
+    return {"text/markdown": markdown, "text/plain": plain}
+
+
+def _inspect(where: Cursor, names: _Names, ctx: Context) -> tuple[str, list[str]] | None:
+    word = where.whole_word
+    if not word:
+        return None
+    options = where.option_group()
+    if options is not None:
+        spec = {s.name: s for s in _specs(options[0], options[1], names)}.get(word.lower())
+        if spec is not None:
+            return _option_help(spec, options[0])
+    lower = word.lower()
+    if lower in names.models():
+        return _model_help(names.models()[lower])
+    if lower in names.tables():
+        return _table_help(lower, ctx)
+    from .datasets import DATASETS
+
+    if lower in DATASETS:
+        info = DATASETS[lower]
+        return f"data set {info.name}", [f"{info.description}", "",
+                                         f"Write it with `GET THANOSQL DATASET {info.name}`."]
+    statement = where.level.statement()
+    upper = word.upper()
+    words = {w for s in STATEMENTS for p in s.phrases for w in p.split()} | {
+        "OPTIONS", "USING", "AS"}
+    if upper in words:
+        if statement is None or upper not in {w for p in statement.phrases
+                                              for w in p.split()} | {"OPTIONS", "USING", "AS"}:
+            statement = next((s for s in STATEMENTS for p in s.phrases if upper in p.split()),
+                             statement)
+        if statement is not None:
+            return _statement_help(statement)
+    return None
+
+
+def _statement_help(statement: Statement) -> tuple[str, list[str]]:
+    lines = [statement.summary, "", f"`{statement.syntax}`"]
+    from .engine import OPTIONS
+
+    specs = OPTIONS.get(statement.node, ())
+    if specs:
+        lines += ["", "Options: " + ", ".join(f"`{s.name}`" for s in specs)]
+    return statement.phrases[0], lines
+
+
+def _option_help(spec: OptionSpec, statement: Statement | None) -> tuple[str, list[str]]:
+    from .syntax.nodes import render_value as render
+
+    owner = statement.phrases[0] if statement is not None else "the statement"
+    lines = [spec.doc, "", f"Takes {spec.allowed_text()}; default `{render(spec.default)}`."]
+    return f"option {spec.name} of {owner}", lines
+
+
+def _model_help(entry: Any) -> tuple[str, list[str]]:
+    card = entry.card
+    losses = ", ".join(f"{x:.4f}" for x in card.get("loss_per_epoch", []))
+    options = card.get("options", {})
+    lines = [f"- status: {entry.status}, last updated {entry.last_updated_utc:%Y-%m-%d %H:%M} UTC",
+             f"- base model: {entry.base_model}",
+             f"- trained on: `{entry.trained_on}` ({entry.row_count:,} rows)",
+             f"- image size: {card.get('image_size')} x {card.get('image_size')}, "
+             f"{card.get('channels', '?')} channel(s); embedding length: "
+             f"{card.get('embedding_dim')}",
+             f"- loss per epoch: {losses or '?'}",
+             f"- time taken: {card.get('seconds_total', '?')} s",
+             "- options: " + ", ".join(f"{k}={v!r}" for k, v in options.items())]
+    return f"model {entry.name}", lines
+
+
+def _table_help(table: str, ctx: Context) -> tuple[str, list[str]]:
+    with ctx.store.begin() as tx:
+        columns = ctx.store.describe(tx, table)
+        rows = ctx.store.count_rows(tx, table)
+        embeddings = {e.column_name: e for e in ctx.embeddings.all(tx) if e.table_name == table}
+    lines = [f"{rows:,} rows", ""]
+    for name, kind in columns:
+        made = embeddings.get(name)
+        note = f" (embeddings of model {made.model}, length {made.dim})" if made else ""
+        lines.append(f"- `{name}` {kind}{note}")
+    return f"table {table}", lines
