@@ -12,7 +12,7 @@ export PYTHONUNBUFFERED := 1
 
 # the suites that run a second time against PostgreSQL and a Chroma server
 SERVER_SUITES := tests/test_engine_copy.py tests/test_build_model.py tests/test_search.py \
-    tests/test_model_store.py \
+    tests/test_model_store.py tests/test_editing.py \
     tests/test_kernel.py tests/test_concurrency.py tests/test_tutorial.py
 
 .PHONY: venv labextension servers-deps browser-deps test test-embedded test-servers demo bench lint clean

@@ -74,3 +74,20 @@ def test_errors_have_no_python_frames() -> None:
     assert internal["ename"] == "InternalError" and "ZeroDivisionError" in internal["evalue"]
     stopped = error_content(KeyboardInterrupt())
     assert stopped["ename"] == "KeyboardInterrupt"
+
+
+def test_text_tables_line_up_with_wide_characters() -> None:
+    from thanosql_kernel.display import display_width, table_text
+
+    assert display_width("한글") == 4 and display_width("abc") == 3
+    text = table_text(Table(("name", "n"), (("한글 이름", 1), ("abc", 22))))
+    lines = text.splitlines()
+    # the numbers are right-aligned, so every line ends at the same screen column
+    assert [display_width(line) for line in lines] == [13, 13, 13, 13]
+    assert display_width(lines[2][:lines[2].index("1")]) == 12
+
+
+def test_html_cells_show_long_text_whole() -> None:
+    long = "MNIST handwritten digits, " * 5
+    [bundle] = to_bundles(Table(("description",), ((long,),)))
+    assert long.strip() in bundle["text/html"] and "…" in bundle["text/plain"]

@@ -421,8 +421,11 @@ def _candidates(where: Cursor, names: _Names, ctx: Context) -> Iterator[tuple[st
         if not columns:   # its tables are not typed yet (or unknown): every table's columns
             columns = [c for table in names.tables() for c in names.columns(table)]
         yield from ((name, "column") for name in columns)
-    if not where.previous:
-        yield from ((phrase, "keyword") for phrase in PHRASES)
+    typed = [t.word for t in where.previous]
+    for phrase in PHRASES:   # the rest of a statement's words: PRINT IM -> IMAGE
+        parts = phrase.split()
+        if len(typed) < len(parts) and parts[:len(typed)] == typed:
+            yield " ".join(parts[len(typed):]), "keyword"
     yield from ((word, "keyword") for word in _keywords())
     yield from ((name, "table") for name in names.tables())
     yield from ((name, "model") for name in names.models())
