@@ -43,9 +43,15 @@ servers-deps:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 	    { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; }
 
+# Debian's Chromium and CJK fonts, for the browser test (Playwright cannot download browsers)
+browser-deps:
+	@test -x /usr/bin/chromium && fc-list 2>/dev/null | grep -qi "noto sans cjk" || \
+	    { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium \
+	      fonts-noto-cjk; }
+
 test: test-embedded test-servers
 
-test-embedded: venv servers-deps
+test-embedded: venv servers-deps browser-deps
 	$(PY) -m pytest -q
 
 test-servers: venv servers-deps
@@ -69,4 +75,5 @@ lint: venv
 	$(VENV)/bin/ruff check thanosql_kernel tests bench
 
 clean:
-	rm -rf $(VENV) notebooks/out notebooks/.thanosql notebooks/tutorial_data
+	rm -rf $(VENV) notebooks/out notebooks/.thanosql notebooks/tutorial_data tests/out \
+	    $(LAB)/node_modules $(LAB)/lib thanosql_kernel/labextension

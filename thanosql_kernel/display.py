@@ -183,12 +183,15 @@ def progress_text(p: Progress, width: int = 24) -> str:
 def progress_bundle(p: Progress) -> dict[str, Any]:
     fraction = min(1.0, p.done / p.total) if p.total else 1.0
     text = progress_text(p)
+    # an ended bar says so in red, where a user looks first
+    colour = ' style="color:var(--jp-error-color1,#c00)"' if p.ended else ""
     return {
         "text/plain": text,
-        "text/html": (f'<div class="thanosql-progress"><progress value="{fraction:.4f}" max="1" '
-                      f'style="width:16em;vertical-align:middle"></progress> '
-                      f"<code>{html.escape(text.split('|', 2)[-1].strip())}</code> "
-                      f"<b>{html.escape(p.title)}</b></div>"),
+        "text/html": (f'<div class="thanosql-progress"><b>{html.escape(p.title)}</b> '
+                      f'<progress value="{fraction:.4f}" max="1" '
+                      f'style="width:12em;vertical-align:middle"></progress> '
+                      f"<code{colour}>{html.escape(text.split('|', 2)[-1].strip())}</code>"
+                      "</div>"),
     }
 
 

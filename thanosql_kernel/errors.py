@@ -50,10 +50,10 @@ class ThanoSQLSyntaxError(ThanoSQLError):
         self.place(line, column, text)
 
 
-def did_you_mean(name: str, candidates: Iterable[str]) -> str:
+def did_you_mean(name: str, candidates: Iterable[str], cutoff: float = 0.6) -> str:
     """"Did you mean 'x'? " for the candidate closest to ``name`` (any case), or ""."""
     by_lower = {c.lower(): c for c in candidates}
-    close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.6)
+    close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=cutoff)
     return f"Did you mean {by_lower[close[0]]!r}? " if close else ""
 
 

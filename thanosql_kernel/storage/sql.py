@@ -337,7 +337,8 @@ class SqlStore:
                 except DatabaseError:
                     pass   # the hint is a courtesy: the database's own error stands
             elif error.kind == "syntax" and error.name:
-                error.hint = did_you_mean(error.name, _SQL_WORDS) + str(error.hint)
+                # a keyword misspelt by a letter or two, not any word that shares letters
+                error.hint = did_you_mean(error.name, _SQL_WORDS, cutoff=0.75) + str(error.hint)
             raise
 
     def _names_hint(self, kind: str, name: str, sql: str) -> str | None:
