@@ -7,7 +7,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -73,7 +72,7 @@ def test_where_a_table_goes_only_tables_are_offered(kernel: KernelSession, code:
 
 
 def test_after_using_models_or_base_models(kernel: KernelSession) -> None:
-    for statement in (f"CONVERT USING my", "SEARCH IMAGE images='x.png' USING my"):
+    for statement in ("CONVERT USING my", "SEARCH IMAGE images='x.png' USING my"):
         assert matches(kernel, statement) == [(MODEL, "model")]
     assert matches(kernel, "BUILD MODEL m USING sim") == [("SimCLR", "base model")]
     assert matches(kernel, "DROP MODEL my") == [(MODEL, "model")]
@@ -209,7 +208,7 @@ def test_a_misspelt_thanosql_statement_is_not_sent_to_the_database(kernel: Kerne
 
 
 def test_a_stopped_build_marks_its_bar_stopped(kernel: KernelSession) -> None:
-    reply = kernel.execute(f"BUILD MODEL long USING SimCLR OPTIONS (max_epochs=100000, "
+    reply = kernel.execute("BUILD MODEL long USING SimCLR OPTIONS (max_epochs=100000, "
                            "batch_size=8) AS SELECT * FROM mnist_train", interrupt_after=3.0)
     assert reply.content["ename"] == "KeyboardInterrupt"
     last = reply.of("update_display_data")[-1]["data"]["text/plain"]
