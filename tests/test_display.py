@@ -24,8 +24,8 @@ def test_tables_are_cut_at_the_limit_and_say_so() -> None:
 
 
 def test_html_is_escaped_and_values_are_short() -> None:
-    [bundle] = to_bundles(Table(("x",), (("<b>&</b>",), (None,), (0.1234567891,),
-                                         ("long " * 30,), ("two\nlines",))))
+    [bundle] = to_bundles(Table(("x", "y"), tuple((v, 1) for v in (
+        "<b>&</b>", None, 0.1234567891, "long " * 30, "two\nlines"))))
     assert "&lt;b&gt;&amp;&lt;/b&gt;" in bundle["text/html"] and "<b>&" not in \
         bundle["text/html"]
     assert "NULL" in bundle["text/plain"] and "0.123457" in bundle["text/plain"]
@@ -87,7 +87,10 @@ def test_text_tables_line_up_with_wide_characters() -> None:
     assert display_width(lines[2][:lines[2].index("1")]) == 12
 
 
-def test_html_cells_show_long_text_whole() -> None:
+def test_long_text_is_shown_whole_in_html_and_in_a_text_tables_last_column() -> None:
     long = "MNIST handwritten digits, " * 5
-    [bundle] = to_bundles(Table(("description",), ((long,),)))
+    [bundle] = to_bundles(Table(("description", "n"), ((long, 1),)))
     assert long.strip() in bundle["text/html"] and "…" in bundle["text/plain"]
+    [bundle] = to_bundles(Table(("n", "description"), ((1, long),)))
+    assert long.strip() in bundle["text/plain"]
+    assert bundle["text/plain"].splitlines()[1] == "-  " + "-" * 60   # the rule stays short

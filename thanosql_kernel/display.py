@@ -65,16 +65,26 @@ def _shape_note(table: Table) -> str | None:
             f"(showing the first {shown:,}; add LIMIT or WHERE to see others)")
 
 
-def _cells(table: Table, limit: int = _MAX_CELL_CHARS) -> list[list[str]]:
+def _cells(table: Table, limit: int = _MAX_CELL_CHARS, last: int | None = None
+           ) -> list[list[str]]:
+    """Each row's values as text, at most ``limit`` characters (``last`` in the last
+    column)."""
     vectors = [c in table.vector_columns for c in table.columns]
-    return [[format_value(v, is_vector, limit) for v, is_vector in zip(row, vectors, strict=True)]
+    limits = [limit] * len(table.columns)
+    if limits and last is not None:
+        limits[-1] = last
+    return [[format_value(v, is_vector, n)
+             for v, is_vector, n in zip(row, vectors, limits, strict=True)]
             for row in table.rows]
 
 
 def table_text(table: Table) -> str:
-    cells = _cells(table)
+    # the last column may run on to the right without pushing any other out of line
+    cells = _cells(table, last=_MAX_HTML_CELL_CHARS)
     widths = [max([display_width(c)] + [display_width(r[i]) for r in cells])
               for i, c in enumerate(table.columns)]
+    if widths:
+        widths[-1] = min(widths[-1], max(_MAX_CELL_CHARS, display_width(table.columns[-1])))
     numeric = [all(isinstance(r[i], (int, float)) and not isinstance(r[i], bool)
                    for r in table.rows if r[i] is not None) and bool(table.rows)
                for i in range(len(table.columns))]
