@@ -33,10 +33,33 @@ class ThanoSQLError(Exception):
     def __str__(self) -> str:
         body = self.message
         if self.line is not None and self.column is not None:
-            caret = " " * (self.column - 1) + "^"
+            text, column = _window(self.text, self.column)
+            caret = " " * (column - 1) + "^"
             body = (f"{self.message} (line {self.line}, column {self.column})\n"
-                    f"  {self.text}\n  {caret}")
+                    f"  {text}\n  {caret}")
         return body if not self.hint else f"{body}\n{self.hint}"
+
+
+#: how much of a line an error shows around its caret
+_WINDOW = 100
+
+
+def _window(text: str, column: int) -> tuple[str, int]:
+    """At most about ``_WINDOW`` characters of ``text`` around ``column``, and where the
+    column falls in them: a megabyte-long line is not echoed whole."""
+    if len(text) <= _WINDOW:
+        return text, column
+    start = max(0, min(column - 1 - _WINDOW // 2, len(text) - _WINDOW))
+    shown = text[start:start + _WINDOW]
+    prefix = "…" if start > 0 else ""
+    suffix = "…" if start + _WINDOW < len(text) else ""
+    return prefix + shown + suffix, column - start + len(prefix)
+
+
+def excerpt(value: object, limit: int = 80) -> str:
+    """``repr(value)``, cut to at most ``limit`` characters, for quoting input in a message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 class ThanoSQLSyntaxError(ThanoSQLError):

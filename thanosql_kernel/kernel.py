@@ -111,8 +111,12 @@ class ThanoSQLKernel(Kernel):
                 from .engine import Context
                 from .settings import Settings
 
-                self._context = Context.open(Settings.from_env(), self._bars.report)
+                self._context = Context.open(Settings.from_env(), self._bars.report,
+                                             self._notice)
             return self._context
+
+    def _notice(self, text: str) -> None:
+        self.send_response(self.iopub_socket, "stream", {"name": "stdout", "text": text + "\n"})
 
     def do_execute(self, code: str, silent: bool, store_history: bool = True,
                    user_expressions: dict | None = None, allow_stdin: bool = False,

@@ -6,12 +6,13 @@ completion and inspect all read the same declarations. Pure: no I/O, no heavy im
 
 from __future__ import annotations
 
+import re
 import textwrap
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import OptionError, did_you_mean
+from .errors import OptionError, did_you_mean, excerpt
 
 _TYPE_NAMES = {bool: "True or False", int: "a whole number", float: "a number",
                str: "a string in quotes", tuple: "a [list]", type(None): "None"}
@@ -58,6 +59,16 @@ def _pairs(options: Any) -> Iterable[tuple[str, Any]]:
     return getattr(options, "items", options)
 
 
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+
+def name_problem(value: str) -> str | None:
+    """What is wrong with ``value`` as the name of a column or table the kernel makes."""
+    if _NAME.fullmatch(value):
+        return None
+    return "must be a name of at most 63 letters, digits and _, starting with a letter or _"
+
+
 def read_options(options: Any, specs: Sequence[OptionSpec], statement: str) -> dict[str, Any]:
     """Every option of ``specs`` with its value: given, else the default.
 
@@ -72,7 +83,7 @@ def read_options(options: Any, specs: Sequence[OptionSpec], statement: str) -> d
         value = tuple(raw_value) if isinstance(raw_value, list) else raw_value
         spec = known.get(name)
         if spec is None:
-            raise unknown_option(name, specs, statement)
+            raise unknown_option(name[:80], specs, statement)
         problem = None
         if not spec.accepts(value):
             problem = f"must be {spec.allowed_text()}"
@@ -83,7 +94,7 @@ def read_options(options: Any, specs: Sequence[OptionSpec], statement: str) -> d
             if problem and spec.allowed is not None:
                 problem = f"must be {spec.allowed}"
         if problem:
-            raise OptionError(f"{statement}: {name} {problem}, not {raw_value!r}",
+            raise OptionError(f"{statement}: {name} {problem}, not {excerpt(raw_value)}",
                               hint=f"{name}: {spec.doc}" if spec.doc else None)
         values[name] = spec.convert(value) if spec.convert is not None else value
     return values

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ..errors import DataError
 from ..options import OptionSpec
 from ..results import Result
 from ..syntax import (
@@ -58,7 +59,12 @@ def execute(node: Node, ctx: Context) -> Result:
         from ..errors import ThanoSQLError
 
         raise ThanoSQLError(f"{node.to_sql().split()[0]} is not supported yet by this kernel")
-    return handler(node, ctx)
+    try:
+        return handler(node, ctx)
+    except DataError as error:
+        if type(error).__name__ == "DamagedIndex":   # its files broke while in use
+            ctx.index_damaged()
+        raise
 
 
 __all__ = ["BASE_MODELS", "Context", "HANDLERS", "OPTIONS", "build_options", "execute",

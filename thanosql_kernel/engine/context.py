@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..results import Progress
@@ -16,6 +19,10 @@ if TYPE_CHECKING:
 
 def _ignore(_: Progress) -> None:
     """The progress sink of a context nobody watches (tests, sub-queries)."""
+
+
+def _unheard(_: str) -> None:
+    """The notice sink of a context nobody watches."""
 
 
 @dataclass
@@ -33,26 +40,67 @@ class Context:
     models: ModelRegistry
     embeddings: EmbeddingColumns
     report: Callable[[Progress], None] = _ignore
+    #: one line about something the kernel put right by itself (a damaged index rebuilt)
+    notify: Callable[[str], None] = _unheard
     #: models ready to embed, by name: (the content digest they were loaded from, model)
     loaded: dict[str, tuple[str, Any]] = field(default_factory=dict)
     #: the normalised vectors of one converted column, by collection: (image paths, matrix)
     matrices: dict[str, tuple[list[str], Any]] = field(default_factory=dict)
     _vectors: VectorIndex | None = None
+    #: the embedded index was found damaged: set it aside and rebuild it on next use
+    _damaged: bool = False
 
     @classmethod
-    def open(cls, settings: Settings, report: Callable[[Progress], None] = _ignore) -> Context:
+    def open(cls, settings: Settings, report: Callable[[Progress], None] = _ignore,
+             notify: Callable[[str], None] = _unheard) -> Context:
         store = SqlStore(settings.database_url)
-        return cls(settings, store, ModelRegistry(store, settings.workspace),
-                   EmbeddingColumns(store), report)
+        return cls(settings, store, ModelRegistry(store, settings.workspace, notify),
+                   EmbeddingColumns(store), report, notify)
 
     @property
     def vectors(self) -> VectorIndex:
         if self._vectors is None:
-            from ..vectors import ChromaIndex
+            from ..vectors import ChromaIndex, DamagedIndex
 
             url = self.settings.chroma_url
-            self._vectors = (ChromaIndex.http(url) if url
-                             else ChromaIndex(self.settings.workspace / "chroma"))
+            if url:
+                self._vectors = ChromaIndex.http(url)
+            else:
+                folder = self.settings.workspace / "chroma"
+                try:
+                    if self._damaged:
+                        raise DamagedIndex(folder, RuntimeError("found damaged before"))
+                    self._vectors = ChromaIndex(folder)
+                except DamagedIndex:
+                    self._vectors = self._rebuilt_index(folder)
+        return self._vectors
+
+    def index_damaged(self) -> None:
+        """Drop the open embedded index, whose files cannot be read: the next use sets its
+        folder aside and rebuilds it from the embedding columns."""
+        if self._vectors is not None:
+            with suppress(Exception):
+                self._vectors.close()
+        self._vectors = None
+        self._damaged = not self.settings.chroma_url
+
+    def _rebuilt_index(self, folder: Path) -> VectorIndex:
+        """A new embedded index in ``folder``, holding every embedding column's vectors again;
+        the damaged folder is kept aside for whoever wants to look at it."""
+        from ..vectors import ChromaIndex
+        from .convert import reindex
+
+        aside = folder.with_name(f"{folder.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+        folder.rename(aside)
+        self._vectors = ChromaIndex(folder)
+        self._damaged = False
+        with self.store.begin(write=True) as tx:
+            made = self.embeddings.all(tx)
+            for entry in made:
+                reindex(self, tx, entry)
+        self.notify(f"The vector index in {folder} was damaged: it was set aside as "
+                    f"{aside.name} and rebuilt from {len(made)} embedding column"
+                    f"{'s' * (len(made) != 1)}.")
         return self._vectors
 
     def close(self) -> None:

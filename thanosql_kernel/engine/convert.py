@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import time
-import uuid
 from contextlib import suppress
 from dataclasses import replace
 
 from ..errors import AlreadyExistsError, NotFoundError, OptionError, ThanoSQLError
-from ..options import OptionSpec, read_options
+from ..options import OptionSpec, name_problem, read_options
 from ..results import Progress, Table
 from ..storage import EmbeddingColumn, Transaction
 from ..syntax import Convert, Node, Sql
@@ -22,7 +21,8 @@ CONVERT_OPTIONS = (
     OptionSpec("image_col", (str,), "image_path",
                "the column of image paths (default 'image_path')"),
     OptionSpec("result_col", (str, type(None)), None,
-               "the embedding column (default <model>_simclr)"),
+               "the embedding column, a name of letters, digits and _ (default <model>_simclr)",
+               check=lambda v: None if v is None else name_problem(v)),
     OptionSpec("batch_size", (int,), 256, "images embedded at once (default 256)",
                check=lambda v: None if 1 <= v <= 65536 else "must be from 1 to 65536"),
 )
@@ -30,11 +30,12 @@ CONVERT_OPTIONS = (
 
 def convert(node: Convert, ctx: Context) -> Table:
     from ..models import embed, iter_image_batches
-    from ..vectors import to_blob
+    from ..vectors import collection_name, to_blob
 
-    model, entry = load(ctx, node.model)
     options = read_options(node.options, CONVERT_OPTIONS, "CONVERT USING")
+    model, entry = load(ctx, node.model)
     table = (options["table_name"] or _query_table(node.query, ctx)).lower()
+    ctx.store.check_user_table(table, f"CONVERT USING {node.model}")
     image_col = options["image_col"].lower()
     column = (options["result_col"] or f"{node.model}_{entry.base_model.lower()}").lower()
     statement = f"CONVERT USING {node.model}"
@@ -46,8 +47,7 @@ def convert(node: Convert, ctx: Context) -> Table:
     ctx.embeddings.ensure()
     started = time.monotonic()
     key, title = f"convert-{node.model}-{started}", f"CONVERT USING {node.model}"
-    # a valid Chroma name whatever the table is called: it starts and ends with a letter or digit
-    collection = f"thanosql__{table}__{column}__{uuid.uuid4().hex[:8]}"
+    collection = collection_name(table, column)
     try:
         with ctx.store.begin(write=True) as tx:
             old = _prepare(ctx, tx, table, column, image_col, statement)
@@ -62,7 +62,7 @@ def convert(node: Convert, ctx: Context) -> Table:
                 ctx.report(Progress(key, title, done, len(paths), "images",
                                     time.monotonic() - started, detail=f"into {table}.{column}"))
             reindex(ctx, tx, EmbeddingColumn(table, column, node.model, image_col,
-                                             model.embedding_dim, collection, 0))
+                                             model.embedding_dim, collection, 0, entry.digest))
     except BaseException:
         with suppress(ThanoSQLError):   # the statement's own error is the one to report
             vectors.drop(collection)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import io
 import os
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import AlreadyExistsError, DataError, NotFoundError, OptionError
+from ..imports import import_whole
 from ..options import OptionSpec, read_options
+from ..paths import not_a_file
 from ..results import Message
 from ..syntax import Copy
 from .context import Context
@@ -29,6 +32,7 @@ FILE_READERS = (".csv", ".parquet", ".json", ".jsonl", ".xlsx")
 def copy(node: Copy, ctx: Context) -> Message:
     options = read_options(node.options, COPY_OPTIONS, "COPY")
     mode = _mode(options)
+    ctx.store.check_user_table(node.table, "COPY")
     path = ctx.settings.resolve(node.path)
     frame = read_table_file(path, node.path)
     with ctx.store.begin(write=True) as conn:
@@ -66,13 +70,15 @@ def _mode(options: dict[str, object]) -> str:
 
 def read_table_file(path: Path, shown: str) -> pd.DataFrame:
     """A file (csv, parquet, json, xlsx) or a folder of images as a frame, columns lower-cased."""
-    import pandas as pd
+    pd = import_whole("pandas")
 
     if not path.exists():
         raise NotFoundError(f"No file or folder {shown!r} (looked for {path})",
                             hint="Relative paths are relative to the notebook's folder.")
     if path.is_dir():
         frame = _image_folder(path, shown)
+    elif not_a_file(path) is not None:
+        raise DataError(f"COPY cannot read {shown!r}: it is {not_a_file(path)}")
     else:
         suffix = path.suffix.lower()
         try:
@@ -89,7 +95,8 @@ def read_table_file(path: Path, shown: str) -> pd.DataFrame:
                 raise DataError(f"COPY cannot read {shown!r}: unknown file type {suffix!r}",
                                 hint="COPY reads " + ", ".join(FILE_READERS) +
                                      " files, or a folder of images.")
-        except (pd.errors.EmptyDataError, pd.errors.ParserError, ValueError, OSError) as e:
+        except (pd.errors.EmptyDataError, pd.errors.ParserError, ValueError, OSError,
+                zipfile.BadZipFile) as e:   # an .xlsx is a zip file
             raise DataError(f"COPY could not read {shown!r}: {str(e).strip()}",
                             hint="Check that the file is well-formed " + suffix[1:] + ".") \
                 from None
@@ -111,7 +118,7 @@ def _utf8_text(path: Path, shown: str) -> str:
 
 
 def _image_folder(folder: Path, shown: str) -> pd.DataFrame:
-    import pandas as pd
+    pd = import_whole("pandas")
 
     found: list[tuple[str, str]] = []
     for dirpath, dirnames, filenames in os.walk(folder):

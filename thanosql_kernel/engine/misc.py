@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from ..imports import import_whole
 from ..options import OptionSpec, read_options
 from ..results import Message, Progress, Table
 from ..syntax import GetDataset, ListDatasets, Magic
@@ -28,6 +29,8 @@ def get_dataset(node: GetDataset, ctx: Context) -> Message:
 
     options = read_options(node.options, GET_OPTIONS, "GET THANOSQL DATASET")
     dataset = find(node.name)
+    for module in ("numpy", "PIL.Image"):   # what writing images needs, imported whole
+        import_whole(module)
     started = time.monotonic()
     key = f"get-{node.name}-{started}"
 

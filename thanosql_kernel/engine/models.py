@@ -49,8 +49,16 @@ def load(ctx: Context, name: str) -> tuple[TrainedModel, ModelEntry]:
     entry = ctx.models.get(name)
     held = ctx.loaded.get(name)
     if held is None or held[0] != entry.digest:
-        # embedding runs on CUDA when there is one, wherever the model was trained
-        model = load_model(ctx.models.files(entry), device="auto")
+        folder = ctx.models.files(entry)
+        try:   # embedding runs on CUDA when there is one, wherever the model was trained
+            model = load_model(folder, device="auto")
+        except ThanoSQLError:
+            raise
+        except Exception as e:  # noqa: BLE001 - files that passed their checksum yet do not load
+            raise DataError(f"The model {name!r} cannot be loaded: {type(e).__name__}: "
+                            f"{str(e)[:200]}",
+                            hint=f"Build it again: BUILD MODEL {name} … OPTIONS "
+                                 "(overwrite=True).") from None
         ctx.loaded[name] = held = (str(entry.digest), model)
     return held[1], entry
 
@@ -107,8 +115,9 @@ def _training_paths(node: BuildModel, ctx: Context, image_col: str,
 def _train(node: BuildModel, ctx: Context, paths: list[str], config: SimCLRConfig,
            started: float) -> TrainedModel:
     """Read the images (into memory when they fit) and train, reporting progress."""
-    from ..models import fit, load_images
-    from ..models.images import ImageFiles, default_side, fits_in_memory, scan_channels
+    from ..models import (
+        ImageFiles, default_side, fit, fits_in_memory, load_images, scan_channels,
+    )
 
     key, title = f"build-{node.name}-{started}", f"BUILD MODEL {node.name}"
 

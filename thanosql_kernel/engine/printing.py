@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 
 from ..display import format_value
+from ..imports import import_whole
 from ..options import OptionSpec, read_options
+from ..paths import not_a_file
 from ..results import Image, Images
 from ..syntax import PrintImage
 from .context import Context
@@ -42,18 +44,24 @@ def print_image(node: PrintImage, ctx: Context) -> Images:
 
 
 def _image(ctx: Context, value: object, caption: str, width: int | None) -> Image:
-    from PIL import Image as PILImage
-    from PIL import UnidentifiedImageError
+    PILImage = import_whole("PIL.Image")   # noqa: N806 - the module, named as PIL names it
+    UnidentifiedImageError = PILImage.UnidentifiedImageError  # noqa: N806
 
     if value is None:
         return Image("NULL", caption, problem="the row has no image path")
     path = ctx.settings.resolve(str(value))
     try:
+        problem = not_a_file(path)
+        if problem is not None:
+            return Image(str(value), caption, problem=problem)
         with PILImage.open(path) as opened:
             picture = opened.convert("RGBA" if opened.mode in ("RGBA", "LA", "P") else "RGB")
     except FileNotFoundError:
         return Image(str(value), caption, problem="no such file")
-    except (UnidentifiedImageError, OSError) as e:
+    except PILImage.DecompressionBombError:
+        return Image(str(value), caption, problem="it claims more pixels than any image this "
+                                                  "kernel shows (a decompression bomb?)")
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         return Image(str(value), caption, problem=f"not a readable image ({e.__class__.__name__})")
     picture.thumbnail((_MAX_STORED_SIDE, _MAX_STORED_SIDE))
     buffer = io.BytesIO()

@@ -7,8 +7,9 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..errors import DataError, NotFoundError, OptionError
+from ..errors import DataError, NotFoundError, OptionError, excerpt
 from ..options import OptionSpec, read_options
+from ..paths import not_a_file
 from ..results import Table
 from ..storage import EmbeddingColumn, Transaction
 from ..syntax import SearchImage, Sql
@@ -56,12 +57,21 @@ def search_image(node: SearchImage, ctx: Context, hint: tuple[str, int] | None =
     image_col = options["image_col"].lower()
     query_paths = [str(ctx.settings.resolve(q)) for q in queries]
     for shown, path in zip(queries, query_paths, strict=True):
-        if not os.path.isfile(path):
-            raise NotFoundError(f"SEARCH IMAGE: the query image {shown!r} does not exist "
-                                f"(looked for {path})",
+        if not os.path.lexists(path) and "\0" not in path:
+            raise NotFoundError(f"SEARCH IMAGE: the query image {excerpt(shown)} does not "
+                                f"exist (looked for {path})",
                                 hint="Relative paths are relative to the notebook's folder.")
+        problem = not_a_file(path)
+        if problem is not None:
+            raise DataError(f"SEARCH IMAGE: the query image {excerpt(shown)} is {problem}")
     q = embed(model, load_images(query_paths, model.image_size, model.channels,
                                  what="SEARCH IMAGE"))
+    if not np.isfinite(q).all():
+        raise DataError(f"SEARCH IMAGE: the model {node.model!r} makes embeddings that are not "
+                        "numbers (NaN): its weights are damaged",
+                        hint=f"Build it again: BUILD MODEL {node.model} … OPTIONS "
+                             "(overwrite=True).")
+    _check_made_by(ctx, node, emb_col, entry.digest)
     limit = options["top_k"] if second else None
     if hint is not None and hint[0] == names[0]:
         limit = hint[1] if limit is None else min(limit, hint[1])
@@ -79,6 +89,31 @@ def search_image(node: SearchImage, ctx: Context, hint: tuple[str, int] | None =
     out = tuple(tuple(rows.rows[i]) + tuple(float(s) for s in sims[i]) for i in order)
     vectors = frozenset({emb_col}) if emb_col in columns else frozenset()
     return Table(tuple(rows.columns) + tuple(names), out, vector_columns=vectors)
+
+
+def _check_made_by(ctx: Context, node: SearchImage, emb_col: str, digest: str | None) -> None:
+    """Refuse to compare the query with vectors another model (or this model before it was
+    rebuilt) made: the similarities would be meaningless, and nothing would say so."""
+    query = node.query
+    shape = ctx.store.shape(query.text) if isinstance(query, Sql) and not query.subqueries \
+        else None
+    with ctx.store.begin() as tx:
+        made = [e for e in ctx.embeddings.all(tx) if e.column_name == emb_col
+                and (shape is None or e.table_name in shape.tables)]
+    for entry in made:
+        where = f"{entry.table_name}.{entry.column_name}"
+        again = f"CONVERT USING {node.model} AS SELECT * FROM {entry.table_name}"
+        if entry.model != node.model:
+            raise DataError(f"SEARCH IMAGE: {where} holds the embeddings of the model "
+                            f"{entry.model!r}, not of {node.model!r}",
+                            hint=f"Search it USING {entry.model}, run {again} into another "
+                                 "column (OPTIONS (result_col='…')), or name the column of "
+                                 f"{node.model}'s embeddings with OPTIONS (emb_col='…').")
+        if entry.model_digest is not None and digest is not None and \
+                entry.model_digest != digest:
+            raise DataError(f"SEARCH IMAGE: {where} holds the embeddings of {node.model!r} as "
+                            "it was before it was built again",
+                            hint=f"Run {again} to embed the rows with the model as it is now.")
 
 
 def _query_images(node: SearchImage, options: dict[str, Any], base: str
@@ -131,6 +166,11 @@ def _row_embeddings(ctx: Context, model: Any, rows: Table, columns: list[str], e
             if value is None:
                 todo.append(i)
                 continue
+            if not isinstance(value, (bytes, bytearray, memoryview)):
+                raise DataError(f"SEARCH IMAGE: the column {emb_col!r} holds no embeddings "
+                                f"(it holds values such as {excerpt(value)})",
+                                hint="Name the column CONVERT made with OPTIONS "
+                                     "(emb_col='…'), or leave emb_col out.")
             vector = from_blob(value)
             if vector.shape != (model.embedding_dim,):
                 raise DataError(f"SEARCH IMAGE: {emb_col!r} holds {vector.shape[0]}-d vectors "
@@ -138,6 +178,9 @@ def _row_embeddings(ctx: Context, model: Any, rows: Table, columns: list[str], e
                                 hint="Run CONVERT USING with this model again, or name the "
                                      "right column with OPTIONS (emb_col='…').")
             matrix[i] = vector
+    if not np.isfinite(matrix).all():
+        raise DataError(f"SEARCH IMAGE: {emb_col!r} holds embeddings that are not numbers "
+                        "(NaN)", hint="Run CONVERT USING again to embed the rows anew.")
     if todo:
         if image_col not in columns:
             raise NotFoundError(

@@ -12,6 +12,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import DataError, NotFoundError
+from ..paths import not_a_file
 
 # Pillow releases the GIL while it decodes, so threads overlap file reads and decoding;
 # small JPEGs are mostly Python overhead, which is why the pool is kept small.
@@ -26,11 +27,15 @@ _GREY_MODES = ("L", "1", "I;16", "I", "F", "LA")
 def _reading(path: str) -> Iterator[None]:
     """A missing file -> NotFoundError, anything unreadable -> DataError, naming the path."""
     try:
+        problem = not_a_file(path)
+        if problem is not None:
+            raise DataError(f"not an image file ({problem}): {path}")
         yield
     except FileNotFoundError:
         raise NotFoundError(f"image file not found: {path}") from None
-    except IsADirectoryError:
-        raise DataError(f"not an image file (a directory): {path}") from None
+    except Image.DecompressionBombError:
+        raise DataError(f"cannot read image {path}: it claims more pixels than any image this "
+                        "kernel reads (Pillow's limit against decompression bombs)") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise DataError(f"cannot read image {path}: {exc}") from None
 
@@ -87,15 +92,18 @@ def _stack(arrays: list[np.ndarray], paths: list[str]) -> torch.Tensor:
 #: BUILD MODEL trains at the first image's shorter side when no image_size is given, but at
 #: most this: a 4000x3000 photo would cost ~300x the compute of 224 and needs ~36 MB a copy
 DEFAULT_MAX_SIDE = 224
+#: the smallest side images are trained and embedded at (image_size's lower bound)
+MIN_SIDE = 8
 #: decoding holds the decoded files and the result at once, so it needs about twice the result
 _DECODE_PEAK = 2
 
 
 def default_side(path: str) -> int:
     """The square side BUILD MODEL trains at when no ``image_size`` is given: the shorter side
-    of the image at ``path`` (the first row's), at most ``DEFAULT_MAX_SIDE``."""
+    of the image at ``path`` (the first row's), at most ``DEFAULT_MAX_SIDE`` and at least
+    ``MIN_SIDE`` (the smallest image_size: below it the backbone has nothing to pool)."""
     (w, h), _ = _probe(path)
-    return max(1, min(w, h, DEFAULT_MAX_SIDE))
+    return max(MIN_SIDE, min(w, h, DEFAULT_MAX_SIDE))
 
 
 def scan_channels(paths: list[str]) -> int:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from ..results import Table
-from .schema import EMBEDDINGS, create_once
+from .schema import EMBEDDINGS, add_missing_columns, create_once
 from .sql import SqlStore, database_errors
 
 
@@ -32,6 +32,9 @@ class EmbeddingColumn:
     dim: int
     collection: str
     row_count: int
+    #: the digest of the model's content when it made the column (a rebuilt model has
+    #: another); None for a column made before the kernel recorded it
+    model_digest: str | None = None
 
 
 class EmbeddingColumns:
@@ -40,16 +43,23 @@ class EmbeddingColumns:
     def __init__(self, store: SqlStore) -> None:
         self.store = store
         self._ensured = False
+        #: the catalog's columns as this database has them (an earlier version's lacks some)
+        self._columns: list[sa.Column] | None = None
 
     # -- the catalog -----------------------------------------------------------------------
     def all(self, conn: sa.Connection) -> list[EmbeddingColumn]:
         """Every embedding column (none before the first CONVERT made the catalog)."""
         with database_errors(self.store.shown_url):
-            if not self._ensured and not sa.inspect(conn).has_table(EMBEDDINGS.name):
-                return []
-            rows = conn.execute(sa.select(EMBEDDINGS)).mappings().all()
+            if self._columns is None:
+                inspector = sa.inspect(conn)
+                if not inspector.has_table(EMBEDDINGS.name):
+                    return []
+                present = {c["name"] for c in inspector.get_columns(EMBEDDINGS.name)}
+                self._columns = [c for c in EMBEDDINGS.columns if c.name in present]
+            rows = conn.execute(sa.select(*self._columns)).mappings().all()
         return [EmbeddingColumn(r["table_name"], r["column_name"], r["model"], r["image_col"],
-                                r["dim"], r["collection"], r["row_count"]) for r in rows]
+                                r["dim"], r["collection"], r["row_count"],
+                                r.get("model_digest")) for r in rows]
 
     def get(self, conn: sa.Connection, table: str, column: str) -> EmbeddingColumn | None:
         for entry in self.all(conn):
@@ -70,7 +80,7 @@ class EmbeddingColumns:
             conn.execute(sa.insert(EMBEDDINGS).values(
                 table_name=entry.table_name, column_name=entry.column_name, model=entry.model,
                 image_col=entry.image_col, dim=entry.dim, collection=entry.collection,
-                row_count=entry.row_count,
+                row_count=entry.row_count, model_digest=entry.model_digest,
                 updated_utc=dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)))
 
     def drop(self, conn: sa.Connection, entry: EmbeddingColumn) -> None:
@@ -92,6 +102,8 @@ class EmbeddingColumns:
         """Create the catalog table once, in a transaction of its own."""
         if not self._ensured:
             create_once(self.store, EMBEDDINGS)
+            add_missing_columns(self.store, EMBEDDINGS)
+            self._columns = list(EMBEDDINGS.columns)
             self._ensured = True
 
     # -- the column ------------------------------------------------------------------------

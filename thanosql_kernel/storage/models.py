@@ -21,6 +21,7 @@ import hashlib
 import json
 import re
 import shutil
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +36,8 @@ from .sql import SqlStore, database_errors
 
 #: the size of one stored piece of a model file (a row of thanosql_model_files)
 CHUNK_BYTES = 8 * 2**20
+#: a half-written model folder this old is nobody's any more (a killed BUILD's)
+STALE_AFTER_S = 3600.0
 #: the card, written beside the files a model's trainer writes
 CARD_FILE = "card.json"
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,127}$")
@@ -89,8 +92,11 @@ def content_digest(files: dict[str, dict[str, Any]]) -> str:
 class ModelRegistry:
     """Every model of the database, with a local cache of their files in the workspace."""
 
-    def __init__(self, store: SqlStore, workspace: Path) -> None:
+    def __init__(self, store: SqlStore, workspace: Path,
+                 notify: Callable[[str], None] = lambda _: None) -> None:
         self.store = store
+        #: says in one line what the registry put right by itself
+        self.notify = notify
         self.cache = workspace / "cache" / "models"
         #: where versions before the database kept each model's files
         self.legacy = workspace / "models"
@@ -133,6 +139,11 @@ class ModelRegistry:
                 "version kept them in the workspace folder of the kernel that built it",
                 hint="Run LIST MODEL once in that kernel (it moves them into the database), "
                      "or build the model again with OPTIONS (overwrite=True).")
+        if not entry.files:
+            raise DataError(f"The catalog row of the model {entry.name!r} is damaged: it does "
+                            "not say which files make the model",
+                            hint=f"Build it again with OPTIONS (overwrite=True), or DROP MODEL "
+                                 f"{entry.name}.")
         folder = self.cache / entry.digest
         if self._whole(folder, entry):
             return folder
@@ -225,8 +236,40 @@ class ModelRegistry:
             return
         create_once(self.store, MODELS, MODEL_FILES)
         add_missing_columns(self.store, MODELS)
+        self._sweep()
         self._move_legacy_models()
         self._ensured = True
+
+    def _sweep(self) -> None:
+        """Remove the folders a stopped or killed BUILD or fetch left half-written, once they
+        are old enough that no kernel can still be writing them; an earlier version's model
+        that a kill left renamed aside is put back."""
+        removed = 0
+        now = time.time()
+        for folder in (self.cache, self.legacy):
+            try:
+                entries = sorted(folder.iterdir())
+            except OSError:
+                continue
+            for entry in entries:
+                kind, _, rest = entry.name[1:].partition("-")
+                if not entry.name.startswith(".") or kind not in ("new", "fetch", "old"):
+                    continue
+                name = rest.rsplit("-", 1)[0]
+                if kind == "old" and folder == self.legacy and _NAME.match(name) \
+                        and not (folder / name).exists():
+                    entry.rename(folder / name)   # killed between the two renames of a BUILD
+                    continue
+                try:
+                    if now - entry.stat().st_mtime < STALE_AFTER_S:
+                        continue
+                except OSError:
+                    continue
+                shutil.rmtree(entry, ignore_errors=True)
+                removed += 1
+        if removed:
+            self.notify(f"Removed {removed} unfinished model folder{'s' * (removed > 1)} that "
+                        "a stopped or killed BUILD MODEL left in the workspace.")
 
     def _move_legacy_models(self) -> None:
         with self.store.begin() as conn:
@@ -337,9 +380,18 @@ def _now() -> dt.datetime:
 
 
 def _entry(row: Any) -> ModelEntry:
+    """The entry of a catalog row; a row whose JSON cannot be read is listed as damaged
+    (one bad row must not break LIST MODEL or any other model)."""
+    status = row["status"]
+    try:
+        card = json.loads(row["card"])
+        files = json.loads(row["files"]) if row["files"] else {}
+        if not isinstance(card, dict) or not isinstance(files, dict):
+            raise ValueError("not a JSON object")
+    except (ValueError, TypeError):
+        card, files, status = {}, {}, "damaged: its catalog row cannot be read"
     return ModelEntry(row["name"], row["base_model"], row["trained_on"], row["row_count"],
-                      row["status"], row["last_updated_utc"], json.loads(row["card"]),
-                      row["digest"], json.loads(row["files"]) if row["files"] else {})
+                      status, row["last_updated_utc"], card, row["digest"], files)
 
 
 __all__ = ["CARD_FILE", "CHUNK_BYTES", "ModelEntry", "ModelRegistry", "check_name",

@@ -46,6 +46,9 @@ EMBEDDINGS = sa.Table(
     sa.Column("collection", sa.String(256), nullable=False),
     sa.Column("row_count", sa.Integer, nullable=False),
     sa.Column("updated_utc", sa.DateTime, nullable=False),
+    # the digest of the model that made the column (models.digest), so a rebuilt model's
+    # search never reads the vectors of the one before
+    sa.Column("model_digest", sa.String(64), nullable=True),
 )
 
 

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy import event, exc
 
 from ..errors import DatabaseError, NotFoundError, ServerError, did_you_mean
+from ..imports import import_whole
 from ..results import Message, Table
 
 if TYPE_CHECKING:
@@ -295,8 +296,22 @@ class SqlStore:
                 yield conn
 
     # -- statements --------------------------------------------------------------------
+    def check_user_table(self, name: str, statement: str) -> None:
+        """Refuse to let a statement change one of the kernel's own tables (its catalogs)."""
+        if name.lower().startswith(INTERNAL_PREFIX):
+            raise DatabaseError(
+                f"{statement}: {name} is one of the kernel's own tables (its catalog of models "
+                "or embedding columns); statements may read it, not change it",
+                hint="Tables whose names start with thanosql_ are the kernel's: pick another "
+                     "name. Models change with BUILD MODEL and DROP MODEL.")
+
     def run(self, conn: sa.Connection, sql: str, limit: int) -> Table | Message:
         """Run one SQL statement; rows stream, and only the first ``limit`` are kept."""
+        if INTERNAL_PREFIX in sql.lower() and writes(sql):
+            from ..syntax.bind import written_tables
+
+            for table in written_tables(sql, self.dialect):
+                self.check_user_table(table, _first_line(sql).split()[0].upper())
         with self._explained(sql):
             result = conn.exec_driver_sql(sql)
             if not result.returns_rows:
@@ -401,12 +416,13 @@ class SqlStore:
 
     def insert_frame(self, conn: sa.Connection, table: str, frame: pd.DataFrame) -> None:
         """Append a data frame's rows to ``table``, creating it with types read off the frame."""
-        import pandas as pd
-
+        pd = import_whole("pandas")
         try:
             frame.to_sql(table, conn, if_exists="append", index=False, chunksize=20_000)
         except pd.errors.DatabaseError as e:
             cause = getattr(e.__cause__, "orig", None) or e.__cause__ or e
+            if "interrupted" in str(cause).lower():   # the stop button, through SQLite
+                raise KeyboardInterrupt from None
             raise DatabaseError(f"The database refused the rows of COPY {table}: "
                                 f"{_first_line(str(cause))}") from None
 

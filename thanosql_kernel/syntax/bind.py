@@ -127,3 +127,26 @@ def top_n(sql: str, source: str, dialect: str | None = None) -> tuple[str, int] 
     if not isinstance(count, exp.Literal) or count.is_string or not count.this.isdigit():
         return None
     return column.name.lower(), int(count.this)
+
+
+def written_tables(sql: str, dialect: str | None = None) -> tuple[str, ...]:
+    """The tables a statement creates, changes or drops (not those it only reads)."""
+    from sqlglot import exp
+
+    tree = _parse(sql, dialect)
+    if tree is None:
+        return ()
+    targets: list[exp.Expression] = []
+    if isinstance(tree, (exp.Drop, exp.Create, exp.Insert, exp.Update, exp.Delete)) or \
+            type(tree).__name__ in ("Alter", "AlterTable", "TruncateTable"):
+        targets.append(tree.this)
+        # DROP TABLE a, b and TRUNCATE a, b list theirs (the name of the argument has varied)
+        for name in ("tables", "expressions"):
+            targets += [e for e in tree.args.get(name) or () if isinstance(e, exp.Table)]
+    names = []
+    for target in targets:
+        table = target if isinstance(target, exp.Table) else (
+            target.find(exp.Table) if target is not None else None)
+        if table is not None and table.name:
+            names.append(table.name.lower())
+    return tuple(names)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import difflib
 import re
 from dataclasses import dataclass
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import ThanoSQLSyntaxError
 from .nodes import Magic, Node, Options, Sql
-from .scan import Scan, line_col, scan
+from .scan import Lines, Scan, line_col, scan
 from .statements import (
     BY_HEAD, PHRASES, ROW_NODES, SQL_STATEMENT_WORDS, START, SUBQUERY_START, statement_for_phrase,
     token,
@@ -21,6 +22,10 @@ if TYPE_CHECKING:
 _QUERY_START = re.compile(r"\s*(SELECT|WITH|VALUES)\b", re.I)
 _LINE_MAGIC = re.compile(r"[ \t]*%(?!%)(\w+)[ \t]*(.*)")
 _CELL_MAGIC = re.compile(r"[ \t]*%%(\w+)[ \t]*(.*)")
+
+_AS = re.compile(r"\bAS\b", re.I)
+#: the most characters a ThanoSQL statement may have before its query (about 10,000 values)
+_MAX_HEAD = 20_000
 
 #: the prefix of the placeholder that stands for a ThanoSQL sub-query inside plain SQL
 SUBQUERY_PREFIX = "__thanosql_subquery_"
@@ -44,11 +49,14 @@ class _Builder:
         self.cell = cell
         self.text = cell.text
         self.masked = cell.scan.masked
+        self.lines = Lines(cell.text)
+        #: the opening parentheses, in order (a statement looks only at its own, by bisect)
+        self.opens = sorted(cell.scan.pairs)
         self._counter = 0
 
     # -- errors ------------------------------------------------------------------------
     def error(self, message: str, offset: int, hint: str | None = None) -> ThanoSQLSyntaxError:
-        line, column, text = line_col(self.text, offset)
+        line, column, text = self.lines.line_col(offset)
         return ThanoSQLSyntaxError(message, line=line, column=column, text=text, hint=hint)
 
     def _found(self, offset: int) -> str:
@@ -99,17 +107,33 @@ class _Builder:
 
         grammar_name, build, syntax = BY_HEAD[word]
         element = getattr(grammar, grammar_name)
+        self.check_head_length(start, end, word, syntax)
         try:
             result = element.parse_string(self.masked[start:end], parse_all=True)
+        except RecursionError:
+            raise self.error("Values are nested too deeply to read", start,
+                             hint=f"Option values are text, numbers, True/False, None or flat "
+                                  f"[lists]. The syntax is: {syntax}") from None
         except pp.ParseBaseException as e:
             offset = start + e.loc
             msg = e.msg if e.msg.startswith("Expected") else f"Expected {e.msg}"
             msg = msg.replace("end of text", "the end of the statement")
             raise self.error(f"{msg}, found {self._found(offset)}", offset,
                              hint=f"The syntax is: {syntax}") from None
-        meta = {"source": self.text[start:end].strip(), "line": line_col(self.text, start)[0],
+        meta = {"source": self.text[start:end].strip(), "line": self.lines.line(start),
                 "start": start}
         return build(self, result, start, meta)
+
+    def check_head_length(self, start: int, end: int, word: str, syntax: str) -> None:
+        """Refuse a statement whose part before its query (options, image lists) is longer
+        than any real one: the grammar would take seconds a value to read it."""
+        query = _AS.search(self.masked, start, end)
+        head = (query.start() if query else end) - start
+        if head > _MAX_HEAD:
+            raise self.error(
+                f"This {word} statement is {head:,} characters long before its query; "
+                f"ThanoSQL reads at most {_MAX_HEAD:,} there", start,
+                hint=f"The syntax is: {syntax}. Long lists of values belong in a table.")
 
     def options(self, result: pp.ParseResults, start: int) -> Options:
         items: list[tuple[str, object]] = []
@@ -160,7 +184,9 @@ class _Builder:
         anchors: list[tuple[int, int]] = [(0, start)]
         subqueries: list[tuple[str, Node]] = []
         cursor = start
-        for open_at in sorted(self.cell.scan.pairs):
+        for open_at in self.opens[bisect.bisect_left(self.opens, start):]:
+            if open_at >= end:
+                break
             close_at = self.cell.scan.pairs[open_at]
             if open_at < cursor or close_at >= end or open_at < start:
                 continue
@@ -178,7 +204,7 @@ class _Builder:
             cursor = close_at + 1
         pieces.append(self.masked[cursor:end])
         return Sql("".join(pieces), tuple(subqueries), tuple(anchors),
-                   source=self.text[start:end], line=line_col(self.text, start)[0], start=start)
+                   source=self.text[start:end], line=self.lines.line(start), start=start)
 
 
 def _read_magics(text: str) -> _Cell:

@@ -34,6 +34,7 @@ import functools
 import re
 import secrets
 import signal
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -45,6 +46,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from ..errors import DataError, NotFoundError, OptionError, ServerError
+from ..imports import import_whole
 from .locking import FileLock, NoLock
 
 if TYPE_CHECKING:
@@ -80,13 +82,29 @@ def _unreachable(url: str, detail: object) -> ServerError:
                             "reconnects by itself. Plain SQL works meanwhile.")
 
 
+class DamagedIndex(DataError):
+    """The embedded index's files cannot be read. The embedding columns are the truth, so the
+    kernel can set the folder aside and rebuild the index from them."""
+
+    def __init__(self, path: Path, cause: BaseException) -> None:
+        super().__init__(f"The vector index in {path} is damaged ({type(cause).__name__}: "
+                         f"{str(cause)[:120]})",
+                         hint="Run the statement again: the kernel sets the damaged index "
+                              "aside and rebuilds it from the embedding columns.")
+        self.path = path
+
+
 def _reaching_server(method: _Call) -> _Call:
-    """Report a Chroma server that went away as a ServerError naming its URL."""
+    """Report a Chroma server that went away as a ServerError naming its URL, and an embedded
+    index whose files cannot be read as a DamagedIndex."""
 
     @functools.wraps(method)
     def call(self: ChromaIndex, *args: Any, **kwargs: Any) -> Any:
         if self._url is None:
-            return method(self, *args, **kwargs)
+            try:
+                return method(self, *args, **kwargs)
+            except (self._chroma_internal, sqlite3.DatabaseError) as e:
+                raise DamagedIndex(self._path, e) from None
         import httpx
 
         try:
@@ -102,23 +120,29 @@ class ChromaIndex:
 
     def __init__(self, path: Path, *, hnsw: Mapping[str, Any] = HNSW) -> None:
         """The embedded index in folder `path` (created if missing)."""
-        import chromadb  # lazily: a cell of plain SQL must not pay for importing Chroma
+        # lazily (a cell of plain SQL must not pay for importing Chroma), and whole
+        chromadb = import_whole("chromadb")
         from chromadb.config import Settings
 
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         lock = FileLock(path / LOCK_FILE)
-        with lock:  # the first open creates and migrates Chroma's SQLite file
-            client = chromadb.PersistentClient(
-                path=str(path), settings=Settings(anonymized_telemetry=False, allow_reset=False))
-        self._setup(client, lock, FileLock(path / SWAP_LOCK_FILE), hnsw, stale_after=0.0,
-                    url=None)
+        self._path = path
+        try:
+            with lock:  # the first open creates and migrates Chroma's SQLite file
+                client = chromadb.PersistentClient(
+                    path=str(path),
+                    settings=Settings(anonymized_telemetry=False, allow_reset=False))
+            self._setup(client, lock, FileLock(path / SWAP_LOCK_FILE), hnsw, stale_after=0.0,
+                        url=None)
+        except (chromadb.errors.ChromaError, sqlite3.DatabaseError) as e:
+            raise DamagedIndex(path, e) from None
 
     @classmethod
     def http(cls, url: str, *, hnsw: Mapping[str, Any] = HNSW,
              stale_after: float = 3600.0) -> ChromaIndex:
         """The index on the Chroma server at `url` (`http://host:port` or `https://…`)."""
-        import chromadb
+        chromadb = import_whole("chromadb")
         from chromadb.config import Settings
 
         parts = urlsplit(url)
@@ -155,6 +179,7 @@ class ChromaIndex:
         self._stale_after = stale_after
         self._chroma_not_found = errors.NotFoundError
         self._chroma_invalid = errors.InvalidArgumentError
+        self._chroma_internal = errors.InternalError
         self._first_sweep()
 
     @_reaching_server
@@ -344,6 +369,15 @@ class ChromaIndex:
                 raise
 
 
+def collection_name(table: str, column: str) -> str:
+    """A new, valid collection name for a table's embedding column, whatever the two are
+    called: letters, digits and _ only, starting and ending with one, short enough."""
+    def safe(part: str) -> str:
+        return re.sub(r"[^A-Za-z0-9_]", "_", part)[:60]
+
+    return f"thanosql__{safe(table)}__{safe(column)}__{secrets.token_hex(4)}"
+
+
 def _check_name(name: str) -> None:
     if (not isinstance(name, str) or not 3 <= len(name) <= 512 - _SUFFIX_LENGTH
             or not _NAME.fullmatch(name) or ".." in name or _IPV4.fullmatch(name)
@@ -378,4 +412,4 @@ def _interrupts_held() -> Iterator[None]:
         raise KeyboardInterrupt
 
 
-__all__ = ["HNSW", "ChromaIndex"]
+__all__ = ["HNSW", "ChromaIndex", "DamagedIndex", "collection_name"]
