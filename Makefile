@@ -15,7 +15,7 @@ SERVER_SUITES := tests/test_engine_copy.py tests/test_build_model.py tests/test_
     tests/test_model_store.py tests/test_editing.py \
     tests/test_kernel.py tests/test_concurrency.py tests/test_tutorial.py
 
-.PHONY: venv labextension servers-deps browser-deps test test-embedded test-servers demo bench lint clean
+.PHONY: venv labextension servers-deps browser-deps test test-embedded test-servers faults demo bench lint clean
 
 venv: $(STAMP)
 
@@ -67,6 +67,10 @@ demo: venv
 	echo "make demo: executed notebooks and HTML copies are in $$(pwd)/notebooks/out/" && \
 	ls -1 notebooks/out && \
 	echo "make demo: took $$(( $$(date +%s) - start )) s"
+
+# the fault suite, longer than make test runs it: more fuzz examples, stops and kills
+faults: venv
+	THANOSQL_FAULT_EXAMPLES=3000 THANOSQL_FAULT_ROUNDS=6 $(PY) -m pytest -q tests/test_faults.py
 
 bench: venv
 	$(PY) bench/kernel_start.py

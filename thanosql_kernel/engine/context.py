@@ -87,10 +87,11 @@ class Context:
     def _rebuilt_index(self, folder: Path) -> VectorIndex:
         """A new embedded index in ``folder``, holding every embedding column's vectors again;
         the damaged folder is kept aside for whoever wants to look at it."""
-        from ..vectors import ChromaIndex
+        from ..vectors.chroma import ChromaIndex, forget_client
         from .convert import reindex
 
         aside = folder.with_name(f"{folder.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+        forget_client(folder)
         folder.rename(aside)
         self._vectors = ChromaIndex(folder)
         self._damaged = False

@@ -136,6 +136,7 @@ class ChromaIndex:
             self._setup(client, lock, FileLock(path / SWAP_LOCK_FILE), hnsw, stale_after=0.0,
                         url=None)
         except (chromadb.errors.ChromaError, sqlite3.DatabaseError) as e:
+            forget_client(path)
             raise DamagedIndex(path, e) from None
 
     @classmethod
@@ -369,6 +370,19 @@ class ChromaIndex:
                 raise
 
 
+def forget_client(path: Path) -> None:
+    """Drop what Chroma keeps in this process for the folder ``path``: it keeps one client
+    system per folder, and a failed or damaged one would be handed to every later open."""
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    key = str(path)
+    system = getattr(SharedSystemClient, "_identifier_to_system", {}).pop(key, None)
+    getattr(SharedSystemClient, "_identifier_to_refcount", {}).pop(key, None)
+    if system is not None:
+        with contextlib.suppress(Exception):
+            system.stop()
+
+
 def collection_name(table: str, column: str) -> str:
     """A new, valid collection name for a table's embedding column, whatever the two are
     called: letters, digits and _ only, starting and ending with one, short enough."""
@@ -412,4 +426,4 @@ def _interrupts_held() -> Iterator[None]:
         raise KeyboardInterrupt
 
 
-__all__ = ["HNSW", "ChromaIndex", "DamagedIndex", "collection_name"]
+__all__ = ["HNSW", "ChromaIndex", "DamagedIndex", "collection_name", "forget_client"]
