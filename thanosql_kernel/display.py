@@ -18,6 +18,7 @@ from .settings import DEFAULT_DISPLAY_LIMIT
 _MAX_CELL_CHARS = 60
 _MAX_HTML_CELL_CHARS = 2000
 _RED, _RESET = "\x1b[0;31m", "\x1b[0m"
+_MAX_ERROR_LINE = 1_000
 
 
 def format_vector(value: bytes) -> str:
@@ -228,5 +229,8 @@ def error_content(error: BaseException, statement: str | None = None,
     if statement and not getattr(error, "line", None):
         shown = statement if len(statement) <= 300 else statement[:299] + "…"
         evalue = f"{evalue}\nIn the statement:\n  " + shown.replace("\n", "\n  ")
+    # whatever a message quotes, no line of it runs on for pages
+    evalue = "\n".join(line if len(line) <= _MAX_ERROR_LINE else
+                        line[:_MAX_ERROR_LINE - 1] + "…" for line in evalue.split("\n"))
     return {"ename": ename, "evalue": evalue,
             "traceback": [f"{_RED}{ename}{_RESET}: {evalue}"]}

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import NotFoundError, did_you_mean
+from ..errors import NotFoundError, did_you_mean, excerpt
 
 #: ``progress(done, total)``, called as files are written
 ProgressFn = Callable[[int, int], None]
@@ -57,7 +57,7 @@ def get_dataset(name: str) -> DatasetInfo:
     info = DATASETS.get(name.lower())
     if info is None:
         known = ", ".join(sorted(DATASETS))
-        raise NotFoundError(f"There is no data set called {name!r}.",
+        raise NotFoundError(f"There is no data set called {excerpt(name)}.",
                             hint=f"{did_you_mean(name, DATASETS)}Known data sets: {known}.")
     return info
 

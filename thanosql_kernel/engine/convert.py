@@ -6,7 +6,7 @@ import time
 from contextlib import suppress
 from dataclasses import replace
 
-from ..errors import AlreadyExistsError, NotFoundError, OptionError, ThanoSQLError
+from ..errors import AlreadyExistsError, NotFoundError, OptionError, ThanoSQLError, excerpt
 from ..options import OptionSpec, name_problem, read_options
 from ..results import Progress, Table
 from ..storage import EmbeddingColumn, Transaction
@@ -80,13 +80,13 @@ def _prepare(ctx: Context, tx: Transaction, table: str, column: str, image_col: 
     """Check the table can take the column, add it (and its indexes); the entry it replaces."""
     columns = ctx.store.columns(tx, table)
     if image_col not in columns:
-        raise NotFoundError(f"{statement}: the table {table!r} has no column {image_col!r}",
-                            hint=f"Its columns: {', '.join(columns)}.")
+        raise NotFoundError(f"{statement}: the table {excerpt(table)} has no column "
+                            f"{excerpt(image_col)}", hint=f"Its columns: {', '.join(columns)}.")
     old = ctx.embeddings.get(tx, table, column)
     if column in columns and old is None:
         raise AlreadyExistsError(
-            f"{statement}: the table {table!r} already has a column {column!r} that CONVERT "
-            "did not make", hint="Choose another with OPTIONS (result_col='…').")
+            f"{statement}: the table {excerpt(table)} already has a column {excerpt(column)} "
+            "that CONVERT did not make", hint="Choose another with OPTIONS (result_col='…').")
     ctx.embeddings.prepare(tx, table, column, image_col)
     return old
 

@@ -8,7 +8,7 @@ import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import AlreadyExistsError, DataError, NotFoundError, OptionError
+from ..errors import AlreadyExistsError, DataError, NotFoundError, OptionError, excerpt
 from ..imports import import_whole
 from ..options import OptionSpec, read_options
 from ..paths import not_a_file
@@ -39,7 +39,7 @@ def copy(node: Copy, ctx: Context) -> Message:
         exists = ctx.store.has_table(conn, node.table)
         if exists and mode == "fail":
             raise AlreadyExistsError(
-                f"The table {node.table!r} already exists",
+                f"The table {excerpt(node.table)} already exists",
                 hint=f"To replace it: COPY {node.table} OPTIONS (overwrite=True) FROM … ; "
                      f"to add rows to it: COPY {node.table} OPTIONS (if_exists='append') "
                      "FROM …")
@@ -50,8 +50,8 @@ def copy(node: Copy, ctx: Context) -> Message:
             extra = [c for c in frame.columns if c not in columns]
             if extra:
                 raise DataError(
-                    f"{node.path!r} has columns that the table {node.table!r} does not: "
-                    f"{', '.join(extra)}",
+                    f"{excerpt(node.path)} has columns that the table {excerpt(node.table)} "
+                    f"does not: {', '.join(extra)}",
                     hint=f"The table's columns are {', '.join(columns)}. Rename the file's "
                          "columns, or COPY it into a new table.")
         ctx.store.insert_frame(conn, node.table, frame)
@@ -72,13 +72,20 @@ def read_table_file(path: Path, shown: str) -> pd.DataFrame:
     """A file (csv, parquet, json, xlsx) or a folder of images as a frame, columns lower-cased."""
     pd = import_whole("pandas")
 
+    try:
+        path.stat()
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError) as e:
+        raise DataError(f"COPY cannot open {excerpt(shown)}: "
+                        f"{getattr(e, 'strerror', None) or e}") from None
     if not path.exists():
-        raise NotFoundError(f"No file or folder {shown!r} (looked for {path})",
+        raise NotFoundError(f"No file or folder {excerpt(shown)} (looked for {path})",
                             hint="Relative paths are relative to the notebook's folder.")
     if path.is_dir():
         frame = _image_folder(path, shown)
     elif not_a_file(path) is not None:
-        raise DataError(f"COPY cannot read {shown!r}: it is {not_a_file(path)}")
+        raise DataError(f"COPY cannot read {excerpt(shown)}: it is {not_a_file(path)}")
     else:
         suffix = path.suffix.lower()
         try:
@@ -92,12 +99,12 @@ def read_table_file(path: Path, shown: str) -> pd.DataFrame:
             elif suffix == ".xlsx":
                 frame = pd.read_excel(path)
             else:
-                raise DataError(f"COPY cannot read {shown!r}: unknown file type {suffix!r}",
+                raise DataError(f"COPY cannot read {excerpt(shown)}: unknown file type {suffix!r}",
                                 hint="COPY reads " + ", ".join(FILE_READERS) +
                                      " files, or a folder of images.")
         except (pd.errors.EmptyDataError, pd.errors.ParserError, ValueError, OSError,
                 zipfile.BadZipFile) as e:   # an .xlsx is a zip file
-            raise DataError(f"COPY could not read {shown!r}: {str(e).strip()}",
+            raise DataError(f"COPY could not read {excerpt(shown)}: {str(e).strip()}",
                             hint="Check that the file is well-formed " + suffix[1:] + ".") \
                 from None
     return _normalise_columns(frame, shown)
@@ -111,7 +118,7 @@ def _utf8_text(path: Path, shown: str) -> str:
         line = data.count(b"\n", 0, e.start) + 1
         column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
         raise DataError(
-            f"{shown!r} is not UTF-8: byte 0x{data[e.start]:02x} on line {line}, "
+            f"{excerpt(shown)} is not UTF-8: byte 0x{data[e.start]:02x} on line {line}, "
             f"column {column} cannot be decoded",
             hint="Save the file as UTF-8 (for example: iconv -f cp949 -t utf-8 in.csv > "
                  "out.csv) and COPY it again.") from None
@@ -128,7 +135,7 @@ def _image_folder(folder: Path, shown: str) -> pd.DataFrame:
                 relative = Path(dirpath, name).relative_to(folder).as_posix()
                 found.append(((Path(shown) / relative).as_posix(), name))
     if not found:
-        raise DataError(f"The folder {shown!r} holds no image files",
+        raise DataError(f"The folder {excerpt(shown)} holds no image files",
                         hint="COPY of a folder takes files ending in " +
                              ", ".join(IMAGE_EXTENSIONS) + ".")
     return pd.DataFrame(found, columns=["image_path", "filename"])
@@ -138,9 +145,9 @@ def _normalise_columns(frame: pd.DataFrame, shown: str) -> pd.DataFrame:
     names = [str(c).strip().lower() for c in frame.columns]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise DataError(f"{shown!r} has columns that differ only in case or spaces: "
+        raise DataError(f"{excerpt(shown)} has columns that differ only in case or spaces: "
                         f"{', '.join(duplicates)}", hint="Rename them so each is unique.")
     if not names:
-        raise DataError(f"{shown!r} has no columns")
+        raise DataError(f"{excerpt(shown)} has no columns")
     frame.columns = names
     return frame

@@ -6,7 +6,7 @@ import time
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
-from ..errors import AlreadyExistsError, DataError, NotFoundError, ThanoSQLError
+from ..errors import AlreadyExistsError, DataError, NotFoundError, ThanoSQLError, excerpt
 from ..models.options import SIMCLR_OPTIONS, simclr_config
 from ..options import OptionSpec, read_options
 from ..results import Message, Progress, Table
@@ -66,7 +66,7 @@ def load(ctx: Context, name: str) -> tuple[TrainedModel, ModelEntry]:
 def build_model(node: BuildModel, ctx: Context) -> Message:
     known = BASE_MODELS.get(node.base.lower())
     if known is None:
-        raise NotFoundError(f"There is no base model {node.base!r}",
+        raise NotFoundError(f"There is no base model {excerpt(node.base)}",
                             hint="Known base models: "
                                  f"{', '.join(name for name, _ in BASE_MODELS.values())}.")
     base = known[0]
@@ -74,7 +74,7 @@ def build_model(node: BuildModel, ctx: Context) -> Message:
     config = simclr_config(options)
     check_name(node.name)
     if not options["overwrite"] and ctx.models.exists(node.name):
-        raise AlreadyExistsError(f"A model named {node.name!r} already exists",
+        raise AlreadyExistsError(f"A model named {excerpt(node.name)} already exists",
                                  hint="Add OPTIONS (overwrite=True) to replace it, or choose "
                                       "another name.")
     paths = _training_paths(node, ctx, options["image_col"], options["label_col"])

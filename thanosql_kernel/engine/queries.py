@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
-from ..errors import DatabaseError, DataError, NotFoundError, ThanoSQLError, did_you_mean
+from ..errors import DatabaseError, DataError, NotFoundError, ThanoSQLError, did_you_mean, excerpt
 from ..results import Message, Table
 from ..storage import Transaction, writes
 from ..syntax import ListTables, Node, SearchImage, Sql
@@ -89,7 +89,7 @@ def image_column(columns: tuple[str, ...], wanted: str, statement: str) -> int:
     lowered = [c.lower() for c in columns]
     if wanted.lower() not in lowered:
         raise NotFoundError(
-            f"{statement}: the query has no column {wanted!r}",
+            f"{statement}: the query has no column {excerpt(wanted)}",
             hint=f"{did_you_mean(wanted, columns)}Its columns are {', '.join(columns)}. Name "
                  f"the column that holds image paths with OPTIONS (image_col='…').")
     return lowered.index(wanted.lower())
@@ -100,7 +100,7 @@ def image_paths(ctx: Context, values: list[Any], column: str, statement: str) ->
     paths: list[str] = []
     for i, value in enumerate(values):
         if value is None or not str(value).strip():
-            raise DataError(f"{statement}: row {i + 1} has no image path in {column!r}",
+            raise DataError(f"{statement}: row {i + 1} has no image path in {excerpt(column)}",
                             hint="Filter such rows out in the query (WHERE "
                                  f"{column} IS NOT NULL).")
         paths.append(str(ctx.settings.resolve(str(value))))

@@ -167,26 +167,27 @@ def _row_embeddings(ctx: Context, model: Any, rows: Table, columns: list[str], e
                 todo.append(i)
                 continue
             if not isinstance(value, (bytes, bytearray, memoryview)):
-                raise DataError(f"SEARCH IMAGE: the column {emb_col!r} holds no embeddings "
+                raise DataError(f"SEARCH IMAGE: the column {excerpt(emb_col)} holds no embeddings "
                                 f"(it holds values such as {excerpt(value)})",
                                 hint="Name the column CONVERT made with OPTIONS "
                                      "(emb_col='…'), or leave emb_col out.")
             vector = from_blob(value)
             if vector.shape != (model.embedding_dim,):
-                raise DataError(f"SEARCH IMAGE: {emb_col!r} holds {vector.shape[0]}-d vectors "
-                                f"but {model_name!r} makes {model.embedding_dim}-d ones",
+                raise DataError(f"SEARCH IMAGE: {excerpt(emb_col)} holds {vector.shape[0]}-d "
+                                f"vectors but {model_name!r} makes {model.embedding_dim}-d ones",
                                 hint="Run CONVERT USING with this model again, or name the "
                                      "right column with OPTIONS (emb_col='…').")
             matrix[i] = vector
     if not np.isfinite(matrix).all():
-        raise DataError(f"SEARCH IMAGE: {emb_col!r} holds embeddings that are not numbers "
+        raise DataError(f"SEARCH IMAGE: {excerpt(emb_col)} holds embeddings that are not numbers "
                         "(NaN)", hint="Run CONVERT USING again to embed the rows anew.")
     if todo:
         if image_col not in columns:
             raise NotFoundError(
-                f"SEARCH IMAGE: the rows have neither an embedding column {emb_col!r} nor an "
-                f"image column {image_col!r}", hint=f"Their columns: {', '.join(rows.columns)}. "
-                "Name them with OPTIONS (emb_col='…') or OPTIONS (image_col='…').")
+                f"SEARCH IMAGE: the rows have neither an embedding column {excerpt(emb_col)} "
+                f"nor an image column {excerpt(image_col)}",
+                hint=f"Their columns: {', '.join(rows.columns)}. Name them with OPTIONS "
+                     "(emb_col='…') or OPTIONS (image_col='…').")
         i_img = columns.index(image_col)
         paths = image_paths(ctx, [rows.rows[i][i_img] for i in todo], image_col, "SEARCH IMAGE")
         # in batches, like CONVERT: memory stays small however many rows lack a vector

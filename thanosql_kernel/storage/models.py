@@ -30,7 +30,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ..errors import AlreadyExistsError, DataError, NotFoundError, ThanoSQLError, did_you_mean
+from ..errors import (
+    AlreadyExistsError, DataError, NotFoundError, ThanoSQLError, did_you_mean, excerpt,
+)
 from .schema import MODEL_FILES, MODELS, add_missing_columns, create_once
 from .sql import SqlStore, database_errors
 
@@ -65,7 +67,7 @@ class ModelEntry:
 def check_name(name: str) -> str:
     """``name`` if it may name a model (it never reaches outside a folder), else an error."""
     if not _NAME.match(name):
-        raise ThanoSQLError(f"{name!r} is not a valid model name",
+        raise ThanoSQLError(f"{excerpt(name)} is not a valid model name",
                             hint="Use letters, digits and _, starting with a letter.")
     return name
 
@@ -118,7 +120,7 @@ class ModelRegistry:
                 .first()
         if row is None:
             known = [e.name for e in self.entries()]
-            raise NotFoundError(f"There is no model {name!r}",
+            raise NotFoundError(f"There is no model {excerpt(name)}",
                                 hint=f"{did_you_mean(name, known)}Models: {', '.join(known)}."
                                 if known else
                                 "No model has been built yet: use BUILD MODEL … USING SimCLR.")
@@ -129,6 +131,17 @@ class ModelRegistry:
         with self.store.begin() as conn:
             return conn.execute(sa.select(MODELS.c.name).where(MODELS.c.name == name)) \
                 .first() is not None
+
+    def _ready_cache(self) -> None:
+        """Make the cache folder; something else in its place is set aside (it is a cache:
+        whatever it held can be fetched again)."""
+        for folder in (self.cache.parent, self.cache):
+            if folder.exists() and not folder.is_dir():
+                aside = folder.with_name(f"{folder.name}.damaged-{uuid.uuid4().hex[:8]}")
+                folder.rename(aside)
+                self.notify(f"{folder} was not a folder: it was set aside as {aside.name}, "
+                            "and model files are fetched into a new cache.")
+        self.cache.mkdir(parents=True, exist_ok=True)
 
     def files(self, entry: ModelEntry) -> Path:
         """A local folder holding the model's files, checked against its digest: the cached
@@ -147,7 +160,7 @@ class ModelRegistry:
         folder = self.cache / entry.digest
         if self._whole(folder, entry):
             return folder
-        self.cache.mkdir(parents=True, exist_ok=True)
+        self._ready_cache()
         fetching = self.cache / f".fetch-{entry.digest}-{uuid.uuid4().hex[:8]}"
         fetching.mkdir()
         try:
@@ -171,7 +184,7 @@ class ModelRegistry:
         """Write a model's files with ``write(folder)`` and make it ``name``, all or nothing."""
         check_name(name)
         self._ensure()
-        self.cache.mkdir(parents=True, exist_ok=True)
+        self._ready_cache()
         staging = self.cache / f".new-{name}-{uuid.uuid4().hex[:8]}"
         staging.mkdir()
         try:
@@ -287,7 +300,7 @@ class ModelRegistry:
                 conn.execute(sa.update(MODELS).where(
                     (MODELS.c.name == name) & MODELS.c.digest.is_(None)).values(
                     digest=digest, files=json.dumps(files)))
-            self.cache.mkdir(parents=True, exist_ok=True)
+            self._ready_cache()
             _move(folder, self.cache / digest)
             shutil.rmtree(folder, ignore_errors=True)
 

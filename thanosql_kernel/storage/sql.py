@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy import event, exc
 
-from ..errors import DatabaseError, NotFoundError, ServerError, did_you_mean
+from ..errors import DatabaseError, NotFoundError, ServerError, did_you_mean, excerpt
 from ..imports import import_whole
 from ..results import Message, Table
 
@@ -389,7 +389,7 @@ class SqlStore:
             except exc.NoSuchTableError:
                 tables = self.table_names(conn)
                 raise NotFoundError(
-                    f"There is no table {table!r}",
+                    f"There is no table {excerpt(table)}",
                     hint=f"{did_you_mean(table, tables)}Tables: {', '.join(tables) or 'none yet'}."
                 ) from None
 

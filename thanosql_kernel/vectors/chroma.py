@@ -125,7 +125,10 @@ class ChromaIndex:
         from chromadb.config import Settings
 
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:   # something else stands where the index's folder should be
+            raise DamagedIndex(path, e) from None
         lock = FileLock(path / LOCK_FILE)
         self._path = path
         try:
