@@ -295,6 +295,12 @@ def test_hostile_image_files_are_reported_not_crashed_on(built: Engine) -> None:
         assert words in shown.images[0].problem
     with pytest.raises(DataError, match="NUL"):
         built.run("SEARCH IMAGE images='imgs/1\x00.png' USING m AS SELECT * FROM imgs")
+    (folder / "loop.png").symlink_to(folder / "loop.png")
+    with pytest.raises(DataError, match="symbolic links"):
+        built.run("SEARCH IMAGE images='imgs/loop.png' USING m AS SELECT * FROM imgs")
+    with pytest.raises(NotFoundError) as caught:
+        built.run(f"SEARCH IMAGE images='{'a' * 5000}' USING m AS SELECT * FROM imgs")
+    assert len(str(caught.value)) < 1_000
     (built.cwd / "bad.xlsx").write_bytes(b"PK\x03\x04 not really a zip file")
     with pytest.raises(DataError, match="bad.xlsx"):
         built.run("COPY x FROM 'bad.xlsx'")

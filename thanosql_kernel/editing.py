@@ -64,6 +64,7 @@ class Level:
     open: Token | None = None
     parent: Level | None = None
     groups: dict[int, Level] = field(default_factory=dict)   # "(" start -> its level
+    close: Token | None = None   # the ")" that ends it, if the text has one yet
 
     def statement(self) -> Statement | None:
         """The ThanoSQL statement this level is, by its first words."""
@@ -94,10 +95,6 @@ class Cursor:
     string_at: int | None  # the opening quote of the string the cursor is in, if it is
     level: Level
     previous: list[Token]  # the level's tokens before the word, last one nearest
-
-    @property
-    def word(self) -> str:
-        return self.code[self.start:self.pos]
 
     @property
     def whole_word(self) -> str:
@@ -136,6 +133,7 @@ def _levels(tokens: list[Token]) -> Level:
             current.groups[t.start] = child
             current = child
         elif t.kind == "R_PAREN" and current.parent is not None:
+            current.close = t
             current = current.parent
             current.tokens.append(t)
         else:
@@ -191,20 +189,13 @@ def _open_string(masked: str, start: int, pos: int) -> int | None:
 
 
 def _innermost(level: Level, pos: int) -> Level:
+    """The deepest parenthesised level that ``pos`` lies in."""
     for t in level.tokens:
         if t.kind == "L_PAREN" and t.start < pos:
             child = level.groups[t.start]
-            close = next((u for u in level.tokens if u.kind == "R_PAREN" and u.start > t.start
-                          and _closes(level, t, u)), None)
-            if close is None or pos <= close.start:
+            if child.close is None or pos <= child.close.start:
                 return _innermost(child, pos)
     return level
-
-
-def _closes(level: Level, opening: Token, closing: Token) -> bool:
-    """Whether ``closing`` (a ")" of ``level``) closes ``opening``: the next one after it."""
-    after = [t for t in level.tokens if t.start > opening.start]
-    return bool(after) and next(t for t in after if t.kind in ("R_PAREN", "L_PAREN")) is closing
 
 
 # -- what the database holds ---------------------------------------------------------------
@@ -406,11 +397,12 @@ def _candidates(where: Cursor, names: _Names, ctx: Context) -> Iterator[tuple[st
 
         yield from ((name, "dataset") for name in DATASETS)
         return
-    if word == "MODEL" and len(where.previous) >= 2 and where.previous[-2].word in (
-            "DROP", "DELETE") or word == "EXISTS":
+    typed = [t.word for t in where.previous]
+    if typed[-2:] in (["DROP", "MODEL"], ["DELETE", "MODEL"]) or \
+            typed[-3:] == ["MODEL", "IF", "EXISTS"]:
         yield from ((name, "model") for name in names.models())
         return
-    if word in _TABLE_WORDS:
+    if word in _TABLE_WORDS or typed[-3:] == ["TABLE", "IF", "EXISTS"]:
         yield from ((name, "table") for name in names.tables())
         return
     query = where.level.after("AS") if statement is not None else where.level.tokens
@@ -421,7 +413,6 @@ def _candidates(where: Cursor, names: _Names, ctx: Context) -> Iterator[tuple[st
         if not columns:   # its tables are not typed yet (or unknown): every table's columns
             columns = [c for table in names.tables() for c in names.columns(table)]
         yield from ((name, "column") for name in columns)
-    typed = [t.word for t in where.previous]
     for phrase in PHRASES:   # the rest of a statement's words: PRINT IM -> IMAGE
         parts = phrase.split()
         if len(typed) < len(parts) and parts[:len(typed)] == typed:

@@ -16,6 +16,10 @@ def not_a_file(path: str | os.PathLike[str]) -> str | None:
         kind = os.stat(path).st_mode
     except ValueError:
         return "not a valid path (it holds a NUL character)"
+    except FileNotFoundError:
+        raise
+    except OSError as e:   # a loop of links, a name too long, a folder that is a file …
+        return f"not readable ({e.strerror or e})"
     if stat.S_ISREG(kind):
         return None
     return "a directory" if stat.S_ISDIR(kind) else "not a regular file (a pipe or a device)"

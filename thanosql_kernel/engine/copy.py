@@ -80,7 +80,7 @@ def read_table_file(path: Path, shown: str) -> pd.DataFrame:
         raise DataError(f"COPY cannot open {excerpt(shown)}: "
                         f"{getattr(e, 'strerror', None) or e}") from None
     if not path.exists():
-        raise NotFoundError(f"No file or folder {excerpt(shown)} (looked for {path})",
+        raise NotFoundError(f"No file or folder {excerpt(shown)} (looked for {excerpt(str(path))})",
                             hint="Relative paths are relative to the notebook's folder.")
     if path.is_dir():
         frame = _image_folder(path, shown)

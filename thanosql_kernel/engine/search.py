@@ -59,7 +59,7 @@ def search_image(node: SearchImage, ctx: Context, hint: tuple[str, int] | None =
     for shown, path in zip(queries, query_paths, strict=True):
         if not os.path.lexists(path) and "\0" not in path:
             raise NotFoundError(f"SEARCH IMAGE: the query image {excerpt(shown)} does not "
-                                f"exist (looked for {path})",
+                                f"exist (looked for {excerpt(path)})",
                                 hint="Relative paths are relative to the notebook's folder.")
         problem = not_a_file(path)
         if problem is not None:

@@ -152,7 +152,7 @@ class ModelRegistry:
                 "version kept them in the workspace folder of the kernel that built it",
                 hint="Run LIST MODEL once in that kernel (it moves them into the database), "
                      "or build the model again with OPTIONS (overwrite=True).")
-        if not entry.files:
+        if not entry.files or not _DIGEST.fullmatch(entry.digest):
             raise DataError(f"The catalog row of the model {entry.name!r} is damaged: it does "
                             "not say which files make the model",
                             hint=f"Build it again with OPTIONS (overwrite=True), or DROP MODEL "
@@ -213,8 +213,8 @@ class ModelRegistry:
             _move(staging, self.cache / digest)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        if old is not None and old.digest not in (None, digest):
-            shutil.rmtree(self.cache / old.digest, ignore_errors=True)
+        if old is not None and old.digest != digest:
+            self._uncache(old.digest)
         shutil.rmtree(self.legacy / name, ignore_errors=True)
         return self.get(name)
 
@@ -237,10 +237,14 @@ class ModelRegistry:
             if missing_ok:
                 return False
             self.get(name)   # the error that lists the models there are
-        if old.digest is not None:
-            shutil.rmtree(self.cache / old.digest, ignore_errors=True)
+        self._uncache(old.digest)
         shutil.rmtree(self.legacy / name, ignore_errors=True)
         return True
+
+    def _uncache(self, digest: str | None) -> None:
+        """Remove the cached copy of ``digest`` (a damaged row's digest names no folder)."""
+        if digest is not None and _DIGEST.fullmatch(digest):
+            shutil.rmtree(self.cache / digest, ignore_errors=True)
 
     # -- helpers ---------------------------------------------------------------------------
     def _ensure(self) -> None:
