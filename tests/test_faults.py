@@ -225,6 +225,9 @@ def test_search_refuses_vectors_the_model_made_before_it_was_rebuilt(built: Engi
     with pytest.raises(DataError, match="as it was before it was built again") as caught:
         built.run(SEARCH)
     assert "CONVERT USING m AS SELECT * FROM imgs" in (caught.value.hint or "")
+    # rows that do not bring the column are embedded from their images: no refusal
+    fresh = built.one(SEARCH.replace("SELECT * FROM imgs", "SELECT image_path FROM imgs"))
+    assert fresh.rows[0][0] == "imgs/3.png"
     built.run("CONVERT USING m AS SELECT * FROM imgs")
     assert built.one(SEARCH).rows[0][0] == "imgs/3.png"
 

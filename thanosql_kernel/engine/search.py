@@ -71,16 +71,18 @@ def search_image(node: SearchImage, ctx: Context, hint: tuple[str, int] | None =
                         "numbers (NaN): its weights are damaged",
                         hint=f"Build it again: BUILD MODEL {node.model} … OPTIONS "
                              "(overwrite=True).")
-    _check_made_by(ctx, node, emb_col, entry.digest)
     limit = options["top_k"] if second else None
     if hint is not None and hint[0] == names[0]:
         limit = hint[1] if limit is None else min(limit, hint[1])
     if limit is not None and len(queries) == 1:
-        fast = _search_with_index(ctx, node, emb_col, image_col, names, q[0], limit)
+        fast = _search_with_index(ctx, node, emb_col, image_col, names, q[0], limit,
+                                  entry.digest)
         if fast is not None:
             return fast
     rows = rows_of(node.query, ctx)
     columns = [c.lower() for c in rows.columns]
+    if emb_col in columns:   # the rows bring vectors: they must be this model's
+        _check_made_by(ctx, node, emb_col, entry.digest)
     matrix = _row_embeddings(ctx, model, rows, columns, emb_col, image_col, node.model)
     sims = (matrix @ q.T).astype(np.float64) if len(rows.rows) else np.zeros((0, len(q)))
     order = _ranked(sims[:, 0], limit) if second or limit is not None else range(len(rows.rows))
@@ -101,19 +103,22 @@ def _check_made_by(ctx: Context, node: SearchImage, emb_col: str, digest: str | 
         made = [e for e in ctx.embeddings.all(tx) if e.column_name == emb_col
                 and (shape is None or e.table_name in shape.tables)]
     for entry in made:
-        where = f"{entry.table_name}.{entry.column_name}"
-        again = f"CONVERT USING {node.model} AS SELECT * FROM {entry.table_name}"
-        if entry.model != node.model:
-            raise DataError(f"SEARCH IMAGE: {where} holds the embeddings of the model "
-                            f"{entry.model!r}, not of {node.model!r}",
-                            hint=f"Search it USING {entry.model}, run {again} into another "
-                                 "column (OPTIONS (result_col='…')), or name the column of "
-                                 f"{node.model}'s embeddings with OPTIONS (emb_col='…').")
-        if entry.model_digest is not None and digest is not None and \
-                entry.model_digest != digest:
-            raise DataError(f"SEARCH IMAGE: {where} holds the embeddings of {node.model!r} as "
-                            "it was before it was built again",
-                            hint=f"Run {again} to embed the rows with the model as it is now.")
+        _refuse_others(entry, node, digest)
+
+
+def _refuse_others(entry: EmbeddingColumn, node: SearchImage, digest: str | None) -> None:
+    where = f"{entry.table_name}.{entry.column_name}"
+    again = f"CONVERT USING {node.model} AS SELECT * FROM {entry.table_name}"
+    if entry.model != node.model:
+        raise DataError(f"SEARCH IMAGE: {where} holds the embeddings of the model "
+                        f"{entry.model!r}, not of {node.model!r}",
+                        hint=f"Search it USING {entry.model}, run {again} into another column "
+                             "(OPTIONS (result_col='…')), or name the column of "
+                             f"{node.model}'s embeddings with OPTIONS (emb_col='…').")
+    if entry.model_digest is not None and digest is not None and entry.model_digest != digest:
+        raise DataError(f"SEARCH IMAGE: {where} holds the embeddings of {node.model!r} as it "
+                        "was before it was built again",
+                        hint=f"Run {again} to embed the rows with the model as it is now.")
 
 
 def _query_images(node: SearchImage, options: dict[str, Any], base: str
@@ -199,7 +204,8 @@ def _row_embeddings(ctx: Context, model: Any, rows: Table, columns: list[str], e
 
 
 def _search_with_index(ctx: Context, node: SearchImage, emb_col: str, image_col: str,
-                       names: list[str], vector: np.ndarray, k: int) -> Table | None:
+                       names: list[str], vector: np.ndarray, k: int,
+                       digest: str | None) -> Table | None:
     """The top k from the converted column's vectors, when they still cover the table.
 
     Exact cosine search over the column's vectors, held in memory per collection, answers
@@ -215,7 +221,9 @@ def _search_with_index(ctx: Context, node: SearchImage, emb_col: str, image_col:
     table = found.tables[0]
     with ctx.store.begin() as tx:
         entry = ctx.embeddings.get(tx, table, emb_col)
-        if entry is None or entry.model != node.model or entry.image_col != image_col:
+        if entry is not None:
+            _refuse_others(entry, node, digest)
+        if entry is None or entry.image_col != image_col:
             return None
         if not ctx.embeddings.covers(tx, entry):
             return None  # some rows have no embedding: the row-by-row path embeds them

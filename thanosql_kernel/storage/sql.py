@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -203,6 +204,10 @@ class SqlStore:
     def __init__(self, url: str) -> None:
         self.url = url
         self._engine: sa.Engine | None = None
+        # the kernel's warm-up thread and the first statement may both open the database:
+        # one makes the engine (importing the driver), the other waits for it, since two
+        # threads importing a driver at once can see it half-initialised
+        self._engine_lock = threading.Lock()
 
     @functools.cached_property
     def shown_url(self) -> str:
@@ -214,35 +219,42 @@ class SqlStore:
 
     @property
     def engine(self) -> sa.Engine:
-        if self._engine is None:
+        with self._engine_lock:
+            if self._engine is None:
+                self._engine = self._make_engine()
+            return self._engine
+
+    def _make_engine(self) -> sa.Engine:
+        """The engine for ``url``: SQLite made transactional and patient, a server's
+        connections tested before use."""
+        try:
+            url = sa.make_url(self.url)
+        except exc.ArgumentError:
+            # not shown: a URL that cannot be read may still hold a password
+            raise ServerError("THANOSQL_DATABASE_URL cannot be read as a database URL",
+                              hint="Write it like postgresql+psycopg://user@host:5432/db, "
+                                   "or unset it for the embedded SQLite database.") from None
+        sqlite = url.get_backend_name() == "sqlite"
+        if sqlite and url.database not in (None, "", ":memory:"):
+            folder = Path(url.database).parent
             try:
-                url = sa.make_url(self.url)
-            except exc.ArgumentError:
-                # not shown: a URL that cannot be read may still hold a password
-                raise ServerError("THANOSQL_DATABASE_URL cannot be read as a database URL",
-                                  hint="Write it like postgresql+psycopg://user@host:5432/db, "
-                                       "or unset it for the embedded SQLite database.") from None
-            sqlite = url.get_backend_name() == "sqlite"
-            if sqlite and url.database not in (None, "", ":memory:"):
-                folder = Path(url.database).parent
-                try:
-                    folder.mkdir(parents=True, exist_ok=True)
-                except OSError as e:
-                    raise DatabaseError(
-                        f"Cannot make the workspace folder {folder}: {e.strerror or e}",
-                        hint="Move or remove what stands in its place, or set "
-                             "THANOSQL_WORKSPACE to a folder the kernel may write.") from None
-            # a server may restart under a running kernel: test a pooled connection before
-            # using it, so the first statement after a restart just works
-            self._engine = sa.create_engine(url, pool_pre_ping=not sqlite)
-            if sqlite:
-                _sqlite_setup(self._engine)
-            elif url.get_backend_name() == "postgresql":
-                # before SQLAlchemy's own first look at the server, which a SQL_ASCII
-                # database already confuses
-                event.listen(self._engine, "connect", functools.partial(
-                    _check_encoding, shown_url=self.shown_url), insert=True)
-        return self._engine
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise DatabaseError(
+                    f"Cannot make the workspace folder {folder}: {e.strerror or e}",
+                    hint="Move or remove what stands in its place, or set "
+                         "THANOSQL_WORKSPACE to a folder the kernel may write.") from None
+        # a server may restart under a running kernel: test a pooled connection before
+        # using it, so the first statement after a restart just works
+        engine = sa.create_engine(url, pool_pre_ping=not sqlite)
+        if sqlite:
+            _sqlite_setup(engine)
+        elif url.get_backend_name() == "postgresql":
+            # before SQLAlchemy's own first look at the server, which a SQL_ASCII
+            # database already confuses
+            event.listen(engine, "connect", functools.partial(
+                _check_encoding, shown_url=self.shown_url), insert=True)
+        return engine
 
     def _connect(self) -> sa.Connection:
         """A pooled connection; a server that cannot be reached is a ServerError."""
