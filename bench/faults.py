@@ -27,7 +27,6 @@ import random
 import shutil
 import signal
 import sqlite3
-import struct
 import sys
 import tempfile
 import time
@@ -41,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.conftest import KernelSession  # noqa: E402
 from tests.test_build_model import make_images  # noqa: E402
+from tests.test_faults import png_claiming  # noqa: E402
 from thanosql_kernel.engine import Context, execute  # noqa: E402
 from thanosql_kernel.errors import ThanoSQLError  # noqa: E402
 from thanosql_kernel.settings import Settings  # noqa: E402
@@ -174,20 +174,11 @@ def grammar(tally: Tally, count: int, rng: random.Random) -> None:
 
 # -- hostile input --------------------------------------------------------------------------
 
-def _png_claiming(path: Path, width: int, height: int) -> None:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data +
-                struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(
-        ">IIBBBBB", width, height, 8, 0, 0, 0, 0)) + chunk(b"IEND", b""))
-
-
 def hostile_files(folder: Path) -> dict[str, Path]:
     """Files no well-meaning user makes, each under imgs/ or beside the notebook."""
     imgs = folder / "imgs"
     made = {}
-    _png_claiming(imgs / "bomb.png", 50_000, 50_000)
+    png_claiming(imgs / "bomb.png", 50_000, 50_000)
     os.mkfifo(imgs / "pipe.png")
     (imgs / "empty.png").write_bytes(b"")
     (imgs / "truncated.png").write_bytes((imgs / "1.png").read_bytes()[:40])

@@ -269,7 +269,7 @@ def test_nan_weights_are_an_error_not_null_similarities(built: Engine) -> None:
         built.run("SEARCH IMAGE images='imgs/1.png' USING nan AS SELECT * FROM imgs")
 
 
-def _png_claiming(path: Path, width: int, height: int) -> None:
+def png_claiming(path: Path, width: int, height: int) -> None:
     """A PNG header that claims a huge image (a decompression bomb), with no pixels after."""
     def chunk(kind: bytes, data: bytes) -> bytes:
         return (struct.pack(">I", len(data)) + kind + data +
@@ -281,7 +281,7 @@ def _png_claiming(path: Path, width: int, height: int) -> None:
 
 def test_hostile_image_files_are_reported_not_crashed_on(built: Engine) -> None:
     folder = built.cwd / "imgs"
-    _png_claiming(folder / "bomb.png", 40_000, 40_000)
+    png_claiming(folder / "bomb.png", 40_000, 40_000)
     os.mkfifo(folder / "pipe.png")
     for name, words in (("bomb.png", "more pixels"), ("pipe.png", "not a regular file")):
         built.run(f"COPY {name[:4]} FROM 'imgs.csv'; "
