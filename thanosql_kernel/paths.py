@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import stat
 
+#: what ``not_a_file`` answers for a folder
+DIRECTORY = "a directory"
+
 
 def not_a_file(path: str | os.PathLike[str]) -> str | None:
     """Why ``path`` is not a regular file to read (a directory, a pipe …), or None.
@@ -22,4 +25,4 @@ def not_a_file(path: str | os.PathLike[str]) -> str | None:
         return f"not readable ({e.strerror or e})"
     if stat.S_ISREG(kind):
         return None
-    return "a directory" if stat.S_ISDIR(kind) else "not a regular file (a pipe or a device)"
+    return DIRECTORY if stat.S_ISDIR(kind) else "not a regular file (a pipe or a device)"

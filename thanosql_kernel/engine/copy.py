@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from ..errors import AlreadyExistsError, DataError, NotFoundError, OptionError, excerpt
 from ..imports import import_whole
 from ..options import OptionSpec, read_options
-from ..paths import not_a_file
+from ..paths import DIRECTORY, not_a_file
 from ..results import Message
 from ..syntax import Copy
 from .context import Context
@@ -71,21 +71,17 @@ def _mode(options: dict[str, object]) -> str:
 def read_table_file(path: Path, shown: str) -> pd.DataFrame:
     """A file (csv, parquet, json, xlsx) or a folder of images as a frame, columns lower-cased."""
     pd = import_whole("pandas")
-
     try:
-        path.stat()
+        problem = not_a_file(path)
     except FileNotFoundError:
-        pass
-    except (OSError, ValueError) as e:
-        raise DataError(f"COPY cannot open {excerpt(shown)}: "
-                        f"{getattr(e, 'strerror', None) or e}") from None
-    if not path.exists():
-        raise NotFoundError(f"No file or folder {excerpt(shown)} (looked for {excerpt(str(path))})",
-                            hint="Relative paths are relative to the notebook's folder.")
-    if path.is_dir():
+        raise NotFoundError(f"No file or folder {excerpt(shown)} (looked for "
+                            f"{excerpt(str(path))})",
+                            hint="Relative paths are relative to the notebook's folder.") \
+            from None
+    if problem == DIRECTORY:
         frame = _image_folder(path, shown)
-    elif not_a_file(path) is not None:
-        raise DataError(f"COPY cannot read {excerpt(shown)}: it is {not_a_file(path)}")
+    elif problem is not None:
+        raise DataError(f"COPY cannot read {excerpt(shown)}: it is {problem}")
     else:
         suffix = path.suffix.lower()
         try:

@@ -8,6 +8,7 @@ no numerical library is imported here.
 from __future__ import annotations
 
 import datetime as dt
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -152,8 +153,11 @@ class EmbeddingColumns:
             return False
         target = sa.table(entry.table_name, sa.column(entry.image_col),
                           sa.column(entry.column_name))
+        # PostgreSQL aborts a transaction at its first error, so the probe gets a savepoint
+        # there; SQLite goes on after a failed statement and saves the round trips
+        guard = conn.begin_nested() if conn.dialect.name == "postgresql" else nullcontext()
         try:
-            with conn.begin_nested():
+            with guard:
                 unconverted = conn.execute(
                     sa.select(target.c[entry.image_col])
                     .where(target.c[entry.column_name].is_(None)).limit(1)).first()

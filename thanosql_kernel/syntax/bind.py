@@ -8,6 +8,7 @@ then take the general path, never a wrong shortcut.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +54,7 @@ def _arg(node: exp.Expression, *names: str) -> Any:
     return None
 
 
+@functools.lru_cache(maxsize=256)   # a notebook runs the same query text again and again
 def shape(sql: str, dialect: str | None = None) -> Shape | None:
     """The shape of a SELECT (or WITH … SELECT), or None when it is not one or not readable."""
     from sqlglot import exp
@@ -97,6 +99,7 @@ def _output_columns(tree: exp.Expression) -> tuple[str, ...] | None:
     return tuple(names)
 
 
+@functools.lru_cache(maxsize=256)
 def top_n(sql: str, source: str, dialect: str | None = None) -> tuple[str, int] | None:
     """(column, n) when ``sql`` is ``SELECT … FROM <source> [alias] ORDER BY column DESC
     LIMIT n`` and nothing else: then only the top n rows of ``source`` by that column can
