@@ -47,30 +47,13 @@ def search_image(node: SearchImage, ctx: Context, hint: tuple[str, int] | None =
     """
     import numpy as np
 
-    from ..models import embed, load_images
-
     model, entry = load(ctx, node.model)
     base = entry.base_model.lower()
     options = read_options(node.options, SEARCH_OPTIONS, "SEARCH IMAGE")
     second, queries, names = _query_images(node, options, base)
     emb_col = (options["emb_col"] or f"{node.model}_{base}").lower()
     image_col = options["image_col"].lower()
-    query_paths = [str(ctx.settings.resolve(q)) for q in queries]
-    for shown, path in zip(queries, query_paths, strict=True):
-        if not os.path.lexists(path) and "\0" not in path:
-            raise NotFoundError(f"SEARCH IMAGE: the query image {excerpt(shown)} does not "
-                                f"exist (looked for {excerpt(path)})",
-                                hint="Relative paths are relative to the notebook's folder.")
-        problem = not_a_file(path)
-        if problem is not None:
-            raise DataError(f"SEARCH IMAGE: the query image {excerpt(shown)} is {problem}")
-    q = embed(model, load_images(query_paths, model.image_size, model.channels,
-                                 what="SEARCH IMAGE"))
-    if not np.isfinite(q).all():
-        raise DataError(f"SEARCH IMAGE: the model {node.model!r} makes embeddings that are not "
-                        "numbers (NaN): its weights are damaged",
-                        hint=f"Build it again: BUILD MODEL {node.model} … OPTIONS "
-                             "(overwrite=True).")
+    q = _embed_queries(ctx, node, model, queries)
     limit = options["top_k"] if second else None
     if hint is not None and hint[0] == names[0]:
         limit = hint[1] if limit is None else min(limit, hint[1])
@@ -91,6 +74,33 @@ def search_image(node: SearchImage, ctx: Context, hint: tuple[str, int] | None =
     out = tuple(tuple(rows.rows[i]) + tuple(float(s) for s in sims[i]) for i in order)
     vectors = frozenset({emb_col}) if emb_col in columns else frozenset()
     return Table(tuple(rows.columns) + tuple(names), out, vector_columns=vectors)
+
+
+def _embed_queries(ctx: Context, node: SearchImage, model: Any, queries: list[str]
+                   ) -> np.ndarray:
+    """The query images' embeddings (Q, D); each must be a readable file, each embedding a
+    vector of numbers."""
+    import numpy as np
+
+    from ..models import embed, load_images
+
+    paths = [str(ctx.settings.resolve(q)) for q in queries]
+    for shown, path in zip(queries, paths, strict=True):
+        if not os.path.lexists(path) and "\0" not in path:
+            raise NotFoundError(f"SEARCH IMAGE: the query image {excerpt(shown)} does not "
+                                f"exist (looked for {excerpt(path)})",
+                                hint="Relative paths are relative to the notebook's folder.")
+        problem = not_a_file(path)
+        if problem is not None:
+            raise DataError(f"SEARCH IMAGE: the query image {excerpt(shown)} is {problem}")
+    embedded = embed(model, load_images(paths, model.image_size, model.channels,
+                                        what="SEARCH IMAGE"))
+    if not np.isfinite(embedded).all():
+        raise DataError(f"SEARCH IMAGE: the model {node.model!r} makes embeddings that are not "
+                        "numbers (NaN): its weights are damaged",
+                        hint=f"Build it again: BUILD MODEL {node.model} … OPTIONS "
+                             "(overwrite=True).")
+    return embedded
 
 
 def _check_made_by(ctx: Context, node: SearchImage, emb_col: str, digest: str | None) -> None:
