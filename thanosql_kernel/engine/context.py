@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..errors import ThanoSQLError
 from ..results import Progress
 from ..settings import Settings
 from ..storage import EmbeddingColumns, ModelRegistry, SqlStore
@@ -90,18 +92,22 @@ class Context:
         from ..vectors.chroma import ChromaIndex, forget_client
         from .convert import reindex
 
-        aside = folder.with_name(f"{folder.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+        aside = folder.with_name(f"{folder.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}-"
+                                 f"{uuid.uuid4().hex[:6]}")
         forget_client(folder)
         folder.rename(aside)
         self._vectors = ChromaIndex(folder)
         self._damaged = False
-        with self.store.begin(write=True) as tx:
+        with self.store.begin() as tx:
             made = self.embeddings.all(tx)
-            for entry in made:
+        rebuilt = 0
+        for entry in made:   # each in its own transaction: a table dropped since is skipped
+            with suppress(ThanoSQLError), self.store.begin(write=True) as tx:
                 reindex(self, tx, entry)
+                rebuilt += 1
         self.notify(f"The vector index in {folder} was damaged: it was set aside as "
-                    f"{aside.name} and rebuilt from {len(made)} embedding column"
-                    f"{'s' * (len(made) != 1)}.")
+                    f"{aside.name} and rebuilt from {rebuilt} embedding column"
+                    f"{'s' * (rebuilt != 1)}.")
         return self._vectors
 
     def close(self) -> None:
