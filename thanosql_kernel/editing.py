@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ThanoSQLError
 from .syntax.scan import scan
-from .syntax.statements import PHRASES, STATEMENTS, Statement
+from .syntax.statements import PHRASES, SQL_PHRASES, STATEMENTS, Statement
 
 if TYPE_CHECKING:
     from .engine import Context
@@ -36,11 +36,6 @@ _TABLE_OPTIONS = {"table_name"}
 _COLUMN_OPTIONS = {"image_col", "label_col", "emb_col"}
 #: options whose value is a path
 _PATH_OPTIONS = {"search_input", "images", "image"}
-SQL_KEYWORDS = (
-    "SELECT", "FROM", "WHERE", "GROUP BY", "ORDER BY", "LIMIT", "INSERT INTO", "VALUES",
-    "UPDATE", "DELETE FROM", "CREATE TABLE", "DROP TABLE", "ALTER TABLE", "WITH", "JOIN",
-    "LEFT JOIN", "DESC", "ASC", "DISTINCT", "COUNT", "AND", "OR", "NOT", "NULL", "LIKE", "AS",
-)
 
 
 @dataclass(frozen=True)
@@ -148,7 +143,9 @@ def locate(code: str, pos: int) -> Cursor:
     masked = found.masked
     start_of = max([i + 1 for i in found.semicolons if i < pos], default=0)
     end_of = min([i for i in found.semicolons if i >= pos], default=len(code))
-    string_at = _open_string(masked, start_of, pos)
+    # the lexer's own pass over the text up to the cursor says whether a string is open there
+    left_open = scan(code[start_of:pos]).unterminated
+    string_at = start_of + left_open[1] if left_open and left_open[0] in ("'", '"') else None
     if string_at is not None:
         word_start = max(string_at + 1, masked.rfind("/", string_at + 1, pos) + 1)
         word_end = pos
@@ -168,24 +165,6 @@ def locate(code: str, pos: int) -> Cursor:
     level = _innermost(top, word_start)
     previous = [t for t in level.tokens if t.end <= word_start]
     return Cursor(code, pos, word_start, word_end, string_at, level, previous)
-
-
-def _open_string(masked: str, start: int, pos: int) -> int | None:
-    """The offset of the quote that opens the string ``pos`` is in, or None."""
-    quote, opened = "", None
-    i = start
-    while i < pos:
-        c = masked[i]
-        if quote:
-            if c == quote and masked[i + 1:i + 2] == quote and i + 1 < pos:
-                i += 2
-                continue
-            if c == quote:
-                quote, opened = "", None
-        elif c in "'\"":
-            quote, opened = c, i
-        i += 1
-    return opened
 
 
 def _innermost(level: Level, pos: int) -> Level:
@@ -426,7 +405,7 @@ def _keywords() -> tuple[str, ...]:
     """SQL's words, every phrase that starts a ThanoSQL statement, and the words inside."""
     from .engine import BASE_MODELS
 
-    return (*SQL_KEYWORDS, *PHRASES, "OPTIONS", "USING",
+    return (*SQL_PHRASES, *PHRASES, "OPTIONS", "USING",
             *(name for name, _ in BASE_MODELS.values()))
 
 

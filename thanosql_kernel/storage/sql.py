@@ -18,6 +18,7 @@ from sqlalchemy import event, exc
 from ..errors import DatabaseError, NotFoundError, ServerError, did_you_mean, excerpt
 from ..imports import import_whole
 from ..results import Message, Table
+from ..syntax.statements import SQL_PHRASES
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -101,11 +102,7 @@ _WITH_WRITE = re.compile(r"\b(INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|REPLACE)\b"
 
 
 #: SQL's words that a misspelt word near a syntax error may have meant
-_SQL_WORDS = ("SELECT", "FROM", "WHERE", "GROUP", "ORDER", "BY", "HAVING", "LIMIT", "OFFSET",
-              "INSERT", "INTO", "VALUES", "UPDATE", "SET", "DELETE", "CREATE", "TABLE", "DROP",
-              "ALTER", "WITH", "JOIN", "LEFT", "RIGHT", "INNER", "OUTER", "ON", "AS", "AND",
-              "OR", "NOT", "NULL", "DISTINCT", "UNION", "CASE", "WHEN", "THEN", "ELSE", "END",
-              "LIKE", "BETWEEN", "EXISTS", "DESC", "ASC", "COUNT", "INDEX", "PRIMARY", "KEY")
+_SQL_WORDS = tuple(dict.fromkeys(w for phrase in SQL_PHRASES for w in phrase.split()))
 
 
 def writes(sql: str) -> bool:

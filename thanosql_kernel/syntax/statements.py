@@ -207,6 +207,16 @@ def statement_for_phrase(phrase: str) -> Statement:
     return next(s for s in STATEMENTS if phrase in s.phrases)
 
 
+#: SQL's own words and phrases: what completion offers besides ThanoSQL's, and the words a
+#: misspelt word in a database's syntax error may have meant
+SQL_PHRASES = (
+    "SELECT", "FROM", "WHERE", "GROUP BY", "ORDER BY", "LIMIT", "INSERT INTO", "VALUES",
+    "UPDATE", "DELETE FROM", "CREATE TABLE", "DROP TABLE", "ALTER TABLE", "WITH", "JOIN",
+    "LEFT JOIN", "DESC", "ASC", "DISTINCT", "COUNT", "AND", "OR", "NOT", "NULL", "LIKE", "AS",
+    "HAVING", "OFFSET", "SET", "INNER JOIN", "RIGHT JOIN", "OUTER", "ON", "UNION", "CASE",
+    "WHEN", "THEN", "ELSE", "END", "BETWEEN", "EXISTS", "CREATE INDEX", "PRIMARY KEY",
+)
+
 #: the words plain SQL statements start with (SQLite's and PostgreSQL's): a statement that
 #: starts with one of them is never taken for a misspelt ThanoSQL statement
 SQL_STATEMENT_WORDS = frozenset("""
