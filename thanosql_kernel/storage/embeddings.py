@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from ..results import Table
-from .schema import EMBEDDINGS, add_missing_columns, create_once
+from .schema import EMBEDDINGS, add_column, add_missing_columns, create_once
 from .sql import SqlStore, database_errors
 
 
@@ -114,11 +114,8 @@ class EmbeddingColumns:
         by path), and the rows that have no vector (so SEARCH can tell in one index lookup
         whether rows came since CONVERT, instead of counting the table)."""
         with database_errors(self.store.shown_url):
-            preparer = conn.dialect.identifier_preparer
             if column not in self.store.columns(conn, table):
-                kind = sa.LargeBinary().compile(dialect=conn.dialect)
-                conn.exec_driver_sql(f"ALTER TABLE {preparer.quote(table)} ADD COLUMN "
-                                     f"{preparer.quote(column)} {kind}")
+                add_column(conn, table, column, sa.LargeBinary())
             reflected = sa.Table(table, sa.MetaData(), autoload_with=conn)
             sa.Index(f"thanosql_ix_{table}_{image_col}"[:63], reflected.c[image_col]) \
                 .create(conn, checkfirst=True)

@@ -65,6 +65,14 @@ def create_once(store: SqlStore, *tables: sa.Table) -> None:
                 raise
 
 
+def add_column(conn: sa.Connection, table: str, column: str,
+               kind: sa.types.TypeEngine) -> None:
+    """ALTER TABLE … ADD COLUMN, the names quoted the way the database wants them."""
+    preparer = conn.dialect.identifier_preparer
+    conn.exec_driver_sql(f"ALTER TABLE {preparer.quote(table)} ADD COLUMN "
+                         f"{preparer.quote(column)} {kind.compile(dialect=conn.dialect)}")
+
+
 def _missing_columns(conn: sa.Connection, table: sa.Table) -> list[sa.Column]:
     present = {c["name"] for c in sa.inspect(conn).get_columns(table.name)}
     return [c for c in table.columns if c.name not in present]
@@ -78,11 +86,8 @@ def add_missing_columns(store: SqlStore, table: sa.Table) -> bool:
             return False
     try:
         with store.begin(write=True) as conn:
-            preparer = conn.dialect.identifier_preparer
             for column in _missing_columns(conn, table):
-                kind = column.type.compile(dialect=conn.dialect)
-                conn.exec_driver_sql(f"ALTER TABLE {preparer.quote(table.name)} ADD COLUMN "
-                                     f"{preparer.quote(column.name)} {kind}")
+                add_column(conn, table.name, column.name, column.type)
     except DatabaseError:
         with store.begin() as conn:   # another kernel added them first
             if _missing_columns(conn, table):
