@@ -155,6 +155,16 @@ def test_one_unreadable_catalog_row_is_listed_as_damaged_and_breaks_nothing(buil
     assert built.one(SEARCH).rows[0][0] == "imgs/3.png"
 
 
+def test_a_manifest_that_names_paths_outside_the_cache_is_damaged(built: Engine) -> None:
+    bad = json.dumps({"../../escaped.txt": {"size": 1, "sha256": "0" * 64}})
+    with built.ctx.store.begin(write=True) as tx:
+        tx.exec_driver_sql("UPDATE thanosql_models SET files = ?", (bad,))
+    built.ctx.loaded.clear()
+    with pytest.raises(DataError, match="catalog row of the model 'm' is damaged"):
+        built.run(SEARCH)
+    assert not list(built.cwd.rglob("escaped.txt"))
+
+
 def test_model_files_that_pass_their_checksum_yet_do_not_load(built: Engine) -> None:
     """A consistent but broken model: its description garbled, the checksums made to match
     (SQLite: the fault suite runs on the embedded defaults)."""

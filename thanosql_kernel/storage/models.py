@@ -44,6 +44,7 @@ STALE_AFTER_S = 3600.0
 CARD_FILE = "card.json"
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,127}$")
 _DIGEST = re.compile(r"[0-9a-f]{64}")
+_FILE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _LEGACY_FILES = ("weights.pt", "model.json")
 
 
@@ -152,7 +153,7 @@ class ModelRegistry:
                 "version kept them in the workspace folder of the kernel that built it",
                 hint="Run LIST MODEL once in that kernel (it moves them into the database), "
                      "or build the model again with OPTIONS (overwrite=True).")
-        if not entry.files or not _DIGEST.fullmatch(entry.digest):
+        if not _DIGEST.fullmatch(entry.digest) or not _well_formed(entry.files):
             raise DataError(f"The catalog row of the model {entry.name!r} is damaged: it does "
                             "not say which files make the model",
                             hint=f"Build it again with OPTIONS (overwrite=True), or DROP MODEL "
@@ -384,6 +385,15 @@ def _move(folder: Path, target: Path) -> None:
         folder.rename(target)
     except OSError:
         pass
+
+
+def _well_formed(files: dict[str, Any]) -> bool:
+    """Whether a manifest names plain files (nothing that reaches outside a folder) with a
+    size and a checksum each, as ``manifest`` writes it."""
+    return bool(files) and all(
+        _FILE.fullmatch(name) and isinstance(info, dict)
+        and isinstance(info.get("size"), int) and isinstance(info.get("sha256"), str)
+        for name, info in files.items())
 
 
 def _drop_unused_files(conn: sa.Connection, digest: str) -> None:
