@@ -226,11 +226,11 @@ def test_python_m_thanosql_kernel_help() -> None:
 def test_the_console_gets_progress_lines(monkeypatch) -> None:
     """Where updates in place are lost (jupyter console), long work still writes lines: one
     every 10 s, and one when it ends early."""
-    import thanosql_kernel.kernel as kernel_module
+    from thanosql_kernel.frontend import Bars
     from thanosql_kernel.results import Progress
 
     sent: list[tuple[str, dict]] = []
-    bars = kernel_module._Bars(lambda kind, content: sent.append((kind, content)))
+    bars = Bars(lambda kind, content: sent.append((kind, content)))
     clock = iter([0.0, 0.1, 11.0, 11.5, 30.0])
     monkeypatch.setattr(time, "monotonic", lambda: next(clock))
     for done in (0, 1, 2, 3):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
-from contextlib import suppress
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,6 +48,10 @@ class Context:
     loaded: dict[str, tuple[str, Any]] = field(default_factory=dict)
     #: the normalised vectors of one converted column, by collection: (image paths, matrix)
     matrices: dict[str, tuple[list[str], Any]] = field(default_factory=dict)
+    #: the values of the ``:name`` parameters of the statements now running (see ``bound``)
+    params: Mapping[str, Any] = field(default_factory=dict)
+    #: plain SQL keeps every row (rows become a DataFrame), not only the display limit's
+    keep_all_rows: bool = False
     _vectors: VectorIndex | None = None
     #: the embedded index was found damaged: set it aside and rebuild it on next use
     _damaged: bool = False
@@ -58,6 +62,15 @@ class Context:
         store = SqlStore(settings.database_url)
         return cls(settings, store, ModelRegistry(store, settings.workspace, notify),
                    EmbeddingColumns(store), report, notify)
+
+    @contextmanager
+    def bound(self, params: Mapping[str, Any]) -> Iterator[None]:
+        """Statements run inside bind their ``:name`` parameters to ``params``."""
+        before, self.params = self.params, params
+        try:
+            yield
+        finally:
+            self.params = before
 
     @property
     def vectors(self) -> VectorIndex:

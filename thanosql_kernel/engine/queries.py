@@ -29,7 +29,8 @@ def located(node: Sql) -> Iterator[None]:
 def run_sql(node: Sql, ctx: Context) -> Table | Message:
     with located(node), ctx.store.begin(write=writes(node.text)) as tx, \
             subquery_tables(node, ctx, tx):
-        result = ctx.store.run(tx, node.text, ctx.settings.display_limit)
+        limit = None if ctx.keep_all_rows else ctx.settings.display_limit
+        result = ctx.store.run(tx, node.text, limit, ctx.params)
         if isinstance(result, Table) and _has_bytes(result):
             # show the columns named like an embedding column CONVERT made compactly
             known = ctx.embeddings.names(tx)
@@ -46,7 +47,7 @@ def rows_of(query: Node, ctx: Context, hint: tuple[str, int] | None = None) -> T
     """Every row a query yields: a SELECT, or a row statement such as SEARCH or LIST."""
     if isinstance(query, Sql):
         with located(query), ctx.store.begin() as tx, subquery_tables(query, ctx, tx):
-            return ctx.store.read(tx, query.text)
+            return ctx.store.read(tx, query.text, ctx.params)
     if isinstance(query, SearchImage):
         from .search import search_image
 

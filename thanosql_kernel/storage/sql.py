@@ -7,7 +7,7 @@ import functools
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -110,6 +110,13 @@ def writes(sql: str) -> bool:
     if re.match(r"\s*WITH\b", sql, re.I):
         return bool(_WITH_WRITE.search(sql))
     return not _READ_ONLY.match(sql)
+
+
+def _placeholder(style: str, number: int) -> str:
+    """The driver's mark for its ``number``-th bound value (from 1), in DB-API ``style``."""
+    return {"qmark": "?", "format": "%s", "numeric": f":{number}",
+            "numeric_dollar": f"${number}", "named": f":p{number}",
+            "pyformat": f"%(p{number})s"}[style]
 
 
 def _first_line(text: str) -> str:
@@ -314,15 +321,17 @@ class SqlStore:
                 hint="Tables whose names start with thanosql_ are the kernel's: pick another "
                      "name. Models change with BUILD MODEL and DROP MODEL.")
 
-    def run(self, conn: sa.Connection, sql: str, limit: int) -> Table | Message:
-        """Run one SQL statement; rows stream, and only the first ``limit`` are kept."""
+    def run(self, conn: sa.Connection, sql: str, limit: int | None,
+            params: Mapping[str, Any] | None = None) -> Table | Message:
+        """Run one SQL statement; rows stream, and only the first ``limit`` are kept (all of
+        them for None). ``params`` holds the values of its ``:name`` parameters."""
         if INTERNAL_PREFIX in sql.lower() and writes(sql):
             from ..syntax.bind import written_tables
 
             for table in written_tables(sql, self.dialect):
                 self.check_user_table(table, _first_line(sql).split()[0].upper())
         with self._explained(sql):
-            result = conn.exec_driver_sql(sql)
+            result = self._execute(conn, sql, params)
             if not result.returns_rows:
                 count = result.rowcount
                 result.close()
@@ -333,19 +342,58 @@ class SqlStore:
             kept: list[tuple[Any, ...]] = []
             total = 0
             for row in result:
-                if total < limit:
+                if limit is None or total < limit:
                     kept.append(tuple(row))
                 total += 1
             return Table(columns, tuple(kept), total)
 
-    def read(self, conn: sa.Connection, sql: str) -> Table:
+    def read(self, conn: sa.Connection, sql: str,
+             params: Mapping[str, Any] | None = None) -> Table:
         """Every row of a query (for sub-queries and models, which need them all)."""
         with self._explained(sql):
-            result = conn.exec_driver_sql(sql)
+            result = self._execute(conn, sql, params)
             if not result.returns_rows:
                 raise DatabaseError("The query returned no rows to use",
                                     hint="Use a SELECT here.")
             return Table(tuple(result.keys()), tuple(tuple(r) for r in result))
+
+    def _execute(self, conn: sa.Connection, sql: str,
+                 params: Mapping[str, Any] | None) -> sa.CursorResult[Any]:
+        """Run ``sql`` as it is, or, where it has ``:name`` parameters, with their values
+        bound by the driver in its own parameter style: a value is never part of the text.
+
+        A tuple binds one value per item, in parentheses (``WHERE label IN :labels``, or
+        ``IN (:labels)``).
+        """
+        from ..syntax.params import parameters
+
+        found = parameters(sql) if params else ()
+        if not found:
+            return conn.exec_driver_sql(sql)
+        style = conn.dialect.paramstyle
+        named = style in ("named", "pyformat")
+        pieces: list[str] = []
+        values: list[Any] = []
+        cursor = 0
+        for offset, name in found:
+            pieces.append(sql[cursor:offset])
+            cursor = offset + 1 + len(name)
+            value = params[name]   # type: ignore[index]
+            items = value if isinstance(value, tuple) else (value,)
+            marks = []
+            for item in items:
+                values.append(item)
+                marks.append(_placeholder(style, len(values)))
+            enclosed = sql[:offset].rstrip().endswith("(") and sql[cursor:].lstrip()[:1] == ")"
+            listed = ", ".join(marks)
+            pieces.append(f"({listed})" if isinstance(value, tuple) and not enclosed else listed)
+        pieces.append(sql[cursor:])
+        if style in ("format", "pyformat"):   # a literal % must be doubled for the driver
+            pieces = [p if i % 2 else p.replace("%", "%%") for i, p in enumerate(pieces)]
+        text = "".join(pieces)
+        if named:
+            return conn.exec_driver_sql(text, {f"p{i + 1}": v for i, v in enumerate(values)})
+        return conn.exec_driver_sql(text, tuple(values))
 
     @contextmanager
     def _explained(self, sql: str) -> Iterator[None]:
