@@ -369,7 +369,9 @@ class SqlStore:
 
         found = parameters(sql) if params else ()
         if not found:
-            return conn.exec_driver_sql(sql)
+            # no parameter collection at all: psycopg would otherwise read every % in the
+            # text (LIKE '5%') as the start of a placeholder
+            return conn.exec_driver_sql(sql, execution_options={"no_parameters": True})
         style = conn.dialect.paramstyle
         named = style in ("named", "pyformat")
         pieces: list[str] = []
