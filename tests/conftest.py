@@ -97,9 +97,11 @@ class Reply:
 
 
 class KernelSession:
-    """A real ThanoSQL kernel started from the installed kernelspec, in a temporary folder."""
+    """A real ThanoSQL kernel (or another: ``kernel_name="python3"``) started from the
+    installed kernelspec, in a temporary folder."""
 
-    def __init__(self, cwd: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, cwd: Path, env: dict[str, str] | None = None,
+                 kernel_name: str = "thanosql") -> None:
         from jupyter_client.manager import start_new_kernel
 
         self.cwd = cwd
@@ -109,7 +111,7 @@ class KernelSession:
         #: the kernel's database: its own PostgreSQL database on a server run, else SQLite
         self.database_url = (kernel_env.get("THANOSQL_DATABASE_URL")
                              or f"sqlite:///{cwd / '.thanosql' / 'thanosql.db'}")
-        self.km, self.kc = start_new_kernel(kernel_name="thanosql", cwd=str(cwd),
+        self.km, self.kc = start_new_kernel(kernel_name=kernel_name, cwd=str(cwd),
                                             env=kernel_env, startup_timeout=60)
 
     def execute(self, code: str, timeout: float = 60, interrupt_after: float | None = None

@@ -124,19 +124,23 @@ class CellRunner:
                 self._context.keep_all_rows = self._keep_all_rows
             return self._context
 
-    def warm_up(self) -> None:
-        """Import the engine and open the database in a thread: about 0.2 s (SQLAlchemy
-        above all) that the user's typing hides."""
-        threading.Thread(target=self._warm_up, name="thanosql-warm-up", daemon=True).start()
+    def warm_up(self, *modules: str) -> None:
+        """Import the engine (and ``modules``, what the front end shows results with) and open
+        the database in a thread: time (SQLAlchemy above all) that the user's typing hides."""
+        threading.Thread(target=self._warm_up, args=modules, name="thanosql-warm-up",
+                         daemon=True).start()
 
-    def _warm_up(self) -> None:
+    def _warm_up(self, *modules: str) -> None:
         from .engine import execute  # noqa: F401
+        from .imports import import_whole
 
         try:
+            for module in modules:   # so a statement needing one waits for this import
+                import_whole(module)
             with self.context.store.begin():
                 pass
         except Exception:  # noqa: BLE001 - the first statement reports it, with context
-            self.log.debug("warm-up could not open the database", exc_info=True)
+            self.log.debug("warm-up could not import or open the database", exc_info=True)
 
     def _notice(self, text: str) -> None:
         self._send("stream", {"name": "stdout", "text": text + "\n"})
