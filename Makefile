@@ -13,7 +13,7 @@ export PYTHONUNBUFFERED := 1
 # the suites that run a second time against PostgreSQL and a Chroma server
 SERVER_SUITES := tests/test_engine_copy.py tests/test_build_model.py tests/test_search.py \
     tests/test_model_store.py tests/test_editing.py \
-    tests/test_kernel.py tests/test_concurrency.py tests/test_tutorial.py
+    tests/test_kernel.py tests/test_concurrency.py tests/test_tutorial.py tests/test_magic.py
 
 .PHONY: venv labextension servers-deps browser-deps test test-embedded test-servers faults demo bench lint clean
 
@@ -57,11 +57,12 @@ test-embedded: venv servers-deps browser-deps
 test-servers: venv servers-deps
 	PYTHON=$(PY) .ci/servers $(PY) -m pytest -q $(SERVER_SUITES)
 
+# each notebook runs in the kernel its metadata names: image_search.ipynb in ThanoSQL's,
+# thanosql_in_python.ipynb in the stock Python kernel (%load_ext thanosql)
 demo: venv
 	@start=$$(date +%s); \
 	rm -rf notebooks/out; \
-	$(VENV)/bin/jupyter nbconvert --to notebook --execute \
-	    --ExecutePreprocessor.kernel_name=thanosql --ExecutePreprocessor.timeout=1200 \
+	$(VENV)/bin/jupyter nbconvert --to notebook --execute --ExecutePreprocessor.timeout=1200 \
 	    --output-dir notebooks/out notebooks/*.ipynb && \
 	$(VENV)/bin/jupyter nbconvert --to html --output-dir notebooks/out notebooks/out/*.ipynb && \
 	echo "make demo: executed notebooks and HTML copies are in $$(pwd)/notebooks/out/" && \
@@ -76,7 +77,7 @@ bench: venv
 	$(PY) bench/kernel_start.py
 
 lint: venv
-	$(VENV)/bin/ruff check thanosql_kernel tests bench
+	$(VENV)/bin/ruff check thanosql_kernel thanosql tests bench notebooks/*.py
 
 clean:
 	rm -rf $(VENV) notebooks/out notebooks/.thanosql notebooks/tutorial_data tests/out \
