@@ -46,6 +46,21 @@ def printed(reply: Reply) -> str:
     return "".join(m["text"] for m in reply.of("stream"))
 
 
+def test_both_front_ends_run_cells_only_through_the_shared_runner() -> None:
+    """kernel.py and magic.py neither parse, execute, draw progress nor word errors: the
+    runner in frontend.py does, once for both."""
+    import ast
+
+    package = Path(__file__).resolve().parent.parent / "thanosql_kernel"
+    owned = {"parse", "execute", "error_content", "progress_bundle", "progress_text",
+             "bind_parameters", "Bars"}
+    for name in ("kernel.py", "magic.py"):
+        tree = ast.parse((package / name).read_text())
+        imported = {alias.asname or alias.name for node in ast.walk(tree)
+                    if isinstance(node, ast.ImportFrom) for alias in node.names}
+        assert "CellRunner" in imported and not imported & owned, (name, imported & owned)
+
+
 # -- parameters, on the engine ------------------------------------------------------------
 
 def test_parameters_are_found_outside_strings_comments_and_casts() -> None:
