@@ -58,12 +58,15 @@ test-servers: venv servers-deps
 	PYTHON=$(PY) .ci/servers $(PY) -m pytest -q $(SERVER_SUITES)
 
 # each notebook runs in the kernel its metadata names: image_search.ipynb in ThanoSQL's,
-# thanosql_in_python.ipynb in the stock Python kernel (%load_ext thanosql)
+# thanosql_in_python.ipynb in the stock Python kernel (%load_ext thanosql); one nbconvert
+# per notebook, as one run keeps the first notebook's kernel for all
 demo: venv
 	@start=$$(date +%s); \
 	rm -rf notebooks/out; \
-	$(VENV)/bin/jupyter nbconvert --to notebook --execute --ExecutePreprocessor.timeout=1200 \
-	    --output-dir notebooks/out notebooks/*.ipynb && \
+	for notebook in notebooks/*.ipynb; do \
+	    $(VENV)/bin/jupyter nbconvert --to notebook --execute \
+	        --ExecutePreprocessor.timeout=1200 --output-dir notebooks/out "$$notebook" || exit 1; \
+	done && \
 	$(VENV)/bin/jupyter nbconvert --to html --output-dir notebooks/out notebooks/out/*.ipynb && \
 	echo "make demo: executed notebooks and HTML copies are in $$(pwd)/notebooks/out/" && \
 	ls -1 notebooks/out && \
