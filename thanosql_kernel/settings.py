@@ -21,6 +21,8 @@ class Settings:
     #: up to this many rows SEARCH answers from the exact vectors in memory, beyond it from
     #: the vector index (HNSW)
     exact_search_max_rows: int = 2_000_000
+    #: THANOSQL_THREADS: 'auto' (torch gets the cores other processes leave free) or a number
+    threads: str = "auto"
 
     @classmethod
     def from_env(cls, cwd: Path | None = None, env: dict[str, str] | None = None) -> Settings:
@@ -32,7 +34,8 @@ class Settings:
         url = env.get("THANOSQL_DATABASE_URL") or f"sqlite:///{workspace / 'thanosql.db'}"
         limit = int(env.get("THANOSQL_DISPLAY_LIMIT") or DEFAULT_DISPLAY_LIMIT)
         exact = int(env.get("THANOSQL_EXACT_SEARCH_MAX_ROWS") or 2_000_000)
-        return cls(cwd, workspace, url, env.get("THANOSQL_CHROMA_URL") or None, limit, exact)
+        return cls(cwd, workspace, url, env.get("THANOSQL_CHROMA_URL") or None, limit, exact,
+                   env.get("THANOSQL_THREADS") or "auto")
 
     def resolve(self, path: str) -> Path:
         """A path from a statement or a table: relative ones are relative to the kernel's cwd."""

@@ -30,6 +30,7 @@ CONVERT_OPTIONS = (
 
 def convert(node: Convert, ctx: Context) -> Table:
     from ..models import embed, iter_image_batches
+    from ..models.threads import cpu_share
     from ..vectors import collection_name, to_blob
 
     options = read_options(node.options, CONVERT_OPTIONS, "CONVERT USING")
@@ -49,7 +50,8 @@ def convert(node: Convert, ctx: Context) -> Table:
     key, title = f"convert-{node.model}-{started}", f"CONVERT USING {node.model}"
     collection = collection_name(table, column)
     try:
-        with ctx.store.begin(write=True) as tx:
+        with cpu_share(ctx.settings.threads).running() as cpu, \
+                ctx.store.begin(write=True) as tx:
             old = _prepare(ctx, tx, table, column, image_col, statement)
             done = 0
             for batch in iter_image_batches(paths, options["batch_size"], model.image_size,
@@ -59,6 +61,7 @@ def convert(node: Convert, ctx: Context) -> Table:
                     (p, to_blob(v)) for p, v in zip(raw[done:done + len(embedded)], embedded,
                                                     strict=True)])
                 done += len(embedded)
+                cpu.tick()
                 ctx.report(Progress(key, title, done, len(paths), "images",
                                     time.monotonic() - started, detail=f"into {table}.{column}"))
             reindex(ctx, tx, EmbeddingColumn(table, column, node.model, image_col,
