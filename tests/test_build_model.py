@@ -53,6 +53,15 @@ def model_files(engine: Engine, name: str = "m") -> Path:
     return engine.ctx.models.files(engine.ctx.models.get(name))
 
 
+def pin_threads(engine: Engine) -> None:
+    """Training is reproducible bit for bit at a fixed thread count; THANOSQL_THREADS=auto
+    (the default) changes the count with the machine's load, and sums split across threads
+    differ in the last bits."""
+    from dataclasses import replace
+
+    engine.ctx.settings = replace(engine.ctx.settings, threads="1")
+
+
 @pytest.fixture
 def images(engine: Engine) -> Engine:
     make_images(engine.cwd / "imgs")
@@ -172,6 +181,7 @@ def test_delete_and_drop_model(images: Engine) -> None:
 
 
 def test_seeded_builds_are_reproducible(images: Engine) -> None:
+    pin_threads(images)
     build(images, "a")
     build(images, "b")
     import torch
@@ -264,6 +274,7 @@ def test_images_too_big_for_memory_are_read_from_their_files(images: Engine,
 
     import thanosql_kernel.models.images as images_module
 
+    pin_threads(images)
     build(images, name="held")
     monkeypatch.setattr(images_module, "available_memory", lambda: 3_000)
     build(images, name="streamed")

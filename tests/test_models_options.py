@@ -58,7 +58,7 @@ def test_wrong_type_names_option_value_and_allowed(name: str, value: object) -> 
 
 
 @pytest.mark.parametrize("name,value", [
-    ("max_epochs", 0), ("batch_size", 1), ("learning_rate", 0), ("learning_rate", -1e-3),
+    ("max_epochs", -1), ("batch_size", 1), ("learning_rate", 0), ("learning_rate", -1e-3),
     ("temperature", 0.0), ("image_size", 4), ("image_size", 5000), ("embedding_dim", 4),
     ("embedding_dim", 4096), ("views", 1), ("views", 65), ("crop_scale", 0),
     ("crop_scale", 1.5), ("crop_scale", [0.9, 0.5]),

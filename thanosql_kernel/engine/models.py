@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from contextlib import suppress
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import AlreadyExistsError, DataError, NotFoundError, ThanoSQLError, excerpt
@@ -77,6 +78,10 @@ def build_model(node: BuildModel, ctx: Context) -> Message:
         raise AlreadyExistsError(f"A model named {excerpt(node.name)} already exists",
                                  hint="Add OPTIONS (overwrite=True) to replace it, or choose "
                                       "another name.")
+    if config.pretrained:   # missing weights fail now, before a single image is read
+        from ..models.pretrained import ensure_weights
+
+        ensure_weights(config.backbone)
     paths = _training_paths(node, ctx, options["image_col"], options["label_col"])
     started = time.monotonic()
     model = _train(node, ctx, paths, config, started)
@@ -91,10 +96,23 @@ def build_model(node: BuildModel, ctx: Context) -> Message:
                         row_count=len(paths), card=card,
                         write=lambda folder: save_model(model, folder),
                         overwrite=options["overwrite"])
-    epochs = config.max_epochs
-    return Message(f"Success: built {node.name} ({base}, {epochs} epoch{'s' * (epochs != 1)} "
-                   f"over {len(paths):,} images in {seconds:.1f} s, final loss "
-                   f"{model.loss_per_epoch[-1]:.4f}, {model.embedding_dim}-d embeddings)")
+    return Message(f"Success: built {node.name} ({base}{_backbone_words(config)}, "
+                   f"{_training_words(model, len(paths), seconds)}, "
+                   f"{model.embedding_dim}-d embeddings)")
+
+
+def _backbone_words(config: SimCLRConfig) -> str:
+    if config.backbone == "small":
+        return ""
+    return f" on {config.backbone}" + (" from ImageNet weights" if config.pretrained else "")
+
+
+def _training_words(model: TrainedModel, images: int, seconds: float) -> str:
+    epochs = model.config.max_epochs
+    if not model.trained:
+        return f"not trained (max_epochs=0), ready for {images:,} images in {seconds:.1f} s"
+    return (f"{epochs} epoch{'s' * (epochs != 1)} over {images:,} images in {seconds:.1f} s, "
+            f"final loss {model.loss_per_epoch[-1]:.4f}")
 
 
 def _training_paths(node: BuildModel, ctx: Context, image_col: str,
@@ -115,30 +133,15 @@ def _training_paths(node: BuildModel, ctx: Context, image_col: str,
 def _train(node: BuildModel, ctx: Context, paths: list[str], config: SimCLRConfig,
            started: float) -> TrainedModel:
     """Read the images (into memory when they fit) and train, reporting progress."""
-    from ..models import (
-        ImageFiles, default_side, fit, fits_in_memory, load_images, scan_channels,
-    )
+    from ..models import default_side, fit
+    from ..models.options import IMAGENET_SIDE
+    from ..models.threads import cpu_share
 
     key, title = f"build-{node.name}-{started}", f"BUILD MODEL {node.name}"
 
     def report(detail: str, log_line: str | None = None) -> None:
         ctx.report(Progress(key, title, 0, 1, "steps", detail=detail, log_line=log_line))
 
-    side = config.image_size or default_side(paths[0])
-    report(f"reading the headers of {len(paths):,} images")
-    # every file's header: a missing or unreadable file fails now, not hours into training
-    channels = scan_channels(paths)
-    images: Any
-    if fits_in_memory(len(paths), channels, (side, side)):
-        report(f"decoding {len(paths):,} images at {side}x{side}")
-        images = load_images(paths, side, channels, what=title, check=False)
-    else:   # too many to keep in memory: the same training, each batch read from its files
-        images = ImageFiles(paths, side, channels)
-        report(f"{len(paths):,} images at {side}x{side} do not fit in memory: each batch is "
-               f"read from its files",
-               log_line=f"{title}: {len(paths):,} images at {side}x{side} do not fit in "
-                        f"memory, so each batch is read from its files (slower; a smaller "
-                        f"image_size keeps them in memory)")
     last_log = [started]
     steps = [0, 1]
 
@@ -155,10 +158,36 @@ def _train(node: BuildModel, ctx: Context, paths: list[str], config: SimCLRConfi
                             detail=f"epoch {p.epoch}/{p.epochs} · loss {p.loss:.4f} · "
                                    f"{p.images_per_second:,.0f} images/s", log_line=log))
 
-    model = fit(images, config, progress)
+    side = config.image_size or (default_side(paths[0]) if config.backbone == "small"
+                                 else IMAGENET_SIDE)
+    # the share measures the CPU from the decoding on, so training starts with its answer
+    with cpu_share(ctx.settings.threads).running() as share:
+        model = fit(_training_images(paths, side, title, report), config, progress, share)
     ctx.report(Progress(key, title, steps[0], steps[1], "steps", time.monotonic() - started,
-                        detail=f"final loss {model.loss_per_epoch[-1]:.4f}", finished=True))
+                        detail=f"final loss {model.loss_per_epoch[-1]:.4f}"
+                        if model.loss_per_epoch else "not trained (max_epochs=0)", finished=True))
     return model
+
+
+def _training_images(paths: list[str], side: int, title: str,
+                     report: Callable[..., None]) -> Any:
+    """The training images decoded into memory when they fit, else ``ImageFiles``."""
+    from ..models import ImageFiles, fits_in_memory, load_images, scan_channels
+
+    report(f"reading the headers of {len(paths):,} images")
+    # every file's header: a missing or unreadable file fails now, not hours into training
+    channels = scan_channels(paths)
+    if fits_in_memory(len(paths), channels, (side, side)):
+        report(f"decoding {len(paths):,} images at {side}x{side}")
+        images = load_images(paths, side, channels, what=title, check=False)
+    else:   # too many to keep in memory: the same training, each batch read from its files
+        images = ImageFiles(paths, side, channels)
+        report(f"{len(paths):,} images at {side}x{side} do not fit in memory: each batch is "
+               f"read from its files",
+               log_line=f"{title}: {len(paths):,} images at {side}x{side} do not fit in "
+                        f"memory, so each batch is read from its files (slower; a smaller "
+                        f"image_size keeps them in memory)")
+    return images
 
 
 def _trained_on(node: BuildModel) -> str:

@@ -1,4 +1,6 @@
-"""A small ResNet-style encoder whose depth of downsampling follows the image size."""
+"""The encoders: a small ResNet-style network whose depth of downsampling follows the image
+size (``small``, the default), or torchvision's ResNet-18 / ResNet-50, optionally starting
+from their ImageNet weights."""
 
 from __future__ import annotations
 
@@ -26,10 +28,12 @@ class BackboneSpec:
     feature_dim: int
     stem_downsamples: int
     widths: tuple[int, ...]
+    #: "small", or a torchvision backbone ("resnet18", "resnet50")
+    kind: str = "small"
 
     @classmethod
-    def for_images(cls, channels: int, image_size: int,
-                   feature_dim: int = FEATURE_DIM) -> BackboneSpec:
+    def for_images(cls, channels: int, image_size: int, feature_dim: int = FEATURE_DIM,
+                   kind: str = "small") -> BackboneSpec:
         """Choose the layout for ``image_size``: stride-2 stem convs until the map is at most
         16 px (28 -> 14, 224 -> 14), then three residual stages at 1x, 1/2x, 1/4x of that,
         so the last map is at most 4x4. The feature keeps that 4x4 grid (``GRID``), so the
@@ -38,6 +42,8 @@ class BackboneSpec:
         Keeping the residual stages at <= 16 px and narrow is what makes a 28x28 epoch cheap
         on a CPU: widths (16, 32, 64) train ~4x faster than (32, 64, 128) there.
         """
+        if kind != "small":   # torchvision's layout: the feature is the pooled last stage
+            return cls(channels, image_size, _TORCHVISION_FEATURE[kind], 0, (), kind)
         downsamples = max(0, math.ceil(math.log2(image_size / 16))) if image_size > 16 else 0
         last = max(8, feature_dim // (GRID * GRID))
         widths = (max(8, last // 4), max(8, last // 2), last)
@@ -52,7 +58,8 @@ class BackboneSpec:
     def from_dict(cls, d: dict[str, object]) -> BackboneSpec:
         dim = d.get("feature_dim", d.get("embedding_dim"))
         return cls(int(d["channels"]), int(d["image_size"]), int(dim),  # type: ignore[arg-type]
-                   int(d["stem_downsamples"]), tuple(int(w) for w in d["widths"]))  # type: ignore[arg-type, attr-defined]
+                   int(d["stem_downsamples"]), tuple(int(w) for w in d["widths"]),  # type: ignore[arg-type, attr-defined]
+                   str(d.get("kind", "small")))
 
 
 def _conv_bn(cin: int, cout: int, stride: int) -> nn.Sequential:
@@ -116,6 +123,33 @@ class Backbone(nn.Module):
         return f.flatten(1)
 
 
+#: length of the feature of each torchvision backbone (its pooled last stage)
+_TORCHVISION_FEATURE = {"resnet18": 512, "resnet50": 2048}
+
+
+class TorchvisionBackbone(nn.Module):
+    """torchvision's ResNet without its classifier: normalised (B, C, S, S) -> (B, 512 or
+    2048), the last stage average-pooled. Grey images are repeated into the three channels
+    the ImageNet weights were trained on."""
+
+    def __init__(self, spec: BackboneSpec) -> None:
+        super().__init__()
+        import torchvision
+
+        self.spec = spec
+        self.net = getattr(torchvision.models, spec.kind)(weights=None)
+        self.net.fc = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        return self.net(x)
+
+
+def make_backbone(spec: BackboneSpec) -> nn.Module:
+    return Backbone(spec) if spec.kind == "small" else TorchvisionBackbone(spec)
+
+
 class Encoder(nn.Module):
     """uint8 images (B, C, S, S) -> feature (B, D): scales to 0..1, standardises with the
     training set's per-channel mean and std (kept as buffers, saved with the weights), then
@@ -123,7 +157,7 @@ class Encoder(nn.Module):
 
     def __init__(self, spec: BackboneSpec) -> None:
         super().__init__()
-        self.backbone = Backbone(spec)
+        self.backbone = make_backbone(spec)
         self.register_buffer("mean", torch.zeros(1, spec.channels, 1, 1))
         self.register_buffer("std", torch.ones(1, spec.channels, 1, 1))
 

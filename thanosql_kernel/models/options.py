@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import OptionError
 from ..options import OptionSpec, documented, read_options
 
 # No torch import here: the engine validates options on every BUILD before torch is loaded.
@@ -26,6 +27,8 @@ class SimCLRConfig:
     """
 
     max_epochs: int = 5
+    backbone: str = "small"
+    pretrained: bool = False
     batch_size: int = 16
     views: int = 8
     learning_rate: float = 3e-2
@@ -61,6 +64,19 @@ class SimCLRConfig:
 
 
 _DEFAULTS = SimCLRConfig()
+
+#: the torchvision backbones BUILD MODEL offers besides our own ``small`` network, with the
+#: file torchvision's DEFAULT ImageNet weights have in the torch hub cache and their URL
+#: (``tests/test_backbones.py`` checks both against torchvision's weights API)
+TORCHVISION_BACKBONES: dict[str, tuple[str, str]] = {
+    "resnet18": ("resnet18-f37072fd.pth",
+                 "https://download.pytorch.org/models/resnet18-f37072fd.pth"),
+    "resnet50": ("resnet50-11ad3fa6.pth",
+                 "https://download.pytorch.org/models/resnet50-11ad3fa6.pth"),
+}
+BACKBONES = ("small", *TORCHVISION_BACKBONES)
+#: the side the torchvision backbones train and embed at when no image_size is given
+IMAGENET_SIDE = 224
 
 
 def _int(name: str, lo: int, hi: int, doc: str, *, none: bool = False) -> OptionSpec:
@@ -109,8 +125,19 @@ _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 #: every SimCLR option, in the order the README documents them
 SIMCLR_OPTIONS: tuple[OptionSpec, ...] = (
-    _int("max_epochs", 1, 100_000,
-         f"passes over the data, integer >= 1 (default {_DEFAULTS.max_epochs})"),
+    _int("max_epochs", 0, 100_000,
+         f"passes over the data, integer >= 1; 0 with pretrained=True keeps the ImageNet "
+         f"encoder untrained (default {_DEFAULTS.max_epochs})"),
+    OptionSpec("backbone", (str,), _DEFAULTS.backbone,
+               f"the encoder: 'small' (a small ResNet sized to the images, fast on a CPU), "
+               f"'resnet18' or 'resnet50' (torchvision's, at {IMAGENET_SIDE} px unless "
+               f"image_size says otherwise) (default '{_DEFAULTS.backbone}')",
+               choices=BACKBONES),
+    _bool("pretrained",
+          f"start a torchvision backbone from its ImageNet weights, read from the torch hub "
+          f"cache (TORCH_HOME; downloaded there when missing and the internet is reachable); "
+          f"the backbone then learns at a tenth of learning_rate "
+          f"(default {_DEFAULTS.pretrained})"),
     _int("batch_size", 2, 65_536,
          f"images per step, integer >= 2, capped at the row count "
          f"(default {_DEFAULTS.batch_size}; each brings `views` views)"),
@@ -138,8 +165,8 @@ SIMCLR_OPTIONS: tuple[OptionSpec, ...] = (
          f"width of the projection head's hidden layer, 8..4096 "
          f"(default {_DEFAULTS.projection_dim})"),
     _int("seed", -(2**63), 2**63 - 1,
-         f"integer seed making CPU training reproducible, None for a random run "
-         f"(default {_DEFAULTS.seed})", none=True),
+         f"integer seed making CPU training reproducible at a fixed THANOSQL_THREADS, None "
+         f"for a random run (default {_DEFAULTS.seed})", none=True),
     OptionSpec("device", (str,), _DEFAULTS.device,
                "'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N' (default 'auto')",
                check=lambda v: None if _DEVICE.fullmatch(v.strip().lower()) else "bad",
@@ -192,8 +219,21 @@ assert list(SIMCLR_OPTION_DOCS) == [f.name for f in dataclasses.fields(SimCLRCon
 
 
 def simclr_config(values: dict[str, Any]) -> SimCLRConfig:
-    """The config from values ``read_options`` checked (other statements' options ignored)."""
-    return SimCLRConfig(**{name: values[name] for name in SIMCLR_OPTION_DOCS if name in values})
+    """The config from values ``read_options`` checked (other statements' options ignored),
+    with the checks that involve two options."""
+    config = SimCLRConfig(**{name: values[name] for name in SIMCLR_OPTION_DOCS
+                             if name in values})
+    if config.pretrained and config.backbone not in TORCHVISION_BACKBONES:
+        raise OptionError(f"BUILD MODEL: pretrained=True needs a torchvision backbone; "
+                          f"backbone={config.backbone!r} has no ImageNet weights",
+                          hint=f"Add backbone='resnet18' or backbone='resnet50' to the "
+                               f"OPTIONS, or leave out pretrained.")
+    if config.max_epochs == 0 and not config.pretrained:
+        raise OptionError("BUILD MODEL: max_epochs=0 trains nothing, and an untrained network "
+                          "from scratch embeds noise",
+                          hint="Use max_epochs=1 or more, or pretrained=True with a torchvision "
+                               "backbone to keep its ImageNet encoder as it is.")
+    return config
 
 
 def parse_simclr_options(options: dict[str, object]) -> SimCLRConfig:

@@ -19,6 +19,7 @@ from .head import ProjectionHead
 from .images import ImageFiles
 from .loss import multi_view_nt_xent_loss
 from .options import SimCLRConfig
+from .threads import CpuShare
 from .transforms import BatchAugment
 
 WEIGHTS_FILE = "weights.pt"
@@ -44,10 +45,13 @@ class TrainProgress:
 
 @dataclass
 class TrainedModel:
-    """An eval-mode encoder (+ its projection head) and what the model card needs."""
+    """An eval-mode encoder (+ its projection head) and what the model card needs.
+
+    ``head`` is ``nn.Identity`` for a pretrained encoder kept untrained (``max_epochs=0``):
+    a projection head nobody trained would only scramble the ImageNet feature."""
 
     encoder: Encoder
-    head: ProjectionHead
+    head: torch.nn.Module
     spec: BackboneSpec
     config: SimCLRConfig
     loss_per_epoch: list[float] = field(default_factory=list)
@@ -66,8 +70,13 @@ class TrainedModel:
 
     @property
     def embedding_dim(self) -> int:
-        """Length of the search embedding: the projection head's output."""
-        return self.config.embedding_dim
+        """Length of the search embedding: the projection head's output, or the backbone's
+        feature when there is no trained head."""
+        return self.config.embedding_dim if self.trained else self.spec.feature_dim
+
+    @property
+    def trained(self) -> bool:
+        return self.config.max_epochs > 0
 
     @property
     def device(self) -> torch.device:
@@ -83,8 +92,7 @@ class TrainedModel:
             "image_size": self.image_size,
             "channels": self.channels,
             "embedding_dim": self.embedding_dim,
-            "embedding": "L2-normalised output of the projection head (an MLP on the "
-                         "backbone's last stage pooled to 4x4)",
+            "embedding": _EMBEDDING[(self.spec.kind == "small", self.trained)],
             "architecture": self.spec.to_dict(),
             "loss_per_epoch": [round(v, 6) for v in self.loss_per_epoch],
             "seconds": round(self.seconds, 3),
@@ -127,12 +135,39 @@ def _lr_at(step: int, total: int, warmup: int, peak: float) -> float:
     return peak * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def _build(spec: BackboneSpec, config: SimCLRConfig) -> tuple[Encoder, ProjectionHead]:
+#: the model card's words for the embedding: (small backbone?, trained?) -> text
+_EMBEDDING = {
+    (True, True): "L2-normalised output of the projection head (an MLP on the backbone's last "
+                  "stage pooled to 4x4)",
+    (False, True): "L2-normalised output of the projection head (an MLP on the torchvision "
+                   "backbone's pooled last stage)",
+    (False, False): "L2-normalised pooled last stage of the torchvision backbone, with its "
+                    "ImageNet weights as they are (max_epochs=0)",
+}
+
+
+def _build(spec: BackboneSpec, config: SimCLRConfig) -> tuple[Encoder, torch.nn.Module]:
     encoder = Encoder(spec)
+    if config.max_epochs == 0:   # nothing trains a head: the embedding is the feature
+        return encoder, torch.nn.Identity()
     # a narrow hidden layer (default 256): 1024x1024 would cost more than the convolutions
     # on a CPU
     head = ProjectionHead(spec.feature_dim, config.projection_dim, config.embedding_dim)
     return encoder, head
+
+
+#: ImageNet's channel mean and std, which torchvision's weights expect their input scaled by
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _imagenet_stats(channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """ImageNet's mean and std for ``channels``: a grey channel, repeated into the three the
+    network reads, gets their averages."""
+    mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
+    if channels == 1:
+        return mean.mean().view(1), std.mean().view(1)
+    return mean, std
 
 
 def cpu_has_native_bf16() -> bool:
@@ -206,7 +241,8 @@ class _Batches:
             self.images.close()
 
 
-def _recalibrate_batchnorm(encoder: Encoder, batches: _Batches, n: int, batch: int) -> None:
+def _recalibrate_batchnorm(encoder: Encoder, batches: _Batches, n: int, batch: int,
+                           cpu: CpuShare | None) -> None:
     """Set every BatchNorm's running mean/var to exact averages over the un-augmented
     training images (all ``n`` of them, ``batch`` at a time).
 
@@ -224,12 +260,15 @@ def _recalibrate_batchnorm(encoder: Encoder, batches: _Batches, n: int, batch: i
         for i in range(0, n, batch):
             rows = torch.arange(i, min(i + batch, n), device=batches.device)
             encoder(batches(rows).contiguous(memory_format=torch.channels_last))
+            if cpu is not None:
+                cpu.tick()
     for m, momentum in zip(norms, saved, strict=True):
         m.momentum = momentum
 
 
 def fit(images: torch.Tensor | ImageFiles, config: SimCLRConfig,
-        progress: Callable[[TrainProgress], None] | None = None) -> TrainedModel:
+        progress: Callable[[TrainProgress], None] | None = None,
+        cpu: CpuShare | None = None) -> TrainedModel:
     """Train SimCLR on ``images`` (N, C, S, S) uint8, or on ``ImageFiles`` for a set too big
     for memory (the same training, each batch decoded from its files; only the channel mean
     and std are summed differently), and return the eval-mode model.
@@ -239,7 +278,8 @@ def fit(images: torch.Tensor | ImageFiles, config: SimCLRConfig,
     projections (with 2 views, exactly SimCLR's NT-Xent). ``progress`` is called
     after every step. With a ``seed``, CPU training is reproducible; the global RNG state is
     left as it was. A KeyboardInterrupt propagates at the next step (steps take well under a
-    second on 28x28 images).
+    second on 28x28 images). ``cpu``, when given, is ticked after every step (its
+    ``running()`` is the caller's).
     """
     if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[2] != images.shape[3]:
         raise DataError(f"training images must be uint8 (N, C, S, S), got "
@@ -252,21 +292,35 @@ def fit(images: torch.Tensor | ImageFiles, config: SimCLRConfig,
     device = resolve_device(config.device)
     batches = _Batches(images, device)
     try:
-        return _fit(batches, n, images.shape[1], images.shape[2], config, progress)
+        return _fit(batches, n, images.shape[1], images.shape[2], config, progress, cpu)
     finally:
         batches.close()
 
 
 def _fit(batches: _Batches, n: int, channels: int, side: int, config: SimCLRConfig,
-         progress: Callable[[TrainProgress], None] | None) -> TrainedModel:
+         progress: Callable[[TrainProgress], None] | None,
+         cpu: CpuShare | None) -> TrainedModel:
     device = batches.device
-    spec = BackboneSpec.for_images(channels, side)
+    spec = BackboneSpec.for_images(channels, side, kind=config.backbone)
     seed = config.seed if config.seed is not None else int(torch.seed() % 2**63)
 
     with torch.random.fork_rng(devices=[]):   # initialise from the seed, global RNG untouched
         torch.manual_seed(seed)
         encoder, head = _build(spec, config)
-    mean, std = batches.channel_stats()
+    if config.pretrained:
+        from .pretrained import ensure_weights, load_imagenet_state
+
+        state = load_imagenet_state(config.backbone, ensure_weights(config.backbone))
+        try:
+            encoder.backbone.net.load_state_dict(state)   # type: ignore[union-attr, operator]
+        except RuntimeError as e:
+            raise DataError(f"BUILD MODEL: the weights file for {config.backbone} does not fit "
+                            f"its network: {str(e).splitlines()[0][:200]}",
+                            hint="Delete the file in the torch hub cache (TORCH_HOME) and "
+                                 "put torchvision's own there.") from None
+        mean, std = _imagenet_stats(channels)
+    else:
+        mean, std = batches.channel_stats()
     encoder.mean.copy_(mean.view(1, -1, 1, 1))
     encoder.std.copy_(std.view(1, -1, 1, 1))
     # channels_last lets oneDNN pick its fast convolutions: ~1.5x training speed on the CPU
@@ -277,17 +331,25 @@ def _fit(batches: _Batches, n: int, channels: int, side: int, config: SimCLRConf
     order_gen = torch.Generator().manual_seed(seed + 1)
 
     batch = min(config.batch_size, n)
+    model = TrainedModel(encoder, head, spec, config, images_held=batches.where)
+    if not model.trained:   # max_epochs=0: the pretrained encoder as it is
+        encoder.eval()
+        return model
     steps_per_epoch = math.ceil(n / batch)
     total_steps = steps_per_epoch * config.max_epochs
     warmup = min(total_steps, round(config.warmup_epochs * steps_per_epoch))
-    params = list(encoder.parameters()) + list(head.parameters())
+    # pretrained weights learn at a tenth of the rate: the full rate, meant for a network
+    # from scratch, would wash out what ImageNet taught them in the first steps
+    groups = [{"params": list(encoder.parameters()), "scale": 0.1 if config.pretrained else 1.0},
+              {"params": list(head.parameters()), "scale": 1.0}]
     # fused AdamW: one kernel for all parameters instead of several per tensor on CUDA
-    optimiser = torch.optim.AdamW(params, lr=config.learning_rate,
+    optimiser = torch.optim.AdamW(groups, lr=config.learning_rate,
                                   weight_decay=config.weight_decay,
                                   fused=device.type == "cuda")
-    model = TrainedModel(encoder, head, spec, config, images_held=batches.where)
     encoder.train()
     head.train()
+    if cpu is not None:   # a first answer from the time the images took to decode
+        cpu.tick()
     start = time.perf_counter()
     step_global = 0
     for epoch in range(1, config.max_epochs + 1):
@@ -295,8 +357,9 @@ def _fit(batches: _Batches, n: int, channels: int, side: int, config: SimCLRConf
         order = torch.randperm(n, generator=order_gen).to(device)
         losses = torch.zeros((), device=device)
         for step, idx in enumerate(torch.tensor_split(order, steps_per_epoch), start=1):
+            lr = _lr_at(step_global, total_steps, warmup, config.learning_rate)
             for group in optimiser.param_groups:
-                group["lr"] = _lr_at(step_global, total_steps, warmup, config.learning_rate)
+                group["lr"] = lr * group["scale"]
             x = batches(idx)
             # view-major: row v * B + k is view v of image k
             views = augment(x.repeat(config.views, 1, 1, 1), aug_gen)
@@ -311,6 +374,8 @@ def _fit(batches: _Batches, n: int, channels: int, side: int, config: SimCLRConf
             losses += loss.detach()
             step_global += 1
             model.images_seen += len(idx)
+            if cpu is not None:
+                cpu.tick()
             if progress is not None:
                 elapsed = time.perf_counter() - start
                 rate = model.images_seen / elapsed if elapsed > 0 else 0.0
@@ -319,7 +384,7 @@ def _fit(batches: _Batches, n: int, channels: int, side: int, config: SimCLRConf
                                        float(loss.detach()), rate, elapsed, left))
         model.loss_per_epoch.append(float(losses) / steps_per_epoch)
     # big batches: with 16-image batches the recalibration cost as much as half an epoch
-    _recalibrate_batchnorm(encoder, batches, n, max(batch, 256))
+    _recalibrate_batchnorm(encoder, batches, n, max(batch, 256), cpu)
     model.seconds = time.perf_counter() - start
     encoder.eval()
     head.eval()
@@ -355,6 +420,7 @@ def save_model(model: TrainedModel, directory: Path) -> None:
     ``directory``, which is created if needed."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    # an untrained head (nn.Identity) has no parameters: its entry is empty
     state = {"encoder": {k: v.detach().cpu() for k, v in model.encoder.state_dict().items()},
              "head": {k: v.detach().cpu() for k, v in model.head.state_dict().items()}}
     torch.save(state, directory / WEIGHTS_FILE)
