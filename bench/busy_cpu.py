@@ -7,7 +7,9 @@ Writes the tutorial's data into a temporary folder, then times, each in a fresh 
 
 - ``build``: the tutorial's BUILD MODEL cell (1 epoch over the 1,000 training digits);
 - ``convert``: CONVERT USING that model over ``--images`` JPEGs (hard links to the digits, so
-  every one is decoded).
+  every one is decoded);
+- ``search``: the tutorial's SEARCH for ``923.jpg`` over those converted rows, top 4, the
+  median of 10 after one untimed run.
 
 once on a quiet machine and once while ``os.cpu_count()`` processes spin (``while True:
 pass``), the "busy" case of issue 14. Policies are THANOSQL_THREADS values: ``auto`` (the
@@ -29,9 +31,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+WHAT = ("build", "convert", "search")
 BUILD = ("BUILD MODEL m USING SimCLR OPTIONS (image_col='image_path', max_epochs=1, "
          "overwrite=True) AS SELECT * FROM mnist_train")
 CONVERT = "CONVERT USING m AS SELECT * FROM many"
+SEARCH = ("SELECT image_path FROM (SEARCH IMAGE images='tutorial_data/mnist_data/test/923.jpg' "
+          "USING m AS SELECT * FROM many) ORDER BY m_simclr_similarity1 DESC LIMIT 4")
+#: SEARCH: timed this many times after one untimed run (which loads the model and vectors)
+SEARCHES = 10
 
 
 def one(folder: Path, what: str) -> None:
@@ -43,10 +50,15 @@ def one(folder: Path, what: str) -> None:
     ctx = Context.open(Settings.from_env(cwd=folder))
     import thanosql_kernel.models.train  # noqa: F401 - torch loaded before the clock starts
 
-    started = time.perf_counter()
-    for node in parse(BUILD if what == "build" else CONVERT):
-        execute(node, ctx)
-    print(f"{time.perf_counter() - started:.3f}")
+    sql = {"build": BUILD, "convert": CONVERT, "search": SEARCH}[what]
+    runs = []
+    for _ in range(1 + SEARCHES if what == "search" else 1):
+        started = time.perf_counter()
+        for node in parse(sql):
+            execute(node, ctx)
+        runs.append(time.perf_counter() - started)
+    runs = sorted(runs[1:]) if what == "search" else runs
+    print(f"{runs[len(runs) // 2]:.4f}")
     ctx.close()
 
 
@@ -71,7 +83,7 @@ def prepare(folder: Path, images: int) -> None:
     (folder / "many.csv").write_text("\n".join(lines) + "\n")
     for node in parse("COPY many OPTIONS (overwrite=True) FROM 'many.csv'"):
         execute(node, ctx)
-    for node in parse(BUILD):   # the model CONVERT uses, however the builds below go
+    for node in parse(BUILD + ";\n" + CONVERT):   # the model and vectors SEARCH uses
         execute(node, ctx)
     ctx.close()
 
@@ -102,7 +114,8 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=20_000)
     ap.add_argument("--policies", default="auto,cores,1")
     ap.add_argument("--repeat", type=int, default=1)
-    ap.add_argument("--one", choices=("build", "convert"), help=argparse.SUPPRESS)
+    ap.add_argument("--what", default=",".join(WHAT), help="which of build,convert,search")
+    ap.add_argument("--one", choices=WHAT, help=argparse.SUPPRESS)
     ap.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
@@ -111,6 +124,7 @@ def main() -> None:
     import torch
 
     policies = args.policies.split(",")
+    whats = [w for w in WHAT if w in args.what.split(",")]
     print(f"{os.cpu_count()} CPUs, torch {torch.__version__} ({torch.get_num_threads()} threads "
           f"by default); busy = {os.cpu_count()} spinning processes; median of {args.repeat}",
           flush=True)
@@ -118,25 +132,29 @@ def main() -> None:
         folder = Path(tmp)
         prepare(folder, args.images)
         seconds: dict[tuple[str, str, bool], float] = {}
-        for what in ("build", "convert"):
+        # build first: each one replaces the model, so CONVERT and SEARCH come after it
+        for what in whats:
             for policy in policies:
                 for busy in (False, True):
                     runs = sorted(timed(folder, what, policy, busy) for _ in range(args.repeat))
                     seconds[what, policy, busy] = runs[len(runs) // 2]
                     print(f"  {what:<8} {policy:<6} {'busy' if busy else 'quiet':<6} "
-                          f"{', '.join(f'{r:.2f}' for r in runs)} s", flush=True)
+                          f"{', '.join(f'{r:.3f}' for r in runs)} s", flush=True)
     label = {"build": "tutorial BUILD (1 epoch, 1,000 digits)",
-             "convert": f"CONVERT {args.images:,} JPEGs"}
+             "convert": f"CONVERT {args.images:,} JPEGs",
+             "search": f"SEARCH of {args.images:,} rows, top 4 (median of {SEARCHES})"}
     print()
     print("| statement | THANOSQL_THREADS | quiet s | busy s | busy / quiet |")
     print("|---|---|---|---|---|")
-    for what in ("build", "convert"):
+    for what in whats:
         for policy in policies:
             q, b = seconds[what, policy, False], seconds[what, policy, True]
-            print(f"| {label[what]} | {policy} | {q:.1f} | {b:.1f} | {b / q:.2f} |")
+            digits = 3 if what == "search" else 1
+            print(f"| {label[what]} | {policy} | {q:.{digits}f} | {b:.{digits}f} | "
+                  f"{b / q:.2f} |")
     if "cores" in policies:
         print()
-        for what in ("build", "convert"):
+        for what in whats:
             for policy in (p for p in policies if p != "cores"):
                 q = seconds[what, policy, False] / seconds[what, "cores", False]
                 b = seconds[what, policy, True] / seconds[what, "cores", True]

@@ -89,3 +89,17 @@ def test_spinning_processes_take_torch_down_to_one_thread() -> None:
         for p in spinners:
             p.kill()
             p.wait()
+
+
+def test_a_reserved_core_is_left_to_the_decoding_threads(monkeypatch) -> None:
+    cpu = FakeCpu(monkeypatch)
+    with CpuShare(most=4, reserve=1).running() as share:
+        assert share.threads == 3       # from the start: CONVERT decodes while it embeds
+        cpu.spend(0.3, own_cores=4, other_cores=0.0)
+        share.tick()
+        assert share.threads == 3
+        cpu.spend(0.3, own_cores=3, other_cores=1.8)
+        share.tick()
+        assert share.threads == 1       # 4 - 1 reserved - 1.8 elsewhere: round(1.2) = 1
+    with CpuShare(most=2, reserve=1).running() as share:
+        assert share.threads == 1

@@ -83,6 +83,7 @@ def _embed_queries(ctx: Context, node: SearchImage, model: Any, queries: list[st
     import numpy as np
 
     from ..models import embed, load_images
+    from ..models.threads import cpu_share
 
     paths = [str(ctx.settings.resolve(q)) for q in queries]
     for shown, path in zip(queries, paths, strict=True):
@@ -93,8 +94,12 @@ def _embed_queries(ctx: Context, node: SearchImage, model: Any, queries: list[st
         problem = not_a_file(path)
         if problem is not None:
             raise DataError(f"SEARCH IMAGE: the query image {excerpt(shown)} is {problem}")
-    embedded = embed(model, load_images(paths, model.image_size, model.channels,
-                                        what="SEARCH IMAGE"))
+    # a few images through the small network: threads only add the cost of meeting (1 thread
+    # beat 2 by 1.6x quiet and busy, bench/busy_cpu.py); a torchvision network shares them
+    light = model.spec.kind == "small" and len(paths) <= 16
+    with cpu_share(ctx.settings.threads, light=light).running():
+        embedded = embed(model, load_images(paths, model.image_size, model.channels,
+                                            what="SEARCH IMAGE"))
     if not np.isfinite(embedded).all():
         raise DataError(f"SEARCH IMAGE: the model {node.model!r} makes embeddings that are not "
                         "numbers (NaN): its weights are damaged",

@@ -41,11 +41,13 @@ def _busy_seconds() -> float | None:
     return (sum(ticks) - ticks[3] - ticks[4]) / _TICKS_PER_S
 
 
-def cpu_share(setting: str) -> CpuShare:
-    """The ``CpuShare`` for THANOSQL_THREADS: 'auto' adapts, a whole number >= 1 pins it."""
+def cpu_share(setting: str, reserve: int = 0, light: bool = False) -> CpuShare:
+    """The ``CpuShare`` for THANOSQL_THREADS: 'auto' adapts (leaving ``reserve`` cores to this
+    process's other threads; ``light`` work, too small to split, gets one thread), a whole
+    number >= 1 pins it."""
     text = setting.strip().lower()
     if text == "auto":
-        return CpuShare()
+        return CpuShare(1) if light else CpuShare(reserve=reserve)
     if text.isdigit() and int(text) >= 1:
         return CpuShare(int(text))
     raise OptionError(f"THANOSQL_THREADS={setting!r} is not a thread count",
@@ -57,15 +59,18 @@ class CpuShare:
     """Adapts torch's intra-op thread count while one statement computes.
 
     ``fixed`` None adapts between 1 and the count torch started with (one per core this
-    process may use); a number pins that count. ``tick()`` is cheap and is called once per
+    process may use); a number pins that count. ``reserve`` cores are left to this process's
+    own other threads (CONVERT decodes the next batch while torch embeds this one). ``tick()`` is cheap and is called once per
     training step or embedding batch; every ``INTERVAL_S`` it measures. Fewer threads are
     taken at once (a starved thread costs many-fold); more only when two looks in a row agree
     (one thread too few costs a fraction).
     """
 
-    def __init__(self, fixed: int | None = None, most: int | None = None) -> None:
+    def __init__(self, fixed: int | None = None, most: int | None = None,
+                 reserve: int = 0) -> None:
         self.fixed = fixed
         self.most = max(1, most or torch.get_num_threads())
+        self.reserve = reserve
         self.changes = 0
         self._last: tuple[float, float, float] | None = None
         self._wanted: int | None = None
@@ -76,6 +81,8 @@ class CpuShare:
         saved = torch.get_num_threads()
         if self.fixed is not None:
             torch.set_num_threads(self.fixed)
+        elif self.reserve:
+            torch.set_num_threads(max(1, self.most - self.reserve))
         self._sample()
         try:
             yield self
@@ -103,7 +110,8 @@ class CpuShare:
             return
         wall = self._last[0] - previous[0]
         others = ((self._last[1] - previous[1]) - (self._last[2] - previous[2])) / wall
-        wanted = min(self.most, max(1, int(self.most - max(0.0, others) + 0.5)))
+        free = self.most - self.reserve - max(0.0, others)
+        wanted = min(self.most, max(1, int(free + 0.5)))
         if wanted < self.threads or (wanted > self.threads and wanted == self._wanted):
             torch.set_num_threads(wanted)
             self.changes += 1
