@@ -1,0 +1,128 @@
+"""Training views/s of each backbone at 224 px, and CONVERT images/s of the pretrained encoders.
+
+    python bench/backbones.py [--images 64] [--convert 256]
+
+1. ``fit`` (the training BUILD MODEL runs: augmentation, forward, loss, backward, AdamW, with
+   the CPU's bf16 autocast where it has one) on ``--images`` random 224x224 colour images,
+   batch 8 x 2 views, one epoch; views/s is taken from the last step's rate, so the model's
+   construction and the BatchNorm recalibration after training are not counted.
+2. Through the engine: ``BUILD MODEL … OPTIONS (backbone=…, pretrained=True, max_epochs=0)``
+   on ``--convert`` 320x240 JPEG photos (random weights written into a temporary TORCH_HOME:
+   speed does not depend on their values), then ``CONVERT USING`` that model, timed end to
+   end (decode, resize to 224, embed, write, index). The default small backbone at
+   ``image_size=224``, trained one epoch, is the baseline of the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+BACKBONES = ("small", "resnet18", "resnet50")
+
+
+def training_views_per_second(backbone: str, n: int) -> float:
+    import torch
+
+    from thanosql_kernel.models import fit
+    from thanosql_kernel.models.options import SimCLRConfig
+
+    images = torch.randint(0, 256, (n, 3, 224, 224), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(0))
+    config = SimCLRConfig(max_epochs=1, batch_size=8, views=2, backbone=backbone, seed=0,
+                          device="cpu")
+    rates: list[float] = []
+    fit(images, config, lambda p: rates.append(p.images_per_second))
+    return rates[-1] * config.views
+
+
+def photos(folder: Path, n: int) -> None:
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True)
+    lines = ["image_path"]
+    for i in range(n):   # smooth colour fields with noise: JPEG sizes like small photos
+        base = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
+        img = Image.fromarray(base).resize((320, 240), Image.BICUBIC)
+        noisy = np.clip(np.asarray(img, dtype=np.int16) + rng.integers(-20, 20, (240, 320, 3)),
+                        0, 255).astype(np.uint8)
+        Image.fromarray(noisy).save(folder / f"{i}.jpg", quality=90)
+        lines.append(f"{folder.name}/{i}.jpg")
+    (folder.parent / "photos.csv").write_text("\n".join(lines) + "\n")
+
+
+def convert_rates(n: int) -> dict[str, tuple[float, float]]:
+    """backbone -> (BUILD s, CONVERT images/s) through the engine."""
+    import torch
+    import torchvision
+
+    from thanosql_kernel.engine import Context, execute
+    from thanosql_kernel.models.options import TORCHVISION_BACKBONES
+    from thanosql_kernel.settings import Settings
+    from thanosql_kernel.syntax import parse
+
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="backbones-") as tmp:
+        folder = Path(tmp)
+        os.environ["TORCH_HOME"] = str(folder / "torch_home")
+        checkpoints = folder / "torch_home" / "hub" / "checkpoints"
+        checkpoints.mkdir(parents=True)
+        for name, (file, _) in TORCHVISION_BACKBONES.items():
+            torch.save(getattr(torchvision.models, name)().state_dict(), checkpoints / file)
+        photos(folder / "photos", n)
+        ctx = Context.open(Settings.from_env(cwd=folder, env={}))
+
+        def run(sql: str) -> float:
+            started = time.perf_counter()
+            for node in parse(sql):
+                execute(node, ctx)
+            return time.perf_counter() - started
+
+        run("COPY photos FROM 'photos.csv'")
+        for backbone in BACKBONES:
+            options = ("image_size=224, max_epochs=1" if backbone == "small" else
+                       f"backbone='{backbone}', pretrained=True, max_epochs=0")
+            build = run(f"BUILD MODEL m_{backbone} USING SimCLR OPTIONS ({options}) "
+                        f"AS SELECT * FROM photos")
+            seconds = run(f"CONVERT USING m_{backbone} AS SELECT * FROM photos")
+            out[backbone] = (build, n / seconds)
+        ctx.close()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--images", type=int, default=64)
+    ap.add_argument("--convert", type=int, default=256)
+    args = ap.parse_args()
+    import torch
+
+    from thanosql_kernel.models.train import cpu_has_native_bf16
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, bf16 autocast "
+          f"{'on' if cpu_has_native_bf16() else 'off'}", flush=True)
+    views = {b: training_views_per_second(b, args.images) for b in BACKBONES}
+    for b, v in views.items():
+        print(f"  training {b}: {v:,.1f} views/s", flush=True)
+    rates = convert_rates(args.convert)
+    print()
+    print("| backbone | training views/s at 224 px | BUILD (pretrained, max_epochs=0) s | "
+          "CONVERT images/s | vs small |")
+    print("|---|---|---|---|---|")
+    for b in BACKBONES:
+        build, rate = rates[b]
+        label = "1 epoch from scratch, the baseline" if b == "small" else f"{build:.1f}"
+        print(f"| {b} | {views[b]:,.1f} | {label} | {rate:,.1f} | "
+              f"{rate / rates['small'][1]:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
