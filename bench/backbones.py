@@ -1,6 +1,6 @@
 """Training views/s of each backbone at 224 px, and CONVERT images/s of the pretrained encoders.
 
-    python bench/backbones.py [--images 64] [--convert 256]
+    python bench/backbones.py [--images 64] [--convert 256] [--device auto]
 
 1. ``fit`` (the training BUILD MODEL runs: augmentation, forward, loss, backward, AdamW, with
    the CPU's bf16 autocast where it has one) on ``--images`` random 224x224 colour images,
@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 BACKBONES = ("small", "resnet18", "resnet50")
 
 
-def training_views_per_second(backbone: str, n: int) -> float:
+def training_views_per_second(backbone: str, n: int, device: str) -> float:
     import torch
 
     from thanosql_kernel.models import fit
@@ -36,7 +36,7 @@ def training_views_per_second(backbone: str, n: int) -> float:
     images = torch.randint(0, 256, (n, 3, 224, 224), dtype=torch.uint8,
                            generator=torch.Generator().manual_seed(0))
     config = SimCLRConfig(max_epochs=1, batch_size=8, views=2, backbone=backbone, seed=0,
-                          device="cpu")
+                          device=device)
     rates: list[float] = []
     fit(images, config, lambda p: rates.append(p.images_per_second))
     return rates[-1] * config.views
@@ -102,14 +102,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=64)
     ap.add_argument("--convert", type=int, default=256)
+    ap.add_argument("--device", default="auto", help="training device (CONVERT: 'auto')")
     args = ap.parse_args()
     import torch
 
     from thanosql_kernel.models.train import cpu_has_native_bf16
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, bf16 autocast "
-          f"{'on' if cpu_has_native_bf16() else 'off'}", flush=True)
-    views = {b: training_views_per_second(b, args.images) for b in BACKBONES}
+    where = torch.cuda.get_device_name(0) if torch.cuda.is_available() and \
+        args.device != "cpu" else f"CPU, {torch.get_num_threads()} threads, bf16 autocast " \
+        f"{'on' if cpu_has_native_bf16() else 'off'}"
+    print(f"torch {torch.__version__}, {where}", flush=True)
+    views = {b: training_views_per_second(b, args.images, args.device) for b in BACKBONES}
     for b, v in views.items():
         print(f"  training {b}: {v:,.1f} views/s", flush=True)
     rates = convert_rates(args.convert)

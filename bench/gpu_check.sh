@@ -14,3 +14,5 @@ python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_devic
 python3 bench/train.py --device cuda --images 5000 --seconds 3 --rounds 2 2>&1 | tee "$out/train_cuda.txt"
 python3 bench/train.py --device cuda --images 5000 --seconds 3 --rounds 1 --batch-size 512 2>&1 | tee "$out/train_cuda_b512.txt"
 python3 bench/tutorial_build.py --images 100000 2>&1 | tee "$out/tutorial_build_cuda.txt"
+# the torchvision backbones (issue 14): training views/s at 224 px, CONVERT of pretrained ones
+python3 bench/backbones.py --images 1024 --convert 5000 2>&1 | tee "$out/backbones_cuda.txt"
