@@ -193,3 +193,17 @@ def test_every_backbone_through_the_kernel(tmp_path: Path) -> None:
                 reply.texts[-1]
     finally:
         kernel.close()
+
+
+def test_completion_and_inspect_know_the_new_options(engine: Engine) -> None:
+    from thanosql_kernel import editing
+
+    head = "BUILD MODEL m USING SimCLR OPTIONS ("
+    for typed, expected in (("back", ["backbone"]), ("pretr", ["pretrained"]),
+                            ("backbone=", ["'small'", "'resnet18'", "'resnet50'"]),
+                            ("pretrained=", ["True", "False"])):
+        code = head + typed
+        assert editing.complete(code, len(code), engine.ctx)["matches"] == expected, typed
+    shown = editing.inspect(head + "pretrained=True)", len(head) + 4, engine.ctx)
+    assert shown is not None and "ImageNet weights" in shown["text/plain"]
+    assert "TORCH_HOME" in shown["text/plain"]

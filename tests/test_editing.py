@@ -155,7 +155,7 @@ def test_inspect_a_keyword_an_option_and_a_data_set(kernel: KernelSession) -> No
     assert "BUILD MODEL name USING SimCLR [OPTIONS (...)] AS query" in text
     text = inspect(kernel, code, code.index("max_epochs") + 2)["data"]["text/plain"]
     assert text.startswith("option max_epochs of BUILD MODEL")
-    assert "passes over the data" in text and "an integer from 1 to 100000" in text
+    assert "passes over the data" in text and "an integer from 0 to 100000" in text
     assert "default 5" in text
     text = inspect(kernel, "GET THANOSQL DATASET mnist_data", 24)["data"]["text/plain"]
     assert text.startswith("data set mnist_data") and "MNIST" in text
@@ -195,7 +195,7 @@ def test_an_option_error_says_did_you_mean_first_then_the_options_unbroken(
     lines = text.splitlines()
     assert lines[1] == "Did you mean 'max_epochs'?" and lines[2].startswith("Valid options:")
     listed = " ".join(lines[2:lines.index("In the statement:")])
-    assert "max_epochs, batch_size, views" in listed and "noise, erase." in listed
+    assert "max_epochs, backbone, pretrained, batch_size" in listed and "noise, erase." in listed
     assert all(len(line) <= 88 for line in lines[2:])
 
 
