@@ -49,9 +49,11 @@ class SimCLRConfig:
     vertical_flip: bool = False
     stroke: float = 0.0
     color_jitter: float = 0.4
-    saturation: float = 0.0
-    hue: float = 0.0
-    grayscale: float = 0.0
+    # colour images only (grey ones never draw these): a colour that changes between views
+    # cannot be what tells images apart, so shape decides (bench/QUALITY.md, the shapes set)
+    saturation: float = 0.8
+    hue: float = 0.5
+    grayscale: float = 0.5
     blur: float = 0.0
     blur_sigma: tuple[float, float] = (0.1, 1.0)
     noise: float = 0.0
