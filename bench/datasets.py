@@ -136,8 +136,8 @@ def _outline(kind: str, r: float) -> list[tuple[float, float]] | None:
     import math
 
     def regular(n: int, start: float) -> list[tuple[float, float]]:
-        return [(r * math.cos(start + 2 * math.pi * k / n), r * math.sin(start + 2 * math.pi * k / n))
-                for k in range(n)]
+        return [(r * math.cos(start + 2 * math.pi * k / n),
+                 r * math.sin(start + 2 * math.pi * k / n)) for k in range(n)]
 
     if kind == "square":
         return regular(4, math.pi / 4)
@@ -146,8 +146,9 @@ def _outline(kind: str, r: float) -> list[tuple[float, float]] | None:
     if kind == "hexagon":
         return regular(6, 0.0)
     if kind == "star":
-        return [(rr * math.cos(-math.pi / 2 + math.pi * k / 5), rr * math.sin(-math.pi / 2 + math.pi * k / 5))
-                for k, rr in ((k, r if k % 2 == 0 else r * 0.45) for k in range(10))]
+        radii = [r if k % 2 == 0 else r * 0.45 for k in range(10)]
+        return [(rr * math.cos(-math.pi / 2 + math.pi * k / 5),
+                 rr * math.sin(-math.pi / 2 + math.pi * k / 5)) for k, rr in enumerate(radii)]
     if kind == "cross":
         a = r * 0.35
         return [(-a, -r), (a, -r), (a, -a), (r, -a), (r, a), (a, a), (a, r), (-a, r), (-a, a),
@@ -171,7 +172,7 @@ def _draw_shape(kind: str, rng: random.Random):
     # a shape colour far enough from the background to be seen
     while True:
         fore = tuple(rng.randint(0, 255) for _ in range(3))
-        if sum(abs(f - b) for f, b in zip(fore, back)) > 180:
+        if sum(abs(f - b) for f, b in zip(fore, back, strict=True)) > 180:
             break
     r = rng.uniform(0.22, 0.4) * n
     cx, cy = n / 2 + rng.uniform(-5, 5), n / 2 + rng.uniform(-5, 5)

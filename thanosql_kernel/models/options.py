@@ -228,8 +228,8 @@ def simclr_config(values: dict[str, Any]) -> SimCLRConfig:
     if config.pretrained and config.backbone not in TORCHVISION_BACKBONES:
         raise OptionError(f"BUILD MODEL: pretrained=True needs a torchvision backbone; "
                           f"backbone={config.backbone!r} has no ImageNet weights",
-                          hint=f"Add backbone='resnet18' or backbone='resnet50' to the "
-                               f"OPTIONS, or leave out pretrained.")
+                          hint="Add backbone='resnet18' or backbone='resnet50' to the "
+                               "OPTIONS, or leave out pretrained.")
     if config.max_epochs == 0 and not config.pretrained:
         raise OptionError("BUILD MODEL: max_epochs=0 trains nothing, and an untrained network "
                           "from scratch embeds noise",

@@ -60,10 +60,11 @@ class CpuShare:
 
     ``fixed`` None adapts between 1 and the count torch started with (one per core this
     process may use); a number pins that count. ``reserve`` cores are left to this process's
-    own other threads (CONVERT decodes the next batch while torch embeds this one). ``tick()`` is cheap and is called once per
-    training step or embedding batch; every ``INTERVAL_S`` it measures. Fewer threads are
-    taken at once (a starved thread costs many-fold); more only when two looks in a row agree
-    (one thread too few costs a fraction).
+    own other threads (CONVERT decodes the next batch while torch embeds this one).
+    ``tick()`` is cheap and is called once per training step or embedding batch; every
+    ``INTERVAL_S`` it measures. Fewer threads are taken at once (a starved thread costs
+    many-fold); more only when two looks in a row agree (one thread too few costs a
+    fraction).
     """
 
     def __init__(self, fixed: int | None = None, most: int | None = None,
