@@ -102,33 +102,41 @@ def _render(ch: str, font_path: str, rng: random.Random):
     return big.crop((SIZE // 2, SIZE // 2, SIZE // 2 + SIZE, SIZE // 2 + SIZE))
 
 
-def glyphs(root: Path, n_train: int = 1000, n_test: int = 200, seed: int = 0) -> ImageSet:
-    """Render the glyph set under ``root/bench_data/glyphs`` (balanced classes)."""
-    fonts = font_files()
-    if not fonts:
-        raise RuntimeError("no fonts found (fc-list, /usr/share/fonts)")
-    base = Path("bench_data/glyphs")
+def _write_set(root: Path, name: str, classes: tuple[str, ...] | str, n_train: int,
+               n_test: int, seed: int, draw, title: str) -> ImageSet:
+    """Write ``n_train`` + ``n_test`` JPEGs of balanced, shuffled ``classes`` under
+    ``root/bench_data/<name>`` with their CSVs; ``draw(label, rng)`` makes one image."""
+    base = Path("bench_data") / name
     rng = random.Random(seed)
     out = {}
     for split, n in (("train", n_train), ("test", n_test)):
         folder = root / base / split
         folder.mkdir(parents=True, exist_ok=True)
-        labels = [GLYPH_CHARS[i % len(GLYPH_CHARS)] for i in range(n)]
+        labels = [classes[i % len(classes)] for i in range(n)]
         rng.shuffle(labels)
         rows = []
-        for i, ch in enumerate(labels):
-            name = f"{split}_{i:04d}.jpg"
-            _render(ch, rng.choice(fonts), rng).save(folder / name, quality=95)
-            rows.append((str(base / split / name), name, ch))
-        csv_rel = base / f"glyphs_{split}.csv"
+        for i, label in enumerate(labels):
+            file = f"{split}_{i:04d}.jpg"
+            draw(label, rng).save(folder / file, quality=95)
+            rows.append((str(base / split / file), file, label))
+        csv_rel = base / f"{name}_{split}.csv"
         with open(root / csv_rel, "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["image_path", "filename", "label"])
             w.writerows(rows)
         out[split] = csv_rel
-    return ImageSet(f"glyphs ({len(GLYPH_CHARS)} letters x {len(fonts)} fonts)", "glyphs_train",
-                    "glyphs_test", out["train"], out["test"], *_read(root, out["train"]),
-                    *_read(root, out["test"]))
+    return ImageSet(title, f"{name}_train", f"{name}_test", out["train"], out["test"],
+                    *_read(root, out["train"]), *_read(root, out["test"]))
+
+
+def glyphs(root: Path, n_train: int = 1000, n_test: int = 200, seed: int = 0) -> ImageSet:
+    """Render the glyph set under ``root/bench_data/glyphs`` (balanced classes)."""
+    fonts = font_files()
+    if not fonts:
+        raise RuntimeError("no fonts found (fc-list, /usr/share/fonts)")
+    return _write_set(root, "glyphs", GLYPH_CHARS, n_train, n_test, seed,
+                      lambda ch, rng: _render(ch, rng.choice(fonts), rng),
+                      f"glyphs ({len(GLYPH_CHARS)} letters x {len(fonts)} fonts)")
 
 
 def _outline(kind: str, r: float) -> list[tuple[float, float]] | None:
@@ -192,25 +200,5 @@ def _draw_shape(kind: str, rng: random.Random):
 
 def shapes(root: Path, n_train: int = 1000, n_test: int = 200, seed: int = 0) -> ImageSet:
     """Draw the shape set under ``root/bench_data/shapes`` (balanced classes)."""
-    base = Path("bench_data/shapes")
-    rng = random.Random(seed)
-    out = {}
-    for split, n in (("train", n_train), ("test", n_test)):
-        folder = root / base / split
-        folder.mkdir(parents=True, exist_ok=True)
-        labels = [SHAPES[i % len(SHAPES)] for i in range(n)]
-        rng.shuffle(labels)
-        rows = []
-        for i, kind in enumerate(labels):
-            name = f"{split}_{i:04d}.jpg"
-            _draw_shape(kind, rng).save(folder / name, quality=95)
-            rows.append((str(base / split / name), name, kind))
-        csv_rel = base / f"shapes_{split}.csv"
-        with open(root / csv_rel, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["image_path", "filename", "label"])
-            w.writerows(rows)
-        out[split] = csv_rel
-    return ImageSet(f"shapes ({len(SHAPES)} kinds, colour {SHAPE_SIZE} px)", "shapes_train",
-                    "shapes_test", out["train"], out["test"], *_read(root, out["train"]),
-                    *_read(root, out["test"]))
+    return _write_set(root, "shapes", SHAPES, n_train, n_test, seed, _draw_shape,
+                      f"shapes ({len(SHAPES)} kinds, colour {SHAPE_SIZE} px)")
