@@ -70,17 +70,21 @@ CELLS = [
 ]
 
 
-def main() -> None:
-    nb = new_notebook(metadata={
-        "kernelspec": {"name": "thanosql", "display_name": "ThanoSQL", "language": "sql"},
-        "language_info": {"name": "sql", "mimetype": "text/x-sql", "file_extension": ".sql"},
-    })
+def write(cells: list[tuple[str, str]], metadata: dict, name: str) -> None:
+    """Write ``cells`` (("md" | "code", text) pairs) as notebooks/``name``."""
+    nb = new_notebook(metadata=metadata)
     nb.cells = [new_markdown_cell(text) if kind == "md" else new_code_cell(text)
-                for kind, text in CELLS]
-    path = Path(__file__).with_name("image_search.ipynb")
+                for kind, text in cells]
+    path = Path(__file__).with_name(name)
     nbformat.write(nb, path)
     print(f"wrote {path}")
 
+
+def main() -> None:
+    write(CELLS, {
+        "kernelspec": {"name": "thanosql", "display_name": "ThanoSQL", "language": "sql"},
+        "language_info": {"name": "sql", "mimetype": "text/x-sql", "file_extension": ".sql"},
+    }, "image_search.ipynb")
 
 if __name__ == "__main__":
     main()

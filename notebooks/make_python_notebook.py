@@ -1,10 +1,7 @@
 """Writes notebooks/thanosql_in_python.ipynb: ThanoSQL in the stock Python kernel, through
 ``%load_ext thanosql``, mixed with pandas and numpy."""
 
-from pathlib import Path
-
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from make_notebook import write   # the sibling script: run as python notebooks/<this>.py
 
 SEARCH_923 = ("(SEARCH IMAGE images='tutorial_data/mnist_data/test/923.jpg'\n"
               "      USING digit_search AS SELECT * FROM digits_test)")
@@ -52,17 +49,11 @@ CELLS = [
 
 
 def main() -> None:
-    nb = new_notebook(metadata={
+    write(CELLS, {
         "kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)",
                        "language": "python"},
         "language_info": {"name": "python"},
-    })
-    nb.cells = [new_markdown_cell(text) if kind == "md" else new_code_cell(text)
-                for kind, text in CELLS]
-    path = Path(__file__).with_name("thanosql_in_python.ipynb")
-    nbformat.write(nb, path)
-    print(f"wrote {path}")
-
+    }, "thanosql_in_python.ipynb")
 
 if __name__ == "__main__":
     main()
