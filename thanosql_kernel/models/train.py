@@ -326,15 +326,15 @@ def _fit(batches: _Batches, n: int, channels: int, side: int, config: SimCLRConf
     # channels_last lets oneDNN pick its fast convolutions: ~1.5x training speed on the CPU
     encoder = encoder.to(device, memory_format=torch.channels_last)
     head = head.to(device)
+    model = TrainedModel(encoder, head, spec, config, images_held=batches.where)
+    if not model.trained:   # max_epochs=0: the pretrained encoder as it is
+        encoder.eval()
+        return model
     augment = BatchAugment(config, mean.to(device), std.to(device))
     aug_gen = torch.Generator(device=device).manual_seed(seed)
     order_gen = torch.Generator().manual_seed(seed + 1)
 
     batch = min(config.batch_size, n)
-    model = TrainedModel(encoder, head, spec, config, images_held=batches.where)
-    if not model.trained:   # max_epochs=0: the pretrained encoder as it is
-        encoder.eval()
-        return model
     steps_per_epoch = math.ceil(n / batch)
     total_steps = steps_per_epoch * config.max_epochs
     warmup = min(total_steps, round(config.warmup_epochs * steps_per_epoch))
