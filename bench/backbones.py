@@ -23,6 +23,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from quality import Workspace  # noqa: E402 - the engine driven statement by statement
 
 BACKBONES = ("small", "resnet18", "resnet50")
 
@@ -64,10 +67,7 @@ def convert_rates(n: int) -> dict[str, tuple[float, float]]:
     import torch
     import torchvision
 
-    from thanosql_kernel.engine import Context, execute
     from thanosql_kernel.models.options import TORCHVISION_BACKBONES
-    from thanosql_kernel.settings import Settings
-    from thanosql_kernel.syntax import parse
 
     out = {}
     with tempfile.TemporaryDirectory(prefix="backbones-") as tmp:
@@ -78,12 +78,11 @@ def convert_rates(n: int) -> dict[str, tuple[float, float]]:
         for name, (file, _) in TORCHVISION_BACKBONES.items():
             torch.save(getattr(torchvision.models, name)().state_dict(), checkpoints / file)
         photos(folder / "photos", n)
-        ctx = Context.open(Settings.from_env(cwd=folder, env={}))
+        ws = Workspace(folder)
 
         def run(sql: str) -> float:
             started = time.perf_counter()
-            for node in parse(sql):
-                execute(node, ctx)
+            ws.run(sql)
             return time.perf_counter() - started
 
         run("COPY photos FROM 'photos.csv'")
@@ -94,7 +93,7 @@ def convert_rates(n: int) -> dict[str, tuple[float, float]]:
                         f"AS SELECT * FROM photos")
             seconds = run(f"CONVERT USING m_{backbone} AS SELECT * FROM photos")
             out[backbone] = (build, n / seconds)
-        ctx.close()
+        ws.close()
     return out
 
 

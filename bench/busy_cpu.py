@@ -30,9 +30,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from quality import Workspace  # noqa: E402 - the engine driven statement by statement
 
 WHAT = ("build", "convert", "search")
-BUILD = ("BUILD MODEL m USING SimCLR OPTIONS (image_col='image_path', max_epochs=1, "
+#: the tutorial's BUILD; the timed one makes a model of its own ("timed"), so it never
+#: replaces the one CONVERT and SEARCH use ("m": SEARCH refuses a rebuilt model's vectors)
+BUILD = ("BUILD MODEL {} USING SimCLR OPTIONS (image_col='image_path', max_epochs=1, "
          "overwrite=True) AS SELECT * FROM mnist_train")
 CONVERT = "CONVERT USING m AS SELECT * FROM many"
 SEARCH = ("SELECT image_path FROM (SEARCH IMAGE images='tutorial_data/mnist_data/test/923.jpg' "
@@ -43,36 +48,25 @@ SEARCHES = 10
 
 def one(folder: Path, what: str) -> None:
     """In a fresh process: run one statement through the engine and print its seconds."""
-    from thanosql_kernel.engine import Context, execute
-    from thanosql_kernel.syntax import parse
-    from thanosql_kernel.settings import Settings
-
-    ctx = Context.open(Settings.from_env(cwd=folder))
+    ws = Workspace(folder, environment=True)   # THANOSQL_THREADS is the policy measured
     import thanosql_kernel.models.train  # noqa: F401 - torch loaded before the clock starts
 
-    sql = {"build": BUILD, "convert": CONVERT, "search": SEARCH}[what]
+    sql = {"build": BUILD.format("timed"), "convert": CONVERT, "search": SEARCH}[what]
     runs = []
     for _ in range(1 + SEARCHES if what == "search" else 1):
         started = time.perf_counter()
-        for node in parse(sql):
-            execute(node, ctx)
+        ws.run(sql)
         runs.append(time.perf_counter() - started)
     runs = sorted(runs[1:]) if what == "search" else runs
     print(f"{runs[len(runs) // 2]:.4f}")
-    ctx.close()
+    ws.close()
 
 
 def prepare(folder: Path, images: int) -> None:
-    from thanosql_kernel.engine import Context, execute
-    from thanosql_kernel.syntax import parse
-    from thanosql_kernel.settings import Settings
-
-    ctx = Context.open(Settings.from_env(cwd=folder, env={}))
-    for cell in ("GET THANOSQL DATASET mnist_data OPTIONS (overwrite=True)",
-                 "COPY mnist_train OPTIONS (overwrite=True) FROM "
-                 "'tutorial_data/mnist_data/mnist_train.csv'"):
-        for node in parse(cell):
-            execute(node, ctx)
+    ws = Workspace(folder)
+    ws.run("GET THANOSQL DATASET mnist_data OPTIONS (overwrite=True)")
+    ws.run("COPY mnist_train OPTIONS (overwrite=True) FROM "
+           "'tutorial_data/mnist_data/mnist_train.csv'")
     source = sorted((folder / "tutorial_data" / "mnist_data" / "train").glob("*.jpg"))
     many = folder / "many"
     many.mkdir()
@@ -81,11 +75,9 @@ def prepare(folder: Path, images: int) -> None:
         os.link(source[i % len(source)], many / f"{i}.jpg")
         lines.append(f"many/{i}.jpg")
     (folder / "many.csv").write_text("\n".join(lines) + "\n")
-    for node in parse("COPY many OPTIONS (overwrite=True) FROM 'many.csv'"):
-        execute(node, ctx)
-    for node in parse(BUILD + ";\n" + CONVERT):   # the model and vectors SEARCH uses
-        execute(node, ctx)
-    ctx.close()
+    ws.run("COPY many OPTIONS (overwrite=True) FROM 'many.csv'")
+    ws.run(BUILD.format("m") + ";\n" + CONVERT)   # the model and vectors SEARCH uses
+    ws.close()
 
 
 def timed(folder: Path, what: str, policy: str, busy: bool) -> float:
@@ -132,7 +124,6 @@ def main() -> None:
         folder = Path(tmp)
         prepare(folder, args.images)
         seconds: dict[tuple[str, str, bool], float] = {}
-        # build first: each one replaces the model, so CONVERT and SEARCH come after it
         for what in whats:
             for policy in policies:
                 for busy in (False, True):

@@ -93,12 +93,13 @@ def pca_scores(train: np.ndarray, test: np.ndarray, k: int = PCA_COMPONENTS) -> 
 class Workspace:
     """A temporary ThanoSQL workspace driven statement by statement through the engine."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, environment: bool = False) -> None:
+        """``environment``: settings from THANOSQL_* variables too, not only the defaults."""
         from thanosql_kernel.engine import Context
         from thanosql_kernel.settings import Settings
 
         self.root = root
-        self.ctx = Context.open(Settings.from_env(cwd=root, env={}))
+        self.ctx = Context.open(Settings.from_env(cwd=root, env=None if environment else {}))
 
     def run(self, sql: str):
         from thanosql_kernel.engine import execute
