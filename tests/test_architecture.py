@@ -9,8 +9,19 @@ from pathlib import Path
 
 from thanosql_kernel.engine import HANDLERS
 from thanosql_kernel.syntax import (
-    ALL_NODES, BuildModel, Convert, Copy, DeleteModel, GetDataset, ListDatasets, ListModels,
-    ListTables, Magic, PrintImage, SearchImage, Sql,
+    ALL_NODES,
+    BuildModel,
+    Convert,
+    Copy,
+    DeleteModel,
+    GetDataset,
+    ListDatasets,
+    ListModels,
+    ListTables,
+    Magic,
+    PrintImage,
+    SearchImage,
+    Sql,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -20,14 +31,14 @@ def test_plain_sql_never_imports_torch_chromadb_pandas_or_pyparsing(tmp_path: Pa
     code = (
         "import sys\n"
         "from thanosql_kernel.kernel import ThanoSQLKernel\n"
-        "from thanosql_kernel.engine import Context, execute\n"
+        "from thanosql_kernel.engine import Services, execute\n"
         "from thanosql_kernel.settings import Settings\n"
         "from thanosql_kernel.syntax import parse\n"
         "from thanosql_kernel.display import to_bundles\n"
-        "ctx = Context.open(Settings.from_env())\n"
+        "services = Services.open(Settings.from_env())\n"
         "for node in parse('CREATE TABLE t (a INTEGER); INSERT INTO t VALUES (1); "
         "SELECT * FROM t'):\n"
-        "    to_bundles(execute(node, ctx))\n"
+        "    to_bundles(execute(node, services))\n"
         "heavy = sorted(m for m in ('torch', 'torchvision', 'chromadb', 'pandas', 'kornia',\n"
         "                           'pyparsing')\n"
         "               if m in sys.modules)\n"
@@ -63,12 +74,117 @@ def test_every_module_opens_with_a_docstring() -> None:
         assert text.lstrip().startswith('"""'), f"{path} has no opening docstring"
 
 
-def test_every_statement_node_has_a_handler() -> None:
+def test_every_statement_node_has_a_handler_and_every_row_statement_a_row_handler() -> None:
+    from thanosql_kernel.engine import ROW_HANDLERS
+    from thanosql_kernel.syntax.statements import ROW_NODES
+
     assert set(HANDLERS) == set(ALL_NODES)
+    assert set(ROW_HANDLERS) == {Sql, *ROW_NODES}
+
+
+# -- the import graph ---------------------------------------------------------------------
+
+PACKAGE = ROOT / "thanosql_kernel"
+#: the package's rooms (a top-level module or subpackage), lowest layer first: a module may
+#: import its own room's modules and any room of a lower layer, never one beside or above
+LAYERS = (
+    ("", "errors", "results", "imports", "paths", "install", "text"),
+    ("options",),
+    ("settings", "syntax"),
+    ("storage", "vectors", "models", "datasets"),
+    ("engine",),
+    ("display", "lexer"),
+    ("frontend", "editing"),
+    ("kernel", "magic"),
+    ("__main__",),
+)
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Each module of the package -> the package's modules it imports, wherever the import
+    stands (at the top, inside a function, under TYPE_CHECKING)."""
+    import ast
+
+    paths = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in paths.items():
+        package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+        found: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = package[:len(package) - node.level + 1] if node.level else []
+                module = ".".join(base + ([node.module] if node.module else []))
+                # `from . import grammar` imports the module grammar, not the package
+                targets = [f"{module}.{a.name}" for a in node.names
+                           if f"{module}.{a.name}" in paths] or [module]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            else:
+                continue
+            found |= {t for t in targets if t in paths and t != name}
+        graph[name] = found
+    return graph
+
+
+def _room(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def test_the_package_imports_form_no_circle() -> None:
+    graph = _import_graph()
+    assert len(graph) > 40
+    state: dict[str, int] = {}   # 1: being visited, 2: done
+    path: list[str] = []
+
+    def visit(module: str) -> None:
+        state[module] = 1
+        path.append(module)
+        for target in sorted(graph[module]):
+            assert state.get(target) != 1, \
+                f"import circle: {' -> '.join(path[path.index(target):] + [target])}"
+            if target not in state:
+                visit(target)
+        path.pop()
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module)
+
+
+def test_no_module_imports_one_beside_or_above_it() -> None:
+    layer = {room: i for i, rooms in enumerate(LAYERS) for room in rooms}
+    graph = _import_graph()
+    assert {_room(m) for m in graph} == set(layer), "a room of the package has no layer"
+    wrong = [f"{module} -> {target}" for module, targets in graph.items() for target in targets
+             if _room(module) != _room(target) and layer[_room(target)] >= layer[_room(module)]]
+    assert not wrong, f"imports that run sideways or back up: {wrong}"
+
+
+def test_handler_modules_never_import_each_other() -> None:
+    """A handler reads its query through ``run.rows`` and uses the services; what handlers
+    share stands in the engine's support modules, which import no handler."""
+    from thanosql_kernel.engine import ROW_HANDLERS
+
+    handler_modules = {h.__module__ for h in HANDLERS.values()}
+    graph = _import_graph()
+    assert handler_modules <= {m for m in graph if m.startswith("thanosql_kernel.engine.")}
+    assert {h.__module__ for h in ROW_HANDLERS.values()} <= handler_modules | {
+        "thanosql_kernel.engine"}
+    for module in graph:
+        if module.startswith("thanosql_kernel.engine."):
+            assert not graph[module] & handler_modules, \
+                f"{module} imports the handler module(s) {graph[module] & handler_modules}"
 
 
 def test_readme_lists_every_simclr_option_as_the_code_documents_it() -> None:
-    from thanosql_kernel.models.options import SIMCLR_OPTION_DOCS
+    from thanosql_kernel.models.config import SIMCLR_OPTION_DOCS
 
     readme = (ROOT / "README.md").read_text()
     block = readme.split("<!-- simclr-options -->")[1].split("<!-- /simclr-options -->")[0]
@@ -132,11 +248,11 @@ def test_the_statement_registry_declares_every_thanosql_statement_once() -> None
 
 
 def test_every_option_of_every_statement_is_declared_once_with_its_default() -> None:
-    from thanosql_kernel.engine import OPTIONS
-    from thanosql_kernel.models.options import SIMCLR_OPTIONS
+    from thanosql_kernel.engine import STATEMENT_OPTIONS
+    from thanosql_kernel.models.config import SIMCLR_OPTIONS
 
-    assert set(SIMCLR_OPTIONS) <= set(OPTIONS[BuildModel])
-    for node, specs in OPTIONS.items():
+    assert set(SIMCLR_OPTIONS) <= set(STATEMENT_OPTIONS[BuildModel])
+    for node, specs in STATEMENT_OPTIONS.items():
         names = [s.name for s in specs]
         assert len(names) == len(set(names)), f"{node.__name__} declares an option twice"
         for spec in specs:

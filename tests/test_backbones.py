@@ -15,12 +15,12 @@ import torchvision
 
 from thanosql_kernel.errors import DataError, NotFoundError, OptionError
 from thanosql_kernel.models import pretrained
-from thanosql_kernel.models.options import TORCHVISION_BACKBONES
+from thanosql_kernel.models.config import TORCHVISION_BACKBONES
 from thanosql_kernel.results import Message, Table
 from thanosql_kernel.vectors import blobs_to_matrix
 
 from .conftest import Engine, KernelSession
-from .test_build_model import make_images, model_files
+from .helpers import make_images, model_files
 
 FAST = "max_epochs=1, batch_size=8, views=2, image_size=32, seed=3"
 
@@ -203,7 +203,7 @@ def test_completion_and_inspect_know_the_new_options(engine: Engine) -> None:
                             ("backbone=", ["'small'", "'resnet18'", "'resnet50'"]),
                             ("pretrained=", ["True", "False"])):
         code = head + typed
-        assert editing.complete(code, len(code), engine.ctx)["matches"] == expected, typed
-    shown = editing.inspect(head + "pretrained=True)", len(head) + 4, engine.ctx)
+        assert editing.complete(code, len(code), engine.services)["matches"] == expected, typed
+    shown = editing.inspect(head + "pretrained=True)", len(head) + 4, engine.services)
     assert shown is not None and "ImageNet weights" in shown["text/plain"]
     assert "TORCH_HOME" in shown["text/plain"]

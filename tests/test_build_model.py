@@ -11,29 +11,16 @@ import pytest
 from PIL import Image
 
 from thanosql_kernel.errors import (
-    AlreadyExistsError, DataError, NotFoundError, OptionError, ThanoSQLSyntaxError,
+    AlreadyExistsError,
+    DataError,
+    NotFoundError,
+    OptionError,
+    ThanoSQLSyntaxError,
 )
 from thanosql_kernel.results import Message, Table
 
 from .conftest import Engine, KernelSession
-
-TINY = "OPTIONS (max_epochs=2, batch_size=8, embedding_dim=128, seed=1{extra})"
-
-
-def make_images(folder: Path, count: int = 16, size: int = 12) -> Path:
-    """Blobs at different places: a small image set any model can train on quickly."""
-    rng = np.random.default_rng(0)
-    folder.mkdir(parents=True, exist_ok=True)
-    lines = ["image_path,label"]
-    for i in range(count):
-        pixels = np.zeros((size, size), np.uint8)
-        y, x = rng.integers(0, size - 4, 2)
-        pixels[y:y + 4, x:x + 4] = 255
-        Image.fromarray(pixels).save(folder / f"{i}.png")
-        lines.append(f"{folder.name}/{i}.png,{i % 2}")
-    csv = folder.parent / f"{folder.name}.csv"
-    csv.write_text("\n".join(lines) + "\n")
-    return csv
+from .helpers import TINY, make_images, model_files
 
 
 def build(engine: Engine, name: str = "m", extra: str = "", table: str = "imgs") -> Message:
@@ -48,18 +35,11 @@ def card(engine: Engine, name: str = "m") -> dict:
     return json.loads((model_files(engine, name) / "card.json").read_text())
 
 
-def model_files(engine: Engine, name: str = "m") -> Path:
-    """The folder of the model's files, fetched from the database (or the cache) and checked."""
-    return engine.ctx.models.files(engine.ctx.models.get(name))
-
-
 def pin_threads(engine: Engine) -> None:
     """Training is reproducible bit for bit at a fixed thread count; THANOSQL_THREADS=auto
     (the default) changes the count with the machine's load, and sums split across threads
     differ in the last bits."""
-    from dataclasses import replace
-
-    engine.ctx.settings = replace(engine.ctx.settings, threads="1")
+    engine.reopen(threads=1)
 
 
 @pytest.fixture
@@ -78,7 +58,7 @@ def test_build_registers_a_model_with_a_card(images: Engine) -> None:
     assert listing.rows[0][:4] == ("m", "SimCLR", "SELECT * FROM imgs", "ready")
     folder = model_files(images)
     card = json.loads((folder / "card.json").read_text())
-    assert card == images.ctx.models.get("m").card
+    assert card == images.services.registry.get("m").card
     assert card["row_count"] == 16 and card["image_size"] == 12 and card["embedding_dim"] == 128
     assert len(card["loss_per_epoch"]) == 2 and card["options"]["max_epochs"] == 2
     assert card["trained_on"] == "SELECT * FROM imgs" and "torch" in card["library_versions"]
@@ -98,17 +78,17 @@ def test_progress_is_reported_per_step(images: Engine) -> None:
 
 def test_existing_model_needs_overwrite_and_is_kept(images: Engine) -> None:
     build(images)
-    before = images.ctx.models.get("m")
+    before = images.services.registry.get("m")
     with pytest.raises(AlreadyExistsError, match="overwrite=True"):
         images.run("BUILD MODEL m USING simclr AS SELECT * FROM imgs")
-    assert images.ctx.models.get("m") == before
+    assert images.services.registry.get("m") == before
     # overwritten by another build: the card must be the new one (not only a new timing)
     images.one("BUILD MODEL m USING SimCLR OPTIONS (max_epochs=1, batch_size=8, seed=1, "
                "overwrite=True) AS SELECT * FROM imgs LIMIT 8")
     new = card(images)
     assert new["row_count"] == 8 and new["options"]["max_epochs"] == 1
     # the old content is gone from the database and from the cache
-    assert images.ctx.models.get("m").digest != before.digest
+    assert images.services.registry.get("m").digest != before.digest
     assert images.rows(f"SELECT COUNT(*) FROM thanosql_model_files "
                        f"WHERE digest = '{before.digest}'") == [(0,)]
     assert not (images.cwd / ".thanosql" / "cache" / "models" / str(before.digest)).exists()
@@ -117,7 +97,7 @@ def test_existing_model_needs_overwrite_and_is_kept(images: Engine) -> None:
 def test_failed_build_leaves_the_old_model(images: Engine, monkeypatch) -> None:
     build(images)
     before = images.one("LIST MODEL").rows
-    entry = images.ctx.models.get("m")
+    entry = images.services.registry.get("m")
     stored = images.rows("SELECT digest, file, seq FROM thanosql_model_files ORDER BY 1, 2, 3")
     import thanosql_kernel.models.train as train
 
@@ -129,7 +109,7 @@ def test_failed_build_leaves_the_old_model(images: Engine, monkeypatch) -> None:
     with pytest.raises(OSError):
         build(images, extra=", overwrite=True")
     assert images.one("LIST MODEL").rows == before
-    assert images.ctx.models.get("m") == entry
+    assert images.services.registry.get("m") == entry
     assert images.rows("SELECT digest, file, seq FROM thanosql_model_files "
                        "ORDER BY 1, 2, 3") == stored
     cache = images.cwd / ".thanosql" / "cache" / "models"
@@ -171,7 +151,7 @@ def test_delete_and_drop_model(images: Engine) -> None:
     build(images)
     assert images.one("SELECT name FROM (LIST MODEL) WHERE base_model = 'SimCLR'").rows == (
         ("m",),)
-    digest = images.ctx.models.get("m").digest
+    digest = images.services.registry.get("m").digest
     assert images.one("DELETE MODEL m").text == "Success: deleted the model m"
     assert images.rows("SELECT COUNT(*) FROM thanosql_model_files") == [(0,)]
     assert not (images.cwd / ".thanosql" / "cache" / "models" / str(digest)).exists()
@@ -316,7 +296,7 @@ def test_on_a_gpu_images_that_do_not_fit_stay_in_ram(monkeypatch) -> None:
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (1_000, 80 * 2**30))
     images = torch.zeros((4, 1, 28, 28), dtype=torch.uint8)
     batches = train._Batches(images, torch.device("cuda"))   # nothing is copied yet
-    assert batches.where == "host" and batches.images is images
+    assert batches.where == "host" and batches.source is images
     assert train._Batches(images, torch.device("cpu")).where == "device"
 
 

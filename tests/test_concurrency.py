@@ -6,7 +6,7 @@ import threading
 from pathlib import Path
 
 from .conftest import KernelSession, server_env
-from .test_build_model import TINY, make_images
+from .helpers import TINY, make_images
 
 ROUNDS = 3
 
@@ -66,7 +66,7 @@ def test_a_catalog_created_by_another_kernel_at_the_same_moment_is_fine(engine, 
     from thanosql_kernel.errors import DatabaseError
     from thanosql_kernel.storage import EmbeddingColumns, ModelRegistry, schema
 
-    store = engine.ctx.store
+    store = engine.services.store
     with store.begin(write=True) as other:  # the other kernel's CREATE, committed first
         schema.METADATA.create_all(other, tables=[schema.EMBEDDINGS])
 

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from thanosql_kernel.datasets import DATASETS, DatasetWritten, get_dataset
-from thanosql_kernel.datasets import mnist
+from thanosql_kernel.datasets import DATASETS, DatasetWritten, get_dataset, mnist
 from thanosql_kernel.errors import AlreadyExistsError, NotFoundError
 
 HEADER = ["image_path", "filename", "label"]

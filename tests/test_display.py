@@ -5,21 +5,25 @@ from __future__ import annotations
 import numpy as np
 
 from thanosql_kernel.display import (
-    error_content, format_value, progress_text, to_bundles, to_outputs,
+    error_content,
+    format_value,
+    progress_text,
+    to_bundles,
+    to_outputs,
 )
 from thanosql_kernel.errors import NotFoundError
 from thanosql_kernel.results import Image, Images, Message, Progress, Table
 
 
-def test_tables_are_cut_at_the_limit_and_say_so() -> None:
-    table = Table(("i", "name"), tuple((i, f"n{i}") for i in range(30)))
-    [bundle] = to_bundles(table, limit=5)
+def test_a_table_the_engine_cut_says_how_many_rows_it_has() -> None:
+    table = Table(("i", "name"), tuple((i, f"n{i}") for i in range(5)), total=30)
+    [bundle] = to_bundles(table)
     lines = bundle["text/plain"].splitlines()
     assert lines[0].split() == ["i", "name"] and len(lines) == 2 + 5 + 1
     assert lines[-1].startswith("30 rows × 2 columns (showing the first 5")
     assert bundle["text/html"].count("<tr>") == 1 + 5 and "30 rows × 2 columns" in \
         bundle["text/html"]
-    [small] = to_bundles(Table(("a",), ((1,),)), limit=5)
+    [small] = to_bundles(Table(("a",), ((1,),)))
     assert "rows ×" not in small["text/plain"]
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from .conftest import KernelSession
-from .test_build_model import TINY, make_images
+from .helpers import TINY, make_images
 
 MODEL = "my_model"
 

@@ -9,7 +9,12 @@ import pytest
 from PIL import Image
 
 from thanosql_kernel.errors import (
-    AlreadyExistsError, DatabaseError, DataError, NotFoundError, OptionError, ThanoSQLError,
+    AlreadyExistsError,
+    DatabaseError,
+    DataError,
+    NotFoundError,
+    OptionError,
+    ThanoSQLError,
     ThanoSQLSyntaxError,
 )
 from thanosql_kernel.results import Message, Table
@@ -27,8 +32,8 @@ def write(engine: Engine, name: str, text: str | bytes) -> Path:
 
 
 def snapshot(engine: Engine) -> dict[str, list[tuple]]:
-    with engine.ctx.store.begin() as conn:
-        names = engine.ctx.store.table_names(conn)
+    with engine.services.store.begin() as conn:
+        names = engine.services.store.table_names(conn)
     return {n: engine.rows(f"SELECT * FROM {n} ORDER BY 1") for n in names}
 
 
@@ -214,10 +219,24 @@ def test_plain_sql_rows_are_cut_at_the_display_limit_but_counted(engine: Engine)
     engine.run("CREATE TABLE n (i INTEGER)")
     engine.run("INSERT INTO n WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c "
                "WHERE i < 50) SELECT i FROM c")
-    table = engine.one("SELECT i FROM n ORDER BY i")
+    [table] = engine.run("SELECT i FROM n ORDER BY i", row_limit=20)
     assert len(table.rows) == 20 and table.total == 50 and table.rows[0] == (1,)
     assert engine.one("UPDATE n SET i = i + 1 WHERE i <= 5").text == "Success (5 rows affected)"
     assert engine.one("DROP TABLE n").text == "Success"
+
+
+def test_every_result_is_cut_once_at_the_row_limit_and_sub_queries_see_every_row(
+        engine: Engine) -> None:
+    from thanosql_kernel.engine import Run, execute
+    from thanosql_kernel.syntax import parse
+
+    engine.run("; ".join(f"CREATE TABLE t{i:02d} (x INTEGER)" for i in range(25)))
+    [listing] = parse("LIST TABLE")
+    cut = execute(listing, engine.services, Run(row_limit=20))
+    assert len(cut.rows) == 20 and cut.total == 25 and cut.rows[-1][0] == "t19"
+    assert len(execute(listing, engine.services, Run()).rows) == 25   # the magic's: all
+    [count] = parse("SELECT COUNT(*) FROM (LIST TABLE) AS l")
+    assert execute(count, engine.services, Run(row_limit=20)).rows == ((25,),)
 
 
 def test_like_with_doubled_percent_is_plain_sql(engine: Engine) -> None:
@@ -237,7 +256,7 @@ def test_relative_paths_resolve_against_the_kernel_folder(engine: Engine) -> Non
 def test_workspace_holds_the_database_by_default(engine: Engine) -> None:
     engine.run("CREATE TABLE x (a INTEGER)")
     in_workspace = (engine.cwd / ".thanosql" / "thanosql.db").exists()
-    assert in_workspace == engine.ctx.settings.database_url.startswith("sqlite:")
+    assert in_workspace == engine.services.settings.database_url.startswith("sqlite:")
 
 
 def test_magic_lines_answer_in_one_line(engine: Engine) -> None:

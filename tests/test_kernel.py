@@ -71,6 +71,37 @@ def test_display_limit_says_how_many_rows(kernel: KernelSession) -> None:
     assert "30 rows × 1 columns" in text and len(text.splitlines()) == 2 + 20 + 1
 
 
+def test_a_bad_setting_is_an_option_error_naming_the_variable(tmp_path: Path) -> None:
+    session = KernelSession(tmp_path, {"THANOSQL_DISPLAY_LIMIT": "abc"})
+    try:
+        for _ in range(2):   # every cell says so, and the kernel stays up
+            reply = session.execute("SELECT 1")
+            assert reply.status == "error" and reply.content["ename"] == "OptionError"
+            evalue = reply.content["evalue"]
+            assert "THANOSQL_DISPLAY_LIMIT='abc'" in evalue, evalue
+            assert "a whole number of rows from 1" in evalue and "default is 20" in evalue
+    finally:
+        session.close()
+
+
+@pytest.mark.parametrize(("name", "value", "takes"), [
+    ("THANOSQL_DISPLAY_LIMIT", "0", "from 1"),
+    ("THANOSQL_EXACT_SEARCH_MAX_ROWS", "-5", "from 0"),
+    ("THANOSQL_EXACT_SEARCH_MAX_ROWS", "2e6", "from 0"),
+    ("THANOSQL_THREADS", "many", "'auto'"),
+    ("THANOSQL_CHROMA_URL", "localhost:8000", "http://host:port"),
+])
+def test_every_setting_is_checked_before_anything_runs(name: str, value: str,
+                                                      takes: str) -> None:
+    from thanosql_kernel.errors import OptionError
+    from thanosql_kernel.settings import VARIABLES, Settings
+
+    with pytest.raises(OptionError) as caught:
+        Settings.from_env(env={name: value})
+    assert name in str(caught.value) and takes in str(caught.value)
+    assert f"default is {VARIABLES[name].default}" in (caught.value.hint or "")
+
+
 def test_several_statements_show_each_result(kernel: KernelSession) -> None:
     reply = kernel.execute("CREATE TABLE IF NOT EXISTS s (x INTEGER);\n"
                            "INSERT INTO s VALUES (1), (2);\nSELECT sum(x) AS total FROM s")

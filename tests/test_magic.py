@@ -16,14 +16,14 @@ import pytest
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_notebook
 
-from thanosql_kernel.engine import execute
+from thanosql_kernel.engine import Run, execute
 from thanosql_kernel.errors import DataError, NotFoundError
 from thanosql_kernel.frontend import bind_parameters
 from thanosql_kernel.syntax import parse
 from thanosql_kernel.syntax.params import parameters
 
 from .conftest import Engine, KernelSession, Reply, server_env
-from .test_build_model import make_images
+from .helpers import make_images
 
 SEED = Path(__file__).parent / "fixtures" / "seed_tutorial_cells.json"
 CSV = "image_path,filename,label\na/1.jpg,1.jpg,5\na/2.jpg,2.jpg,0\n"
@@ -72,8 +72,8 @@ def test_parameters_are_found_outside_strings_comments_and_casts() -> None:
 
 def run_bound(engine: Engine, cell: str, **namespace: Any) -> list[Any]:
     nodes = parse(cell)
-    with engine.ctx.bound(bind_parameters(nodes, namespace)):
-        return [execute(node, engine.ctx) for node in nodes]
+    run = Run(bind_parameters(nodes, namespace))
+    return [execute(node, engine.services, run) for node in nodes]
 
 
 def test_bound_values_are_values_never_sql(engine: Engine) -> None:

@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from thanosql_kernel.engine import Context
+from thanosql_kernel.engine import Services
 from thanosql_kernel.errors import DataError, NotFoundError
 from thanosql_kernel.results import Table
 from thanosql_kernel.settings import Settings
 from thanosql_kernel.storage import ModelRegistry
-from thanosql_kernel.storage.models import CHUNK_BYTES
+from thanosql_kernel.storage.registry import CHUNK_BYTES
 
 from .conftest import Engine
-from .test_build_model import TINY, make_images
+from .helpers import TINY, make_images
 
 SEARCH = ("SELECT image_path, m_simclr_similarity1 FROM (SEARCH IMAGE images='imgs/3.png' "
           "USING m AS SELECT image_path FROM imgs) ORDER BY m_simclr_similarity1 DESC LIMIT 5")
@@ -28,11 +28,11 @@ def other_kernel(engine: Engine, folder: Path) -> Engine:
     """A second engine on the same database, in a folder (and workspace) of its own."""
     folder.mkdir()
     shutil.copytree(engine.cwd / "imgs", folder / "imgs")   # the images, at the same paths
-    shared = {"THANOSQL_DATABASE_URL": engine.ctx.settings.database_url}
-    if engine.ctx.settings.chroma_url:
-        shared["THANOSQL_CHROMA_URL"] = engine.ctx.settings.chroma_url
+    shared = {"THANOSQL_DATABASE_URL": engine.services.settings.database_url}
+    if engine.services.settings.chroma_url:
+        shared["THANOSQL_CHROMA_URL"] = engine.services.settings.chroma_url
     settings = Settings.from_env(cwd=folder, env=shared)
-    return Engine(Context.open(settings), folder)
+    return Engine(Services.open(settings), folder)
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ def test_a_kernel_in_another_folder_uses_the_model_and_notices_a_rebuild(built: 
         assert isinstance(ranked, Table) and ranked.rows[0][0] == "imgs/3.png"
         assert other.one(SEARCH) == ranked
         # its files came from the database into the other workspace's cache
-        digest = built.ctx.models.get("m").digest
+        digest = built.services.registry.get("m").digest
         cached = other.cwd / ".thanosql" / "cache" / "models" / str(digest)
         assert sorted(p.name for p in cached.iterdir()) == ["card.json", "model.json",
                                                             "weights.pt"]
@@ -66,28 +66,28 @@ def test_a_kernel_in_another_folder_uses_the_model_and_notices_a_rebuild(built: 
         with pytest.raises(NotFoundError, match="no model 'm'"):
             other.run(SEARCH)
     finally:
-        other.ctx.close()
+        other.services.close()
 
 
 def test_a_damaged_cached_copy_is_fetched_again(built: Engine, tmp_path: Path) -> None:
     ranked = built.one(SEARCH)
-    entry = built.ctx.models.get("m")
+    entry = built.services.registry.get("m")
     other = other_kernel(built, tmp_path / "elsewhere")
     try:
-        folder = other.ctx.models.files(entry)
+        folder = other.services.registry.files(entry)
         weights = folder / "weights.pt"
         size = weights.stat().st_size
         weights.write_bytes(b"\0" * size)   # same size, other bytes
-        fresh = ModelRegistry(other.ctx.store, other.cwd / ".thanosql")   # a new process
+        fresh = ModelRegistry(other.services.store, other.cwd / ".thanosql")   # a new process
         assert fresh.files(entry) == folder and weights.read_bytes() != b"\0" * size
         assert other.one(SEARCH) == ranked
     finally:
-        other.ctx.close()
+        other.services.close()
 
 
 def test_damaged_stored_files_are_a_clear_error(built: Engine, tmp_path: Path) -> None:
-    entry = built.ctx.models.get("m")
-    with built.ctx.store.begin(write=True) as tx:
+    entry = built.services.registry.get("m")
+    with built.services.store.begin(write=True) as tx:
         tx.exec_driver_sql("UPDATE thanosql_model_files SET data = data || data "
                            "WHERE file = 'model.json'")
     other = other_kernel(built, tmp_path / "elsewhere")
@@ -99,19 +99,19 @@ def test_damaged_stored_files_are_a_clear_error(built: Engine, tmp_path: Path) -
         assert not (cache / str(entry.digest)).exists()
         assert not [p for p in cache.iterdir() if p.name.startswith(".fetch")]
     finally:
-        other.ctx.close()
+        other.services.close()
 
 
 def test_a_model_of_the_earlier_version_moves_into_the_database(built: Engine) -> None:
     """Before this version a model was a folder <workspace>/models/<name>/ plus a catalog row
     without digest and files; its kernel moves it into the database on first use."""
     ranked = built.one(SEARCH)
-    entry = built.ctx.models.get("m")
+    entry = built.services.registry.get("m")
     workspace = built.cwd / ".thanosql"
     legacy = workspace / "models" / "m"
-    shutil.copytree(built.ctx.models.files(entry), legacy)
+    shutil.copytree(built.services.registry.files(entry), legacy)
     shutil.rmtree(workspace / "cache")
-    with built.ctx.store.begin(write=True) as tx:   # the earlier version's catalog
+    with built.services.store.begin(write=True) as tx:   # the earlier version's catalog
         tx.exec_driver_sql("DROP TABLE thanosql_model_files")
         tx.exec_driver_sql("ALTER TABLE thanosql_models RENAME TO thanosql_models_now")
         tx.exec_driver_sql("CREATE TABLE thanosql_models (name VARCHAR(128) PRIMARY KEY, "
@@ -121,25 +121,23 @@ def test_a_model_of_the_earlier_version_moves_into_the_database(built: Engine) -
         tx.exec_driver_sql("INSERT INTO thanosql_models SELECT name, base_model, trained_on, "
                            "row_count, status, last_updated_utc, card FROM thanosql_models_now")
         tx.exec_driver_sql("DROP TABLE thanosql_models_now")
-    settings = built.ctx.settings
-    built.ctx.close()
-    built.ctx = Context.open(settings)   # the kernel started again with this version
+    built.reopen()   # the kernel started again with this version
     try:
         assert built.one("LIST MODEL").rows[0][:4] == ("m", "SimCLR", "SELECT * FROM imgs",
                                                        "ready")
         assert not legacy.exists()
-        moved = built.ctx.models.get("m")
+        moved = built.services.registry.get("m")
         assert moved.digest == entry.digest and moved.files == entry.files
         assert built.one(SEARCH) == ranked
     finally:
-        built.ctx.close()
+        built.services.close()
 
 
 def test_a_model_an_earlier_version_kept_in_another_folder_says_where_it_is(
         built: Engine) -> None:
-    with built.ctx.store.begin(write=True) as tx:
+    with built.services.store.begin(write=True) as tx:
         tx.exec_driver_sql("UPDATE thanosql_models SET digest = NULL, files = NULL")
-    built.ctx.loaded.clear()
+    built.services.loader.forget()
     with pytest.raises(NotFoundError, match="earlier version") as caught:
         built.run(SEARCH)
     assert "overwrite=True" in (caught.value.hint or "")
@@ -158,7 +156,7 @@ def test_big_model_files_move_in_chunks_never_whole_in_memory(engine: Engine,
         (target / "model.json").write_text(json.dumps({"format": 2}))
 
     folder.mkdir()
-    registry = engine.ctx.models
+    registry = engine.services.registry
     tracemalloc.start()
     try:
         registry.register("big", base_model="SimCLR", trained_on="SELECT 1", row_count=1,
@@ -168,7 +166,7 @@ def test_big_model_files_move_in_chunks_never_whole_in_memory(engine: Engine,
         entry = registry.get("big")
         assert entry.files["weights.pt"]["size"] == size
         shutil.rmtree(engine.cwd / ".thanosql" / "cache")
-        fetched = ModelRegistry(engine.ctx.store, engine.cwd / ".thanosql").files(entry)
+        fetched = ModelRegistry(engine.services.store, engine.cwd / ".thanosql").files(entry)
         fetched_peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

@@ -11,9 +11,15 @@ import torch
 
 from thanosql_kernel.errors import DataError, NotFoundError, OptionError
 from thanosql_kernel.models import train as train_mod
-from thanosql_kernel.models.options import parse_simclr_options
-from thanosql_kernel.models.train import (TrainedModel, TrainProgress, embed, fit, load_model,
-                                          save_model)
+from thanosql_kernel.models.config import parse_simclr_options
+from thanosql_kernel.models.train import (
+    TrainedModel,
+    TrainProgress,
+    embed,
+    fit,
+    load_model,
+    save_model,
+)
 
 
 def _digits(n: int = 24, size: int = 12, channels: int = 1, seed: int = 0) -> torch.Tensor:

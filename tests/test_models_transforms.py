@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from thanosql_kernel.models.options import SimCLRConfig, parse_simclr_options
+from thanosql_kernel.models.config import SimCLRConfig, parse_simclr_options
 from thanosql_kernel.models.transforms import BatchAugment
 
 OFF = dict(crop_scale=(1.0, 1.0), rotation=0.0, shear=0.0, flip=False, vertical_flip=False,

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import KernelSession, Reply
-from .test_build_model import TINY, make_images
+from .helpers import TINY, make_images
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "shared_model"

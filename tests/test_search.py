@@ -8,12 +8,15 @@ import numpy as np
 import pytest
 
 from thanosql_kernel.errors import (
-    AlreadyExistsError, DataError, NotFoundError, OptionError,
+    AlreadyExistsError,
+    DataError,
+    NotFoundError,
+    OptionError,
 )
 from thanosql_kernel.results import Images, Table
 
 from .conftest import Engine, KernelSession
-from .test_build_model import TINY, make_images
+from .helpers import TINY, make_images
 
 SIM = "m_simclr_similarity1"
 
@@ -28,14 +31,15 @@ def searchable(engine: Engine) -> Engine:
 
 def exact_ranking(engine: Engine, query: str, table: str = "imgs") -> list[tuple[str, float]]:
     """The ranking by cosine similarity computed here, from the model, without the engine."""
-    from thanosql_kernel.engine.models import load
     from thanosql_kernel.models import embed, load_images
 
-    model, _ = load(engine.ctx, "m")
+    model, _ = engine.services.loader.load("m")
     paths = [p for (p,) in engine.rows(f"SELECT image_path FROM {table}")]
     vectors = embed(model, load_images([str(engine.cwd / p) for p in paths], 12, 1))
     q = embed(model, load_images([str(engine.cwd / query)], 12, 1))[0]
-    sims = vectors @ q
+    # float64, the precision the engine reports in: a float32 sum may order near-ties apart
+    sims = (vectors.astype("float64") @ q.astype("float64")) / (
+        ((vectors.astype("float64") ** 2).sum(axis=1) * (q.astype("float64") ** 2).sum()) ** 0.5)
     return sorted(zip(paths, sims.tolist(), strict=True), key=lambda x: -x[1])
 
 
@@ -50,9 +54,9 @@ def test_convert_adds_a_compact_column_and_an_index_in_step(searchable: Engine) 
     blobs = [b for (b,) in searchable.rows("SELECT m_simclr FROM imgs ORDER BY image_path")]
     matrix = blobs_to_matrix(blobs)
     assert matrix.shape == (24, 128) and np.allclose(np.linalg.norm(matrix, axis=1), 1, atol=1e-5)
-    with searchable.ctx.store.begin() as conn:
-        [entry] = searchable.ctx.embeddings.all(conn)
-    index = searchable.ctx.vectors
+    with searchable.services.store.begin() as conn:
+        [entry] = searchable.services.catalog.entries(conn)
+    index = searchable.services.catalog.index
     assert index.count(entry.collection) == 24
     paths = [p for (p,) in searchable.rows("SELECT image_path FROM imgs ORDER BY image_path")]
     hits = index.query(entry.collection, matrix[3], 1)
@@ -64,12 +68,12 @@ def test_convert_adds_a_compact_column_and_an_index_in_step(searchable: Engine) 
 
 def test_convert_again_replaces_column_and_index(searchable: Engine) -> None:
     searchable.run("CONVERT USING m AS SELECT * FROM imgs")
-    with searchable.ctx.store.begin() as conn:
-        [first] = searchable.ctx.embeddings.all(conn)
+    with searchable.services.store.begin() as conn:
+        [first] = searchable.services.catalog.entries(conn)
     searchable.run("CONVERT USING m AS SELECT * FROM imgs")
-    with searchable.ctx.store.begin() as conn:
-        [second] = searchable.ctx.embeddings.all(conn)
-    index = searchable.ctx.vectors
+    with searchable.services.store.begin() as conn:
+        [second] = searchable.services.catalog.entries(conn)
+    index = searchable.services.catalog.index
     assert first.collection != second.collection
     assert not index.exists(first.collection) and index.count(second.collection) == 24
     assert second.collection in index.names()
@@ -78,7 +82,7 @@ def test_convert_again_replaces_column_and_index(searchable: Engine) -> None:
 def test_failed_or_interrupted_convert_changes_nothing(searchable: Engine, monkeypatch) -> None:
     searchable.run("CONVERT USING m AS SELECT * FROM imgs")
     before_rows = searchable.rows("SELECT * FROM imgs ORDER BY image_path")
-    before_index = searchable.ctx.vectors.names()
+    before_index = searchable.services.catalog.index.names()
     import thanosql_kernel.models.train as train
 
     real = train.embed
@@ -95,7 +99,7 @@ def test_failed_or_interrupted_convert_changes_nothing(searchable: Engine, monke
         with pytest.raises(type(failure)):
             searchable.run("CONVERT USING m OPTIONS (batch_size=4) AS SELECT * FROM imgs")
         assert searchable.rows("SELECT * FROM imgs ORDER BY image_path") == before_rows
-        assert searchable.ctx.vectors.names() == before_index
+        assert searchable.services.catalog.index.names() == before_index
     # a first CONVERT that fails leaves no column behind
 
     def failing(model, images, batch_size=256):
@@ -142,15 +146,12 @@ def test_search_as_subquery_with_order_and_limit(searchable: Engine) -> None:
 
 
 def test_the_vector_index_answers_beyond_the_exact_limit(searchable: Engine) -> None:
-    import dataclasses
-
     searchable.run("CONVERT USING m AS SELECT * FROM imgs")
     expected = [p for p, _ in exact_ranking(searchable, "imgs/4.png")[:6]]
     sql = (f"SELECT image_path FROM (SEARCH IMAGE images='imgs/4.png' USING m AS "
            f"SELECT * FROM imgs) ORDER BY {SIM} DESC LIMIT 6")
     assert [r[0] for r in searchable.one(sql).rows] == expected  # exact, in memory
-    searchable.ctx.settings = dataclasses.replace(searchable.ctx.settings,
-                                                  exact_search_max_rows=0)
+    searchable.reopen(exact_search_max_rows=0)
     assert [r[0] for r in searchable.one(sql).rows] == expected  # from the Chroma index
     # a row added after CONVERT has no embedding: the search still sees it
     searchable.run("INSERT INTO imgs (image_path, label) VALUES ('imgs/4.png', 9)")
@@ -271,16 +272,16 @@ def test_tutorial_search_through_the_kernel(tmp_path: Path) -> None:
 
 def test_drop_model_takes_its_embedding_columns_with_it(searchable: Engine) -> None:
     searchable.run("CONVERT USING m AS SELECT * FROM imgs; CONVERT USING m AS SELECT * FROM other")
-    with searchable.ctx.store.begin() as conn:
-        collections = [e.collection for e in searchable.ctx.embeddings.all(conn)]
+    with searchable.services.store.begin() as conn:
+        collections = [e.collection for e in searchable.services.catalog.entries(conn)]
     assert len(collections) == 2
     result = searchable.one("DROP MODEL m")
     assert result.text == ("Success: deleted the model m and the embedding columns it made: "
                            "imgs.m_simclr, other.m_simclr")
     assert searchable.one("SELECT * FROM imgs LIMIT 1").columns == ("image_path", "label")
-    with searchable.ctx.store.begin() as conn:
-        assert searchable.ctx.embeddings.all(conn) == []
-    assert not any(searchable.ctx.vectors.exists(c) for c in collections)
+    with searchable.services.store.begin() as conn:
+        assert searchable.services.catalog.entries(conn) == []
+    assert not any(searchable.services.catalog.index.exists(c) for c in collections)
     # a new model of that name converts into a column of that name again
     searchable.run(f"BUILD MODEL m USING SimCLR {TINY.format(extra='')} AS SELECT * FROM imgs")
     assert searchable.one("CONVERT USING m AS SELECT * FROM imgs").columns[-1] == "m_simclr"

@@ -8,8 +8,22 @@ import pytest
 
 from thanosql_kernel.errors import ThanoSQLSyntaxError
 from thanosql_kernel.syntax import (
-    ALL_NODES, BuildModel, Convert, Copy, DeleteModel, GetDataset, ListDatasets, ListModels,
-    ListTables, Magic, Options, PrintImage, SearchImage, Sql, is_complete, parse,
+    ALL_NODES,
+    BuildModel,
+    Convert,
+    Copy,
+    DeleteModel,
+    GetDataset,
+    ListDatasets,
+    ListModels,
+    ListTables,
+    Magic,
+    Options,
+    PrintImage,
+    SearchImage,
+    Sql,
+    is_complete,
+    parse,
 )
 
 IDENTITY = [line for line in (Path(__file__).parent / "fixtures" / "identity.sql")

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ import torch
 from thanosql_kernel.errors import OptionError
 from thanosql_kernel.models import threads
 from thanosql_kernel.models.threads import CpuShare, cpu_share
+from thanosql_kernel.settings import Settings
 
 
 class FakeCpu:
@@ -30,7 +32,17 @@ class FakeCpu:
         self.busy += seconds * (own_cores + other_cores)
 
 
-def test_fewer_threads_at_once_more_only_when_two_looks_agree(monkeypatch) -> None:
+@pytest.fixture
+def two_threads() -> Iterator[None]:
+    """torch's own count is the machine's (1 when pinned to one core): start from a known one."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_fewer_threads_at_once_more_only_when_two_looks_agree(monkeypatch,
+                                                             two_threads: None) -> None:
     cpu = FakeCpu(monkeypatch)
     saved = torch.get_num_threads()
     with CpuShare(most=4).running() as share:
@@ -57,7 +69,7 @@ def test_fewer_threads_at_once_more_only_when_two_looks_agree(monkeypatch) -> No
 def test_a_fixed_count_is_kept_whatever_the_load(monkeypatch) -> None:
     cpu = FakeCpu(monkeypatch)
     saved = torch.get_num_threads()
-    with cpu_share(" 3 ").running() as share:
+    with cpu_share(3).running() as share:
         assert share.threads == 3
         cpu.spend(1.0, own_cores=1, other_cores=8)
         share.tick()
@@ -65,11 +77,17 @@ def test_a_fixed_count_is_kept_whatever_the_load(monkeypatch) -> None:
     assert torch.get_num_threads() == saved
 
 
-@pytest.mark.parametrize("value", ["0", "-1", "two", "1.5", ""])
+def test_the_setting_reads_auto_or_a_count() -> None:
+    assert Settings.from_env(env={"THANOSQL_THREADS": " 3 "}).threads == 3
+    assert Settings.from_env(env={"THANOSQL_THREADS": "Auto"}).threads is None
+    assert Settings.from_env(env={}).threads is None
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two", "1.5", " "])
 def test_a_bad_setting_says_what_to_write(value: str) -> None:
     with pytest.raises(OptionError, match="THANOSQL_THREADS") as err:
-        cpu_share(value)
-    assert "'auto'" in err.value.hint
+        Settings.from_env(env={"THANOSQL_THREADS": value})
+    assert "'auto'" in str(err.value) and "default is auto" in (err.value.hint or "")
 
 
 def test_spinning_processes_take_torch_down_to_one_thread() -> None:

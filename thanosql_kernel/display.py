@@ -5,52 +5,15 @@ from __future__ import annotations
 import base64
 import html
 import math
-import unicodedata
 from typing import Any
-
-from dataclasses import replace
 
 from .errors import ThanoSQLError
 from .results import Image, Images, Message, Progress, Result, Table
-from .settings import DEFAULT_DISPLAY_LIMIT
+from .text import MAX_CELL_CHARS, display_width, format_value
 
-#: a text table keeps cells short, so rows fit a terminal; HTML wraps, so it shows more
-_MAX_CELL_CHARS = 60
 _MAX_HTML_CELL_CHARS = 2000
 _RED, _RESET = "\x1b[0;31m", "\x1b[0m"
 _MAX_ERROR_LINE = 1_000
-
-
-def format_vector(value: bytes) -> str:
-    """An embedding as its first values and its length: ``[0.12, -0.40, …] (128)``."""
-    import numpy as np
-
-    vector = np.frombuffer(bytes(value), dtype="<f4")
-    head = ", ".join(f"{v:.2f}" for v in vector[:3])
-    return f"[{head}, …] ({len(vector)})" if len(vector) > 3 else f"[{head}] ({len(vector)})"
-
-
-def format_value(value: Any, vector: bool = False, limit: int = _MAX_CELL_CHARS) -> str:
-    """A cell of a table as short text (NULL for None, a float without noise, bytes summarised,
-    at most ``limit`` characters)."""
-    if value is None:
-        return "NULL"
-    if vector and isinstance(value, (bytes, bytearray, memoryview)) and len(value) % 4 == 0:
-        return format_vector(value)
-    if isinstance(value, float):
-        return "NaN" if math.isnan(value) else f"{value:.6g}"
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return f"<{len(bytes(value)):,} bytes>"
-    text = " ".join(str(value).split()) if isinstance(value, str) and "\n" in value \
-        else str(value)
-    return text if len(text) <= limit else text[:limit - 1] + "…"
-
-
-def display_width(text: str) -> int:
-    """Columns ``text`` takes in a terminal: East Asian wide and full-width characters take
-    two, combining marks none."""
-    return sum(0 if unicodedata.combining(c) else
-               2 if unicodedata.east_asian_width(c) in ("W", "F") else 1 for c in text)
 
 
 def _pad(text: str, width: int, right: bool) -> str:
@@ -66,7 +29,7 @@ def _shape_note(table: Table) -> str | None:
             f"(showing the first {shown:,}; add LIMIT or WHERE to see others)")
 
 
-def _cells(table: Table, limit: int = _MAX_CELL_CHARS, last: int | None = None
+def _cells(table: Table, limit: int = MAX_CELL_CHARS, last: int | None = None
            ) -> list[list[str]]:
     """Each row's values as text, at most ``limit`` characters (``last`` in the last
     column)."""
@@ -85,7 +48,7 @@ def table_text(table: Table) -> str:
     widths = [max([display_width(c)] + [display_width(r[i]) for r in cells])
               for i, c in enumerate(table.columns)]
     if widths:
-        widths[-1] = min(widths[-1], max(_MAX_CELL_CHARS, display_width(table.columns[-1])))
+        widths[-1] = min(widths[-1], max(MAX_CELL_CHARS, display_width(table.columns[-1])))
     numeric = [all(isinstance(r[i], (int, float)) and not isinstance(r[i], bool)
                    for r in table.rows if r[i] is not None) and bool(table.rows)
                for i in range(len(table.columns))]
@@ -115,27 +78,26 @@ def table_html(table: Table) -> str:
             f"<tbody>{body}</tbody></table>{foot}</div>")
 
 
-def to_bundles(result: Result, limit: int = DEFAULT_DISPLAY_LIMIT) -> list[dict[str, Any]]:
+def to_bundles(result: Result) -> list[dict[str, Any]]:
     """The MIME bundles that show a result, in order (PRINT IMAGE gives one per image)."""
-    return [data for data, _ in to_outputs(result, limit)]
+    return [data for data, _ in to_outputs(result)]
 
 
-def to_outputs(result: Result, limit: int = DEFAULT_DISPLAY_LIMIT
-               ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+def to_outputs(result: Result) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """(data, metadata) for each output that shows a result, in order.
 
-    A table shows at most ``limit`` rows and says how many there are in all.
+    A table shows the rows it holds and, when the engine kept only the first of them (the
+    display limit), how many there are in all.
     """
     if result is None:
         return []
     if isinstance(result, Table):
-        if len(result.rows) > limit:
-            result = replace(result, rows=result.rows[:limit], total=result.row_count)
         return [({"text/plain": table_text(result), "text/html": table_html(result)}, {})]
     if isinstance(result, Message):
         return [({"text/plain": result.text}, {})]
     if isinstance(result, Images):
-        outputs = [(image_bundle(i), {}) for i in result.images]
+        outputs: list[tuple[dict[str, Any], dict[str, Any]]] = [
+            (image_bundle(i), {}) for i in result.images]
         if result.total > len(result.images):
             outputs.append(({"text/plain": f"showing {len(result.images)} of "
                                            f"{result.total:,} images (set OPTIONS (limit=…) "
@@ -212,21 +174,16 @@ def error_content(error: BaseException, statement: str | None = None,
 
     An error that knows its offset in ``cell`` is shown with the line, the column and a caret.
     """
-    if isinstance(error, ThanoSQLError) and error.at is not None and error.line is None \
-            and cell is not None:
-        from .syntax.scan import line_col
-
-        error.place(*line_col(cell, error.at))
     if isinstance(error, KeyboardInterrupt):
         ename = "KeyboardInterrupt"
         evalue = "Interrupted: the statement was stopped, and nothing it had begun was kept."
     elif isinstance(error, ThanoSQLError):
-        ename, evalue = error.ename, str(error)
+        ename, evalue = error.ename, error.describe(cell)
     else:
         ename = "InternalError"
         evalue = (f"{type(error).__name__}: {error}\nThis is a bug in thanosql-kernel; "
                   "the kernel is still running. Please report it with the statement.")
-    if statement and not getattr(error, "line", None):
+    if statement and not (isinstance(error, ThanoSQLError) and error.where(cell) is not None):
         shown = statement if len(statement) <= 300 else statement[:299] + "…"
         evalue = f"{evalue}\nIn the statement:\n  " + shown.replace("\n", "\n  ")
     # whatever a message quotes, no line of it runs on for pages

@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ThanoSQLError
+from .syntax import BuildModel, Convert, GetDataset, SearchImage
 from .syntax.scan import scan
 from .syntax.statements import PHRASES, SQL_PHRASES, STATEMENTS, Statement
 
 if TYPE_CHECKING:
-    from .engine import Context
+    from .engine import Services
     from .options import OptionSpec
 
 #: the words after which a table name comes: SQL's, and a statement's whose syntax says so
@@ -182,29 +183,29 @@ def _innermost(level: Level, pos: int) -> Level:
 class _Names:
     """The database's tables, columns and models, read once per request."""
 
-    def __init__(self, ctx: Context) -> None:
-        self.ctx = ctx
+    def __init__(self, services: Services) -> None:
+        self.services = services
         self._tables: list[str] | None = None
         self._columns: dict[str, list[str]] = {}
         self._models: dict[str, Any] | None = None
 
     def tables(self) -> list[str]:
         if self._tables is None:
-            with self.ctx.store.begin() as tx:
-                self._tables = self.ctx.store.table_names(tx)
+            with self.services.store.begin() as tx:
+                self._tables = self.services.store.table_names(tx)
         return self._tables
 
     def columns(self, table: str) -> list[str]:
         if table not in self._columns:
             if table.lower() not in self.tables():
                 return []
-            with self.ctx.store.begin() as tx:
-                self._columns[table] = self.ctx.store.columns(tx, table.lower())
+            with self.services.store.begin() as tx:
+                self._columns[table] = self.services.store.columns(tx, table.lower())
         return self._columns[table]
 
     def models(self) -> dict[str, Any]:
         if self._models is None:
-            self._models = {e.name: e for e in self.ctx.models.entries()}
+            self._models = {e.name: e for e in self.services.registry.entries()}
         return self._models
 
 
@@ -251,18 +252,17 @@ def _level_columns(level: Level | None, names: _Names) -> list[str]:
     columns = _query_columns(query, level, names)
     if query and query[0].kind == "L_PAREN":
         columns += _level_columns(level.groups.get(query[0].start), names)
+    from .engine.naming import embedding_column, similarity_columns
+
     model = _after_word(level.tokens, "USING")
     base = _base_of(model, names)
     options = _option_values(level)
-    if statement.node.__name__ == "SearchImage":
-        count = max(1, _image_count(level))
-        if "search_input" in options:
-            name = str(options.get("result_col") or "search_result").lower()
-            columns += [name] if count == 1 else [f"{name}{i + 1}" for i in range(count)]
-        else:
-            columns += [f"{model}_{base}_similarity{i + 1}" for i in range(count)]
-    elif statement.node.__name__ == "Convert":
-        columns.append(str(options.get("result_col") or f"{model}_{base}").lower())
+    if statement.node is SearchImage:
+        columns += similarity_columns(model, base, max(1, _image_count(level)),
+                                      second="search_input" in options,
+                                      result_col=options.get("result_col"))
+    elif statement.node is Convert:
+        columns.append((options.get("result_col") or embedding_column(model, base)).lower())
     return list(dict.fromkeys(columns))
 
 
@@ -294,7 +294,7 @@ def _after_word(tokens: list[Token], word: str) -> str:
 
 def _base_of(model: str, names: _Names) -> str:
     entry = names.models().get(model)
-    return entry.base_model.lower() if entry is not None else "simclr"
+    return entry.base_model if entry is not None else "SimCLR"
 
 
 def _option_values(level: Level) -> dict[str, str]:
@@ -326,12 +326,12 @@ def _bracket_end(tokens: list[Token], index: int) -> int:
 
 # -- completion ----------------------------------------------------------------------------
 
-def complete(code: str, cursor_pos: int, ctx: Context) -> dict[str, Any]:
+def complete(code: str, cursor_pos: int, services: Services) -> dict[str, Any]:
     """A complete_reply's matches, cursor_start, cursor_end and metadata (each match's kind
     in ``_jupyter_types_experimental``, which JupyterLab shows beside it)."""
     try:
         where = locate(code, cursor_pos)
-        found = list(_candidates(where, _Names(ctx), ctx))
+        found = list(_candidates(where, _Names(services)))
     except ThanoSQLError:
         found = []   # a database that cannot be read offers nothing, and fails nothing
         where = None
@@ -352,11 +352,11 @@ def complete(code: str, cursor_pos: int, ctx: Context) -> dict[str, Any]:
                 for m, kind in matches]}}
 
 
-def _candidates(where: Cursor, names: _Names, ctx: Context) -> Iterator[tuple[str, str]]:
+def _candidates(where: Cursor, names: _Names) -> Iterator[tuple[str, str]]:
     options = where.option_group()
     before = where.previous[-1] if where.previous else None
     if where.string_at is not None:
-        yield from _string_candidates(where, names, ctx, options)
+        yield from _string_candidates(where, names, options)
         return
     if options is not None:
         yield from _option_candidates(where, options, names)
@@ -364,14 +364,14 @@ def _candidates(where: Cursor, names: _Names, ctx: Context) -> Iterator[tuple[st
     statement = where.level.statement()
     word = before.word if before is not None else ""
     if word == "USING":
-        if statement is not None and statement.node.__name__ == "BuildModel":
+        if statement is not None and statement.node is BuildModel:
             from .engine import BASE_MODELS
 
             yield from ((name, "base model") for name, _ in BASE_MODELS.values())
         else:
             yield from ((name, "model") for name in names.models())
         return
-    if word == "DATASET" and statement is not None and statement.node.__name__ == "GetDataset":
+    if word == "DATASET" and statement is not None and statement.node is GetDataset:
         from .datasets import DATASETS
 
         yield from ((name, "dataset") for name in DATASETS)
@@ -411,14 +411,14 @@ def _keywords() -> tuple[str, ...]:
 
 def _specs(statement: Statement | None, level: Level, names: _Names) -> tuple[OptionSpec, ...]:
     """The options of the statement at ``level`` (BUILD's depend on its base model)."""
-    from .engine import BASE_MODELS, OPTIONS, build_options
+    from .engine import BASE_MODELS, STATEMENT_OPTIONS, build_options
 
     if statement is None:
         return ()
-    if statement.node.__name__ == "BuildModel":
+    if statement.node is BuildModel:
         base = _after_word(level.tokens, "USING")
         return build_options(base if base in BASE_MODELS else "simclr")
-    return OPTIONS.get(statement.node, ())
+    return STATEMENT_OPTIONS.get(statement.node, ())
 
 
 def _option_candidates(where: Cursor, options: tuple[Statement | None, Level],
@@ -450,7 +450,7 @@ def _values(spec: OptionSpec) -> list[str]:
     return [render(v) for v in values]
 
 
-def _string_candidates(where: Cursor, names: _Names, ctx: Context,
+def _string_candidates(where: Cursor, names: _Names,
                        options: tuple[Statement | None, Level] | None
                        ) -> Iterator[tuple[str, str]]:
     option = ""
@@ -465,7 +465,7 @@ def _string_candidates(where: Cursor, names: _Names, ctx: Context,
         return
     if option and option not in _PATH_OPTIONS:
         return
-    yield from _files(where, ctx.settings.cwd)
+    yield from _files(where, names.services.settings.cwd)
 
 
 def _files(where: Cursor, cwd: Path) -> Iterator[tuple[str, str]]:
@@ -487,11 +487,11 @@ def _files(where: Cursor, cwd: Path) -> Iterator[tuple[str, str]]:
 
 # -- inspect -------------------------------------------------------------------------------
 
-def inspect(code: str, cursor_pos: int, ctx: Context) -> dict[str, str]:
+def inspect(code: str, cursor_pos: int, services: Services) -> dict[str, str]:
     """text/plain and text/markdown about the name under the cursor, or {} for none."""
     try:
         where = locate(code, cursor_pos)
-        found = _inspect(where, _Names(ctx), ctx)
+        found = _inspect(where, _Names(services))
     except ThanoSQLError:
         return {}
     if found is None:
@@ -503,7 +503,7 @@ def inspect(code: str, cursor_pos: int, ctx: Context) -> dict[str, str]:
     return {"text/markdown": markdown, "text/plain": plain}
 
 
-def _inspect(where: Cursor, names: _Names, ctx: Context) -> tuple[str, list[str]] | None:
+def _inspect(where: Cursor, names: _Names) -> tuple[str, list[str]] | None:
     word = where.whole_word
     if not word:
         return None
@@ -516,7 +516,7 @@ def _inspect(where: Cursor, names: _Names, ctx: Context) -> tuple[str, list[str]
     if lower in names.models():
         return _model_help(names.models()[lower])
     if lower in names.tables():
-        return _table_help(lower, ctx)
+        return _table_help(lower, names.services)
     from .datasets import DATASETS
 
     if lower in DATASETS:
@@ -539,9 +539,9 @@ def _inspect(where: Cursor, names: _Names, ctx: Context) -> tuple[str, list[str]
 
 def _statement_help(statement: Statement) -> tuple[str, list[str]]:
     lines = [statement.summary, "", f"`{statement.syntax}`"]
-    from .engine import OPTIONS
+    from .engine import STATEMENT_OPTIONS
 
-    specs = OPTIONS.get(statement.node, ())
+    specs = STATEMENT_OPTIONS.get(statement.node, ())
     if specs:
         lines += ["", "Options: " + ", ".join(f"`{s.name}`" for s in specs)]
     return statement.phrases[0], lines
@@ -571,11 +571,13 @@ def _model_help(entry: Any) -> tuple[str, list[str]]:
     return f"model {entry.name}", lines
 
 
-def _table_help(table: str, ctx: Context) -> tuple[str, list[str]]:
-    with ctx.store.begin() as tx:
-        columns = ctx.store.describe(tx, table)
-        rows = ctx.store.count_rows(tx, table)
-        embeddings = {e.column_name: e for e in ctx.embeddings.all(tx) if e.table_name == table}
+def _table_help(table: str, services: Services) -> tuple[str, list[str]]:
+    store = services.store
+    with store.begin() as tx:
+        columns = store.describe(tx, table)
+        rows = store.count_rows(tx, table)
+        embeddings = {e.column_name: e for e in services.catalog.entries(tx)
+                      if e.table_name == table}
     lines = [f"{rows:,} rows", ""]
     for name, kind in columns:
         made = embeddings.get(name)

@@ -4,40 +4,56 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from pathlib import Path
 
 
 class ThanoSQLError(Exception):
     """Base of every error the kernel reports to the user (never with a Python traceback).
 
-    An error may know where in the cell the problem is: ``at``, an offset into the cell,
-    which the kernel turns into a line, a column and a caret under the line (``place``).
+    An error may know where in the cell the problem is: ``at``, an offset into the cell, set
+    by whoever found the problem (the parser, the SQL statement, a parameter). Only
+    ``describe`` turns it into a line, a column and a caret, and it changes nothing.
     """
 
     #: the name the user sees as ``ename``; subclasses override it
     ename = "ThanoSQLError"
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    def __init__(self, message: str, *, hint: str | None = None, at: int | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
         #: the offset in the cell where the problem is, when known
-        self.at: int | None = None
-        self.line: int | None = None
-        self.column: int | None = None
-        self.text = ""
+        self.at = at
 
-    def place(self, line: int, column: int, text: str) -> None:
-        """Point the error at ``column`` of cell line ``line``, whose text is ``text``."""
-        self.line, self.column, self.text = line, column, text
+    def where(self, cell: str | None) -> tuple[int, int, str] | None:
+        """(line, column, that line's text) of the problem in ``cell``, when known."""
+        if self.at is None or cell is None:
+            return None
+        return position(cell, self.at)
+
+    def describe(self, cell: str | None = None) -> str:
+        """The message, with the line, column and a caret under the line when the error
+        knows its offset in ``cell``, and the hint."""
+        body = self.message
+        found = self.where(cell)
+        if found is not None:
+            line, column, text = found
+            shown, caret_at = _window(text, column)
+            body = (f"{self.message} (line {line}, column {column})\n"
+                    f"  {shown}\n  {' ' * (caret_at - 1)}^")
+        return body if not self.hint else f"{body}\n{self.hint}"
 
     def __str__(self) -> str:
-        body = self.message
-        if self.line is not None and self.column is not None:
-            text, column = _window(self.text, self.column)
-            caret = " " * (column - 1) + "^"
-            body = (f"{self.message} (line {self.line}, column {self.column})\n"
-                    f"  {text}\n  {caret}")
-        return body if not self.hint else f"{body}\n{self.hint}"
+        return self.describe()
+
+
+def position(text: str, offset: int) -> tuple[int, int, str]:
+    """1-based line and column of ``offset`` in ``text``, and that line's text."""
+    offset = max(0, min(offset, len(text)))
+    line_start = text.rfind("\n", 0, offset) + 1
+    line_end = text.find("\n", offset)
+    line_end = len(text) if line_end < 0 else line_end
+    return text.count("\n", 0, offset) + 1, offset - line_start + 1, text[line_start:line_end]
 
 
 #: how much of a line an error shows around its caret
@@ -63,14 +79,25 @@ def excerpt(value: object, limit: int = 80) -> str:
 
 
 class ThanoSQLSyntaxError(ThanoSQLError):
-    """Text that is not a statement: carries line, column and the offending line."""
+    """Text that is not a statement: it keeps the cell it was found in, so it always says
+    where (``line``, ``column``)."""
 
     ename = "ThanoSQLSyntaxError"
 
-    def __init__(self, message: str, *, line: int, column: int, text: str,
-                 hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.place(line, column, text)
+    def __init__(self, message: str, *, cell: str, at: int, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint, at=at)
+        self.cell = cell
+
+    @property
+    def line(self) -> int:
+        return position(self.cell, self.at or 0)[0]
+
+    @property
+    def column(self) -> int:
+        return position(self.cell, self.at or 0)[1]
+
+    def where(self, cell: str | None = None) -> tuple[int, int, str] | None:
+        return super().where(self.cell)
 
 
 def did_you_mean(name: str, candidates: Iterable[str], cutoff: float = 0.6) -> str:
@@ -102,6 +129,18 @@ class DataError(ThanoSQLError):
     """Input data that cannot be read: bad encoding, a file that is not an image, …"""
 
     ename = "DataError"
+
+
+class DamagedIndex(DataError):
+    """The embedded vector index's files cannot be read. The embedding columns are the truth,
+    so the kernel sets the folder aside and rebuilds the index from them."""
+
+    def __init__(self, path: Path, cause: BaseException) -> None:
+        super().__init__(f"The vector index in {path} is damaged ({type(cause).__name__}: "
+                         f"{str(cause)[:120]})",
+                         hint="Run the statement again: the kernel sets the damaged index "
+                              "aside and rebuilds it from the embedding columns.")
+        self.path = path
 
 
 class DatabaseError(ThanoSQLError):

@@ -23,7 +23,7 @@ from .errors import DataError, NotFoundError, ThanoSQLError, excerpt
 from .results import Progress, Result
 
 if TYPE_CHECKING:
-    from .engine import Context
+    from .engine import Services
     from .syntax import Node
 
 #: how a front end sends one Jupyter message: (message type, content)
@@ -100,29 +100,27 @@ class Failure:
 
 
 class CellRunner:
-    """One front end's engine: a Context opened on first use (or by ``warm_up`` in the
+    """One front end's engine: the services opened on first use (or by ``warm_up`` in the
     background), the progress bars of the running cell, and the run of a cell."""
 
     def __init__(self, send: Send, log: logging.Logger, *, keep_all_rows: bool = False) -> None:
         self._send = send
         self.log = log
         self.bars = Bars(send)
-        #: plain SQL keeps every row (the magic's DataFrames), not only the display limit's
+        #: results keep every row (the magic's DataFrames), not only the display limit's
         self._keep_all_rows = keep_all_rows
-        self._context: Context | None = None
+        self._services: Services | None = None
         self._lock = threading.Lock()
 
     @property
-    def context(self) -> Context:
+    def services(self) -> Services:
         with self._lock:
-            if self._context is None:
-                from .engine import Context
+            if self._services is None:
+                from .engine import Services
                 from .settings import Settings
 
-                self._context = Context.open(Settings.from_env(), self.bars.report,
-                                             self._notice)
-                self._context.keep_all_rows = self._keep_all_rows
-            return self._context
+                self._services = Services.open(Settings.from_env(), self._notice)
+            return self._services
 
     def warm_up(self, *modules: str) -> None:
         """Import the engine (and ``modules``, what the front end shows results with) and open
@@ -137,7 +135,7 @@ class CellRunner:
         try:
             for module in modules:   # so a statement needing one waits for this import
                 import_whole(module)
-            with self.context.store.begin():
+            with self.services.store.begin():
                 pass
         except Exception:  # noqa: BLE001 - the first statement reports it, with context
             self.log.debug("warm-up could not import or open the database", exc_info=True)
@@ -151,18 +149,19 @@ class CellRunner:
         front end without variables), then run its statements in order, handing each result
         to ``show``. The first error (or a stop) ends the cell and is returned, never raised.
         """
-        from .engine import execute
+        from .engine import Run, execute
         from .syntax import parse
 
         statement = None
         try:
             nodes = parse(code)
             params = bind_parameters(nodes, namespace)
-            context = self.context
-            with context.bound(params):
-                for i, node in enumerate(nodes):
-                    statement = node.source
-                    show(execute(node, context), i == len(nodes) - 1)
+            services = self.services
+            run = Run(params, None if self._keep_all_rows else services.settings.display_limit,
+                      self.bars.report)
+            for i, node in enumerate(nodes):
+                statement = node.source
+                show(execute(node, services, run), i == len(nodes) - 1)
         except BaseException as error:  # noqa: BLE001 - every failure is one error message
             if isinstance(error, (SystemExit, GeneratorExit)):
                 raise
@@ -173,9 +172,9 @@ class CellRunner:
         return None
 
     def close(self) -> None:
-        if self._context is not None:
-            self._context.close()
-            self._context = None
+        if self._services is not None:
+            self._services.close()
+            self._services = None
 
 
 # -- parameters ----------------------------------------------------------------------------

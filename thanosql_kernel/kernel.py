@@ -13,6 +13,10 @@ from .results import Images, Result
 
 
 class ThanoSQLKernel(Kernel):
+    """The handlers below are synchronous where ipykernel declares coroutines (it awaits a
+    handler's answer only when that is awaitable): a statement then runs in the frame that the
+    stop button's KeyboardInterrupt lands in. Hence their ``type: ignore[override]``."""
+
     implementation = "thanosql_kernel"
     implementation_version = __version__
     language = "thanosql"
@@ -31,17 +35,14 @@ class ThanoSQLKernel(Kernel):
                                                                         content), self.log)
         self.runner.warm_up()
 
-    @property
-    def context(self) -> Any:
-        return self.runner.context
-
-    def do_execute(self, code: str, silent: bool, store_history: bool = True,
-                   user_expressions: dict | None = None, allow_stdin: bool = False,
-                   *, cell_id: str | None = None) -> dict[str, Any]:
+    def do_execute(  # type: ignore[override]  # synchronous, see the class docstring
+            self, code: str, silent: bool, store_history: bool = True,
+            user_expressions: dict[str, Any] | None = None, allow_stdin: bool = False,
+            *, cell_meta: dict[str, Any] | None = None, cell_id: str | None = None
+    ) -> dict[str, Any]:
         def show(result: Result, last: bool) -> None:
             if not silent:   # the cell's last table or message is its result
-                self._send(to_outputs(result, self.context.settings.display_limit),
-                           last and not isinstance(result, Images))
+                self._send(to_outputs(result), last and not isinstance(result, Images))
 
         failure = self.runner.run(code, show)
         if failure is not None:
@@ -63,24 +64,28 @@ class ThanoSQLKernel(Kernel):
                 self.send_response(self.iopub_socket, "display_data",
                                    {"data": data, "metadata": metadata})
 
-    def do_complete(self, code: str, cursor_pos: int) -> dict[str, Any]:
+    def do_complete(self, code: str,  # type: ignore[override]  # synchronous, as do_execute
+                    cursor_pos: int) -> dict[str, Any]:
         from .editing import complete
 
-        return {"status": "ok", **complete(code, cursor_pos, self.context)}
+        return {"status": "ok", **complete(code, cursor_pos, self.runner.services)}
 
-    def do_inspect(self, code: str, cursor_pos: int, detail_level: int = 0,
-                   omit_sections: Any = ()) -> dict[str, Any]:
+    def do_inspect(self, code: str,  # type: ignore[override]  # synchronous, as do_execute
+                   cursor_pos: int, detail_level: int = 0, omit_sections: Any = ()
+                   ) -> dict[str, Any]:
         from .editing import inspect
 
-        data = inspect(code, cursor_pos, self.context)
+        data = inspect(code, cursor_pos, self.runner.services)
         return {"status": "ok", "found": bool(data), "data": data, "metadata": {}}
 
-    def do_is_complete(self, code: str) -> dict[str, Any]:
+    def do_is_complete(self,  # type: ignore[override]  # synchronous, as do_execute
+                       code: str) -> dict[str, Any]:
         from .syntax import is_complete
 
         status = is_complete(code)
         return {"status": status, "indent": ""} if status == "incomplete" else {"status": status}
 
-    def do_shutdown(self, restart: bool) -> dict[str, Any]:
+    def do_shutdown(self,  # type: ignore[override]  # synchronous, as do_execute
+                    restart: bool) -> dict[str, Any]:
         self.runner.close()
         return {"status": "ok", "restart": restart}

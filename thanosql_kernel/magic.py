@@ -85,6 +85,8 @@ class ThanoSQLMagics(Magics):
 
     def __init__(self, shell: InteractiveShell) -> None:
         super().__init__(shell)
+        #: the shell these magics run in (``Magics.shell`` may be None, ours never is)
+        self._user_ns = shell.user_ns
         self.runner = CellRunner(_send, _log, keep_all_rows=True)
         self.runner.warm_up("pandas")   # rows become DataFrames
 
@@ -129,13 +131,13 @@ class ThanoSQLMagics(Magics):
                 for data, metadata in to_outputs(result):
                     _send("display_data", {"data": data, "metadata": metadata})
 
-        namespace = ChainMap(local_ns or {}, self.shell.user_ns)
+        namespace = ChainMap(local_ns or {}, self._user_ns)
         failure = self.runner.run(code, show, namespace)
         if failure is not None:
             raise _reported(failure)
         value = table_frame(last[0]) if last and isinstance(last[0], Table) else None
         if keep:
-            self.shell.user_ns[keep.group(1)] = value
+            self._user_ns[keep.group(1)] = value
             return None
         return value
 
@@ -147,7 +149,7 @@ def _reported(failure: Failure) -> BaseException:
     if not isinstance(error, (KeyboardInterrupt, ThanoSQLError)):
         error = InternalError(failure.content["evalue"])
     lines = failure.content["traceback"]
-    error._render_traceback_ = lambda: lines  # type: ignore[attr-defined]
+    setattr(error, "_render_traceback_", lambda: lines)   # noqa: B010 - IPython's own hook
     # the engine's frames hold tensors and connections: IPython keeps the last error
     # (sys.last_value) and must not keep them alive with it
     error.__traceback__ = error.__cause__ = error.__context__ = None

@@ -1,41 +1,116 @@
-"""Where the kernel keeps its data, read once from the environment and the working directory."""
+"""Where the kernel keeps its data and how it works, read once from the environment.
+
+Each ``THANOSQL_*`` variable is declared once (``VARIABLES``: its default and what it takes)
+and checked as an option is: a value it does not take is an OptionError that names the
+variable, what it takes and its default, before any statement runs.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from .errors import OptionError, excerpt
 
 DEFAULT_DISPLAY_LIMIT = 20
+DEFAULT_EXACT_SEARCH_MAX_ROWS = 2_000_000
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One environment variable: its default (as a user would write it) and what it takes."""
+
+    name: str
+    default: str
+    takes: str
+    #: the value from the text; raises ValueError for text the variable does not take
+    read: Callable[[str], Any]
+
+
+def _whole(least: int) -> Callable[[str], int]:
+    def read(text: str) -> int:
+        value = int(text.strip())   # ValueError for "abc", "1.5", ""
+        if value < least:
+            raise ValueError(text)
+        return value
+    return read
+
+
+def _threads(text: str) -> int | None:
+    """None for 'auto', else a whole number from 1."""
+    return None if text.strip().lower() == "auto" else _whole(1)(text)
+
+
+def _server_url(text: str) -> str:
+    parts = urlsplit(text.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(text)
+    return text.strip()
+
+
+VARIABLES = {v.name: v for v in (
+    Variable("THANOSQL_DISPLAY_LIMIT", str(DEFAULT_DISPLAY_LIMIT),
+             "a whole number of rows from 1", _whole(1)),
+    Variable("THANOSQL_EXACT_SEARCH_MAX_ROWS", str(DEFAULT_EXACT_SEARCH_MAX_ROWS),
+             "a whole number of rows from 0", _whole(0)),
+    Variable("THANOSQL_THREADS", "auto", "'auto' or a whole number of threads from 1",
+             _threads),
+    Variable("THANOSQL_CHROMA_URL", "unset: the embedded index in the workspace",
+             "a Chroma server's http://host:port or https://host:port", _server_url),
+)}
+
+
+def _value(env: Mapping[str, str], name: str) -> Any:
+    """The variable's value read from ``env``, or None when it is unset or empty."""
+    text = env.get(name)
+    if not text:
+        return None
+    variable = VARIABLES[name]
+    try:
+        return variable.read(text)
+    except ValueError:
+        raise OptionError(f"{name}={excerpt(text)} is not a value it takes: it takes "
+                          f"{variable.takes}",
+                          hint=f"Its default is {variable.default}. Set it to a value it takes "
+                               "(or unset it) and restart the kernel.") from None
 
 
 @dataclass(frozen=True)
 class Settings:
-    """The workspace folder, the database URL and the display limit of one kernel."""
+    """The workspace folder, the database and vector index, and how results and work are
+    sized, for one kernel."""
 
     cwd: Path
     workspace: Path
     database_url: str
     chroma_url: str | None
-    display_limit: int
+    display_limit: int = DEFAULT_DISPLAY_LIMIT
     #: up to this many rows SEARCH answers from the exact vectors in memory, beyond it from
     #: the vector index (HNSW)
-    exact_search_max_rows: int = 2_000_000
-    #: THANOSQL_THREADS: 'auto' (torch gets the cores other processes leave free) or a number
-    threads: str = "auto"
+    exact_search_max_rows: int = DEFAULT_EXACT_SEARCH_MAX_ROWS
+    #: THANOSQL_THREADS: None for 'auto' (torch gets the cores other processes leave free),
+    #: or a fixed count
+    threads: int | None = None
 
     @classmethod
-    def from_env(cls, cwd: Path | None = None, env: dict[str, str] | None = None) -> Settings:
-        env = dict(os.environ if env is None else env)
+    def from_env(cls, cwd: Path | None = None, env: Mapping[str, str] | None = None
+                 ) -> Settings:
+        env = os.environ if env is None else env
         cwd = Path.cwd() if cwd is None else cwd
         workspace = Path(env.get("THANOSQL_WORKSPACE") or cwd / ".thanosql")
         if not workspace.is_absolute():
             workspace = cwd / workspace
         url = env.get("THANOSQL_DATABASE_URL") or f"sqlite:///{workspace / 'thanosql.db'}"
-        limit = int(env.get("THANOSQL_DISPLAY_LIMIT") or DEFAULT_DISPLAY_LIMIT)
-        exact = int(env.get("THANOSQL_EXACT_SEARCH_MAX_ROWS") or 2_000_000)
-        return cls(cwd, workspace, url, env.get("THANOSQL_CHROMA_URL") or None, limit, exact,
-                   env.get("THANOSQL_THREADS") or "auto")
+        limit = _value(env, "THANOSQL_DISPLAY_LIMIT")
+        exact = _value(env, "THANOSQL_EXACT_SEARCH_MAX_ROWS")
+        return cls(cwd, workspace, url, _value(env, "THANOSQL_CHROMA_URL"),
+                   DEFAULT_DISPLAY_LIMIT if limit is None else limit,
+                   DEFAULT_EXACT_SEARCH_MAX_ROWS if exact is None else exact,
+                   _value(env, "THANOSQL_THREADS"))
 
     def resolve(self, path: str) -> Path:
         """A path from a statement or a table: relative ones are relative to the kernel's cwd."""

@@ -7,18 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import NotFoundError, did_you_mean, excerpt
-
-#: ``progress(done, total)``, called as files are written
-ProgressFn = Callable[[int, int], None]
-
-
-@dataclass(frozen=True)
-class DatasetWritten:
-    """What a writer left on disk: its folder, how many files, and each CSV with its row count."""
-
-    folder: Path
-    files: int
-    csvs: tuple[tuple[Path, int], ...]
+from .written import DatasetWritten, ProgressFn
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import AlreadyExistsError, InternalError, NotFoundError
-from . import DatasetWritten, ProgressFn
+from .written import DatasetWritten, ProgressFn
 
 if TYPE_CHECKING:
     import numpy as np

@@ -1,32 +1,55 @@
-"""Runs statement nodes: one handler per node type, each given the node and a Context.
+"""Runs statement nodes: one handler per node type, each given the node, the services and the
+cell's run.
 
-``HANDLERS`` says what runs each statement and ``OPTIONS`` which options it takes (BUILD
-MODEL's depend on the base model: see ``build_options``); errors, completion and help read
-the same declarations.
+The two entry points are here and only here: ``execute`` runs a statement and returns its
+result (the display limit applied), ``rows`` returns every row of a statement that yields
+rows, for use as another statement's query. ``HANDLERS`` and ``ROW_HANDLERS`` say what runs
+each node; ``STATEMENT_OPTIONS`` which options it takes (BUILD MODEL's depend on the base
+model: see ``build_options``). Handler modules never import each other: a handler reads its
+query through ``run.rows``, which these entry points bind.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
-from ..errors import DataError
+from ..errors import DamagedIndex, ThanoSQLError
 from ..options import OptionSpec
-from ..results import Result
+from ..results import Result, Table
 from ..syntax import (
-    BuildModel, Convert, Copy, DeleteModel, GetDataset, ListDatasets, ListModels, ListTables,
-    Magic, Node, PrintImage, SearchImage, Sql,
+    BuildModel,
+    Convert,
+    Copy,
+    DeleteModel,
+    GetDataset,
+    ListDatasets,
+    ListModels,
+    ListTables,
+    Magic,
+    Node,
+    PrintImage,
+    SearchImage,
+    Sql,
 )
-from .context import Context
+from .build import BASE_MODELS, build_model, build_options, delete_model, list_models
+from .compat import magic
 from .convert import CONVERT_OPTIONS, convert
 from .copy import COPY_OPTIONS, copy
-from .misc import GET_OPTIONS, get_dataset, list_datasets, magic
-from .models import BASE_MODELS, build_model, build_options, delete_model, list_models
+from .datasets import GET_OPTIONS, get_dataset, list_datasets
 from .printing import PRINT_OPTIONS, print_image
-from .queries import list_tables, rows_of, run_sql
+from .run import Run, TopN
 from .search import SEARCH_OPTIONS, search_image
+from .services import Services
+from .sql import list_tables, read_sql, run_sql
 
-HANDLERS: dict[type[Node], Callable[[Any, Context], Result]] = {
+#: a statement's handler: (node, services, run) -> its result
+Handler = Callable[[Any, Services, Run], Result]
+#: a row statement's handler: (node, services, run, top-n hint) -> every row it yields
+RowHandler = Callable[[Any, Services, Run, "TopN | None"], Table]
+
+HANDLERS: dict[type[Node], Handler] = {
     Sql: run_sql,
     Magic: magic,
     Copy: copy,
@@ -41,8 +64,25 @@ HANDLERS: dict[type[Node], Callable[[Any, Context], Result]] = {
     PrintImage: print_image,
 }
 
+
+def _whole(handler: Callable[[Any, Services, Run], Table]) -> RowHandler:
+    """A row handler for a statement whose rows do not depend on a top-n hint."""
+    return lambda node, services, run, _: handler(node, services, run)
+
+
+#: the statements that yield rows, as another statement's query or a SELECT's sub-query;
+#: SEARCH takes the hint of an outer ``ORDER BY … DESC LIMIT n``
+ROW_HANDLERS: dict[type[Node], RowHandler] = {
+    Sql: read_sql,
+    SearchImage: search_image,
+    ListTables: _whole(list_tables),
+    ListModels: _whole(list_models),
+    ListDatasets: _whole(list_datasets),
+    Convert: _whole(convert),
+}
+
 #: the options each statement takes (none where a statement has no OPTIONS clause)
-OPTIONS: dict[type[Node], tuple[OptionSpec, ...]] = {
+STATEMENT_OPTIONS: dict[type[Node], tuple[OptionSpec, ...]] = {
     Copy: COPY_OPTIONS,
     GetDataset: GET_OPTIONS,
     BuildModel: build_options("simclr"),
@@ -52,20 +92,46 @@ OPTIONS: dict[type[Node], tuple[OptionSpec, ...]] = {
 }
 
 
-def execute(node: Node, ctx: Context) -> Result:
-    """Run one statement and return what it yields (rows, a message, images, or nothing)."""
+def execute(node: Node, services: Services, run: Run | None = None) -> Result:
+    """Run one statement and return what it yields (rows, a message, images, or nothing); a
+    table keeps at most ``run.row_limit`` rows and counts them all."""
+    run = _bound(services, run or Run())
     handler = HANDLERS.get(type(node))
     if handler is None:
-        from ..errors import ThanoSQLError
-
         raise ThanoSQLError(f"{node.to_sql().split()[0]} is not supported yet by this kernel")
     try:
-        return handler(node, ctx)
-    except DataError as error:
-        if type(error).__name__ == "DamagedIndex":   # its files broke while in use
-            ctx.index_damaged()
+        result = handler(node, services, run)
+    except DamagedIndex:   # its files broke while in use: the next use rebuilds it
+        services.catalog.damaged()
         raise
+    if isinstance(result, Table) and run.row_limit is not None \
+            and len(result.rows) > run.row_limit:
+        result = replace(result, rows=result.rows[:run.row_limit], total=result.row_count)
+    return result
 
 
-__all__ = ["BASE_MODELS", "Context", "HANDLERS", "OPTIONS", "build_options", "execute",
-           "rows_of"]
+def rows(query: Node, services: Services, run: Run | None = None,
+         hint: TopN | None = None) -> Table:
+    """Every row ``query`` yields: a SELECT, or a row statement such as SEARCH or LIST."""
+    run = _bound(services, run or Run())
+    handler = ROW_HANDLERS.get(type(query))
+    if handler is None:
+        raise ThanoSQLError(f"{query.to_sql().split()[0]} returns no rows to use as a query",
+                            hint="Use a SELECT, SEARCH IMAGE, CONVERT or LIST statement here.")
+    return handler(query, services, run, hint)
+
+
+def _bound(services: Services, run: Run) -> Run:
+    """``run`` with its sub-queries read by ``rows`` on ``services`` (and the same run)."""
+    if run.subquery is not None:
+        return run
+
+    def subquery(query: Node, hint: TopN | None) -> Table:
+        return rows(query, services, bound, hint)
+
+    bound = replace(run, subquery=subquery)
+    return bound
+
+
+__all__ = ["BASE_MODELS", "HANDLERS", "ROW_HANDLERS", "STATEMENT_OPTIONS", "Run", "Services",
+           "TopN", "build_options", "execute", "rows"]

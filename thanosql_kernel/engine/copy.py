@@ -14,7 +14,8 @@ from ..options import OptionSpec, read_options
 from ..paths import DIRECTORY, not_a_file
 from ..results import Message
 from ..syntax import Copy
-from .context import Context
+from .run import Run
+from .services import Services
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -29,14 +30,15 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".
 FILE_READERS = (".csv", ".parquet", ".json", ".jsonl", ".xlsx")
 
 
-def copy(node: Copy, ctx: Context) -> Message:
+def copy(node: Copy, services: Services, _: Run) -> Message:
     options = read_options(node.options, COPY_OPTIONS, "COPY")
     mode = _mode(options)
-    ctx.store.check_user_table(node.table, "COPY")
-    path = ctx.settings.resolve(node.path)
+    store = services.store
+    store.check_user_table(node.table, "COPY")
+    path = services.settings.resolve(node.path)
     frame = read_table_file(path, node.path)
-    with ctx.store.begin(write=True) as conn:
-        exists = ctx.store.has_table(conn, node.table)
+    with store.begin(write=True) as conn:
+        exists = store.has_table(conn, node.table)
         if exists and mode == "fail":
             raise AlreadyExistsError(
                 f"The table {excerpt(node.table)} already exists",
@@ -44,9 +46,9 @@ def copy(node: Copy, ctx: Context) -> Message:
                      f"to add rows to it: COPY {node.table} OPTIONS (if_exists='append') "
                      "FROM …")
         if exists and mode == "replace":
-            ctx.store.drop_table(conn, node.table)
+            store.drop_table(conn, node.table)
         if exists and mode == "append":
-            columns = ctx.store.columns(conn, node.table)
+            columns = store.columns(conn, node.table)
             extra = [c for c in frame.columns if c not in columns]
             if extra:
                 raise DataError(
@@ -54,7 +56,7 @@ def copy(node: Copy, ctx: Context) -> Message:
                     f"does not: {', '.join(extra)}",
                     hint=f"The table's columns are {', '.join(columns)}. Rename the file's "
                          "columns, or COPY it into a new table.")
-        ctx.store.insert_frame(conn, node.table, frame)
+        store.insert_frame(conn, node.table, frame)
     verb = {"append": "appended to", "replace": "copied into"}.get(mode, "copied into")
     rows = len(frame)
     return Message(f"Success: {rows:,} row{'s' if rows != 1 else ''} {verb} {node.table}")

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import io
 
-from ..display import format_value
 from ..imports import import_whole
 from ..options import OptionSpec, read_options
 from ..paths import not_a_file
 from ..results import Image, Images
+from ..settings import Settings
 from ..syntax import PrintImage
-from .context import Context
-from .queries import image_column, rows_of
+from ..text import format_value
+from .image_rows import image_column
+from .run import Run
+from .services import Services
 
 PRINT_OPTIONS = (
     OptionSpec("image_col", (str,), "image_path",
@@ -28,9 +30,9 @@ _MIN_AUTO_WIDTH = 112
 _MAX_STORED_SIDE = 1024
 
 
-def print_image(node: PrintImage, ctx: Context) -> Images:
+def print_image(node: PrintImage, services: Services, run: Run) -> Images:
     options = read_options(node.options, PRINT_OPTIONS, "PRINT IMAGE")
-    rows = rows_of(node.query, ctx)
+    rows = run.rows(node.query)
     column = options["image_col"].lower()
     index = image_column(rows.columns, column, "PRINT IMAGE")
     shown = []
@@ -39,17 +41,17 @@ def print_image(node: PrintImage, ctx: Context) -> Images:
         caption = "  ".join([str(value)] + [
             f"{name}={format_value(v, vector=isinstance(v, bytes))}"
             for name, v in zip(rows.columns, row, strict=True) if name.lower() != column])
-        shown.append(_image(ctx, value, caption, options["width"]))
+        shown.append(_image(services.settings, value, caption, options["width"]))
     return Images(tuple(shown), len(rows.rows))
 
 
-def _image(ctx: Context, value: object, caption: str, width: int | None) -> Image:
+def _image(settings: Settings, value: object, caption: str, width: int | None) -> Image:
     PILImage = import_whole("PIL.Image")   # noqa: N806 - the module, named as PIL names it
     UnidentifiedImageError = PILImage.UnidentifiedImageError  # noqa: N806
 
     if value is None:
         return Image("NULL", caption, problem="the row has no image path")
-    path = ctx.settings.resolve(str(value))
+    path = settings.resolve(str(value))
     try:
         problem = not_a_file(path)
         if problem is not None:

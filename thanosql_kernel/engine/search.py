@@ -1,21 +1,27 @@
 """SEARCH IMAGE: each row's cosine similarity to query images, from the converted column's
-vectors when they cover the table, else row by row."""
+vectors when they cover the table, else row by row.
+
+Every similarity shown is ``vectors.cosine_scores`` of the row's own vector (from its
+embedding column, or computed from its image) and the query's: the in-memory scan and the
+vector index only choose which rows to score. So a row shows the same value whichever path
+found it.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DataError, NotFoundError, OptionError, excerpt
 from ..options import OptionSpec, read_options
 from ..paths import not_a_file
 from ..results import Table
-from ..storage import EmbeddingColumn, Transaction
+from ..storage import EmbeddingColumn
 from ..syntax import SearchImage, Sql
-from .context import Context
-from .models import load
-from .queries import image_paths, rows_of
+from .image_rows import image_paths
+from .naming import embedding_column, similarity_columns
+from .run import Run, TopN
+from .services import Services
 
 if TYPE_CHECKING:
     import numpy as np
@@ -35,11 +41,10 @@ SEARCH_OPTIONS = (
                "rows returned, best first (default 1000; None: all)",
                check=lambda v: None if v is None or v >= 1 else "must be 1 or more"),
 )
-# a nearest-neighbour answer may be short when rows changed since CONVERT; ask for a margin
-_INDEX_MARGIN = 2
 
 
-def search_image(node: SearchImage, ctx: Context, hint: tuple[str, int] | None = None) -> Table:
+def search_image(node: SearchImage, services: Services, run: Run,
+                 hint: TopN | None = None) -> Table:
     """Every row with its cosine similarity to each query image (or the top_k, sorted).
 
     ``hint`` (similarity column, n) comes from an outer ``ORDER BY column DESC LIMIT n``:
@@ -47,36 +52,40 @@ def search_image(node: SearchImage, ctx: Context, hint: tuple[str, int] | None =
     """
     import numpy as np
 
-    model, entry = load(ctx, node.model)
-    base = entry.base_model.lower()
+    from ..vectors import cosine_scores
+
+    model, entry = services.loader.load(node.model)
     options = read_options(node.options, SEARCH_OPTIONS, "SEARCH IMAGE")
-    second, queries, names = _query_images(node, options, base)
-    emb_col = (options["emb_col"] or f"{node.model}_{base}").lower()
+    second, queries, names = _query_images(node, options, entry.base_model)
+    emb_col = (options["emb_col"] or embedding_column(node.model, entry.base_model)).lower()
     image_col = options["image_col"].lower()
-    q = _embed_queries(ctx, node, model, queries)
+    q = _embed_queries(services, node, model, queries)
     limit = options["top_k"] if second else None
     if hint is not None and hint[0] == names[0]:
         limit = hint[1] if limit is None else min(limit, hint[1])
     if limit is not None and len(queries) == 1:
-        fast = _search_with_index(ctx, node, emb_col, image_col, names, q[0], limit,
+        fast = _search_with_index(services, node, emb_col, image_col, names, q[0], limit,
                                   entry.digest)
         if fast is not None:
             return fast
-    rows = rows_of(node.query, ctx)
+    rows = run.rows(node.query)
     columns = [c.lower() for c in rows.columns]
     if emb_col in columns:   # the rows bring vectors: they must be this model's
-        _check_made_by(ctx, node, emb_col, entry.digest)
-    matrix = _row_embeddings(ctx, model, rows, columns, emb_col, image_col, node.model)
-    sims = (matrix @ q.T).astype(np.float64) if len(rows.rows) else np.zeros((0, len(q)))
-    order = _ranked(sims[:, 0], limit) if second or limit is not None else range(len(rows.rows))
+        _check_made_by(services, node, emb_col, entry.digest)
+    matrix = _row_embeddings(services, model, rows, columns, emb_col, image_col, node.model)
+    sims = np.stack([cosine_scores(matrix, v) for v in q], axis=1) if len(rows.rows) \
+        else np.zeros((0, len(q)))
+    order: list[int] = list(range(len(rows.rows)))
+    if second or limit is not None:
+        order = [int(i) for i in _ranked(sims[:, 0], limit)]
     if not second:  # the first generation keeps the query's order among the rows it keeps
-        order = sorted(order)
+        order.sort()
     out = tuple(tuple(rows.rows[i]) + tuple(float(s) for s in sims[i]) for i in order)
     vectors = frozenset({emb_col}) if emb_col in columns else frozenset()
     return Table(tuple(rows.columns) + tuple(names), out, vector_columns=vectors)
 
 
-def _embed_queries(ctx: Context, node: SearchImage, model: Any, queries: list[str]
+def _embed_queries(services: Services, node: SearchImage, model: Any, queries: list[str]
                    ) -> np.ndarray:
     """The query images' embeddings (Q, D); each must be a readable file, each embedding a
     vector of numbers."""
@@ -85,7 +94,7 @@ def _embed_queries(ctx: Context, node: SearchImage, model: Any, queries: list[st
     from ..models import embed, load_images
     from ..models.threads import cpu_share
 
-    paths = [str(ctx.settings.resolve(q)) for q in queries]
+    paths = [str(services.settings.resolve(q)) for q in queries]
     for shown, path in zip(queries, paths, strict=True):
         if not os.path.lexists(path) and "\0" not in path:
             raise NotFoundError(f"SEARCH IMAGE: the query image {excerpt(shown)} does not "
@@ -97,7 +106,7 @@ def _embed_queries(ctx: Context, node: SearchImage, model: Any, queries: list[st
     # a few images through the small network: threads only add the cost of meeting (1 thread
     # beat 2 by 1.6x quiet and busy, bench/busy_cpu.py); a torchvision network shares them
     light = model.spec.kind == "small" and len(paths) <= 16
-    with cpu_share(ctx.settings.threads, light=light).running():
+    with cpu_share(services.settings.threads, light=light).running():
         embedded = embed(model, load_images(paths, model.image_size, model.channels,
                                             what="SEARCH IMAGE"))
     if not np.isfinite(embedded).all():
@@ -108,14 +117,15 @@ def _embed_queries(ctx: Context, node: SearchImage, model: Any, queries: list[st
     return embedded
 
 
-def _check_made_by(ctx: Context, node: SearchImage, emb_col: str, digest: str | None) -> None:
+def _check_made_by(services: Services, node: SearchImage, emb_col: str,
+                   digest: str | None) -> None:
     """Refuse to compare the query with vectors another model (or this model before it was
     rebuilt) made: the similarities would be meaningless, and nothing would say so."""
     query = node.query
-    shape = ctx.store.shape(query.text) if isinstance(query, Sql) and not query.subqueries \
-        else None
-    with ctx.store.begin() as tx:
-        made = [e for e in ctx.embeddings.all(tx) if e.column_name == emb_col
+    shape = services.store.shape(query.text) \
+        if isinstance(query, Sql) and not query.subqueries else None
+    with services.store.begin() as tx:
+        made = [e for e in services.catalog.entries(tx) if e.column_name == emb_col
                 and (shape is None or e.table_name in shape.tables)]
     for entry in made:
         _refuse_others(entry, node, digest)
@@ -149,25 +159,21 @@ def _query_images(node: SearchImage, options: dict[str, Any], base: str
         raise OptionError("SEARCH IMAGE needs a query image",
                           hint="Write SEARCH IMAGE images='path.jpg' USING model AS …, or "
                                "OPTIONS (search_by='image', search_input='path.jpg').")
-    if given is None:
-        return False, queries, [f"{node.model}_{base}_similarity{i + 1}"
-                                for i in range(len(queries))]
-    name = (options["result_col"] or "search_result").lower()
-    return True, queries, [name] if len(queries) == 1 else [f"{name}{i + 1}" for i in
-                                                            range(len(queries))]
+    second = given is not None
+    return second, queries, similarity_columns(node.model, base, len(queries), second=second,
+                                               result_col=options["result_col"])
 
 
-def _ranked(similarity: np.ndarray, limit: int | None) -> Sequence[int]:
-    """Row indices by similarity, best first (ties in row order), at most ``limit``."""
+def _ranked(similarity: np.ndarray, limit: int | None) -> np.ndarray:
+    """Row indices by similarity, best first, at most ``limit``; equal similarities keep the
+    rows' order (a stable sort: argpartition would pick among ties at the cut arbitrarily)."""
     import numpy as np
 
-    if limit is not None and limit < len(similarity):
-        top = np.argpartition(-similarity, limit - 1)[:limit]
-        return top[np.argsort(-similarity[top], kind="stable")]
-    return np.argsort(-similarity, kind="stable")
+    order = np.argsort(-similarity, kind="stable")
+    return order if limit is None else order[:limit]
 
 
-def _row_embeddings(ctx: Context, model: Any, rows: Table, columns: list[str], emb_col: str,
+def _row_embeddings(services: Services, model: Any, rows: Table, columns: list[str], emb_col: str,
                     image_col: str, model_name: str) -> np.ndarray:
     """Each row's embedding: from its embedding column, or computed from its image."""
     import numpy as np
@@ -209,7 +215,8 @@ def _row_embeddings(ctx: Context, model: Any, rows: Table, columns: list[str], e
                 hint=f"Their columns: {', '.join(rows.columns)}. Name them with OPTIONS "
                      "(emb_col='…') or OPTIONS (image_col='…').")
         i_img = columns.index(image_col)
-        paths = image_paths(ctx, [rows.rows[i][i_img] for i in todo], image_col, "SEARCH IMAGE")
+        paths = image_paths(services.settings, [rows.rows[i][i_img] for i in todo], image_col,
+                            "SEARCH IMAGE")
         # in batches, like CONVERT: memory stays small however many rows lack a vector
         done = 0
         for batch in iter_image_batches(paths, 256, model.image_size, model.channels):
@@ -218,56 +225,49 @@ def _row_embeddings(ctx: Context, model: Any, rows: Table, columns: list[str], e
     return matrix
 
 
-def _search_with_index(ctx: Context, node: SearchImage, emb_col: str, image_col: str,
+def _search_with_index(services: Services, node: SearchImage, emb_col: str, image_col: str,
                        names: list[str], vector: np.ndarray, k: int,
                        digest: str | None) -> Table | None:
-    """The top k from the converted column's vectors, when they still cover the table.
+    """The top k from the converted column, when its vectors still cover the table.
 
-    Exact cosine search over the column's vectors, held in memory per collection, answers
-    up to ``exact_search_max_rows`` rows (a matrix-vector product is cheaper than HNSW and
-    exact there); beyond that the vector index answers. None means: use the row-by-row path.
+    The catalog names the candidate rows (exactly, from the vectors in memory, up to
+    ``exact_search_max_rows`` rows; approximately, from the vector index, beyond); the rows'
+    own vectors score them. None means: use the row-by-row path.
     """
+    from ..vectors import blobs_to_matrix, cosine_scores
+
     query = node.query
     if not isinstance(query, Sql) or query.subqueries:
         return None
-    found = ctx.store.shape(query.text)
+    store, catalog = services.store, services.catalog
+    found = store.shape(query.text)
     if found is None or not found.star_only:
         return None
-    table = found.tables[0]
-    with ctx.store.begin() as tx:
-        entry = ctx.embeddings.get(tx, table, emb_col)
+    with store.begin() as tx:
+        entry = catalog.entry(tx, found.tables[0], emb_col)
         if entry is not None:
             _refuse_others(entry, node, digest)
         if entry is None or entry.image_col != image_col:
             return None
-        if not ctx.embeddings.covers(tx, entry):
+        if not catalog.covers(tx, entry):
             return None  # some rows have no embedding: the row-by-row path embeds them
-        if entry.row_count <= ctx.settings.exact_search_max_rows:
-            hits = _exact_hits(ctx, tx, entry, vector, k)
-        else:
-            hits = ctx.vectors.query(entry.collection, vector, k * _INDEX_MARGIN)
-        similarity = dict(hits)
-        fetched = ctx.embeddings.rows_at(tx, table, image_col, list(similarity))
-    if emb_col not in fetched.columns:
+        candidates = catalog.candidates(tx, entry, vector, k)
+        fetched = catalog.rows_at(tx, entry, candidates)
+    columns = [c.lower() for c in fetched.columns]
+    if emb_col not in columns:
         return None
-    i_img = [c.lower() for c in fetched.columns].index(image_col)
-    if len({str(row[i_img]) for row in fetched.rows}) != len(similarity):
-        return None  # rows went since CONVERT: the row-by-row path sees the table as it is
-    ranked = sorted(fetched.rows, key=lambda row: -similarity[str(row[i_img])])[:k]
-    out = tuple(tuple(row) + (float(similarity[str(row[i_img])]),) for row in ranked)
+    i_img, i_emb = columns.index(image_col), columns.index(emb_col)
+    width = entry.dim * 4   # float32 bytes
+    if len({str(row[i_img]) for row in fetched.rows}) != len(set(candidates)) or not all(
+            isinstance(row[i_emb], (bytes, memoryview)) and len(row[i_emb]) == width
+            for row in fetched.rows):
+        # rows went or changed since CONVERT: the row-by-row path reads them as they are,
+        # and says what is wrong with a value that is not an embedding
+        return None
+    scores = cosine_scores(blobs_to_matrix([bytes(row[i_emb]) for row in fetched.rows],
+                                           entry.dim), vector)
+    # best first; equal similarities (the same image twice) in image-path order
+    order = sorted(range(len(fetched.rows)),
+                   key=lambda i: (-scores[i], str(fetched.rows[i][i_img])))[:k]
+    out = tuple(tuple(fetched.rows[i]) + (float(scores[i]),) for i in order)
     return Table(fetched.columns + tuple(names), out, vector_columns=frozenset({emb_col}))
-
-
-def _exact_hits(ctx: Context, tx: Transaction, entry: EmbeddingColumn, vector: np.ndarray,
-                k: int) -> list[tuple[str, float]]:
-    """Exact top k over the column's vectors, loaded once per collection (CONVERT makes a new
-    collection name each time, so a stale matrix is never used)."""
-    from ..vectors import blobs_to_matrix, exact_top_k, normalize
-
-    if entry.collection not in ctx.matrices:
-        ids, blobs, _ = ctx.embeddings.vectors(tx, entry)
-        ctx.matrices.clear()  # one converted column at a time is kept in memory
-        ctx.matrices[entry.collection] = (ids, normalize(blobs_to_matrix(blobs, entry.dim)))
-    ids, matrix = ctx.matrices[entry.collection]
-    top, sims = exact_top_k(matrix, vector, k, normalized=True)
-    return [(ids[i], float(s)) for i, s in zip(top, sims, strict=True)]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..imports import import_whole
-from .options import SIMCLR_OPTION_DOCS, SIMCLR_OPTIONS, SimCLRConfig, parse_simclr_options
+from .config import SIMCLR_OPTION_DOCS, SIMCLR_OPTIONS, SimCLRConfig, parse_simclr_options
 
 _LAZY = {
     "TrainProgress": "train", "TrainedModel": "train", "fit": "train", "embed": "train",

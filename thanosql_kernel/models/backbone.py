@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-
 
 #: the feature is the last stage average-pooled to GRID x GRID cells, then flattened
 GRID = 4
@@ -55,10 +55,11 @@ class BackboneSpec:
         return out
 
     @classmethod
-    def from_dict(cls, d: dict[str, object]) -> BackboneSpec:
-        dim = d.get("feature_dim", d.get("embedding_dim"))
-        return cls(int(d["channels"]), int(d["image_size"]), int(dim),  # type: ignore[arg-type]
-                   int(d["stem_downsamples"]), tuple(int(w) for w in d["widths"]),  # type: ignore[arg-type, attr-defined]
+    def from_dict(cls, d: dict[str, Any]) -> BackboneSpec:
+        """The spec ``to_dict`` wrote (older files name the feature ``embedding_dim``)."""
+        dim = d["feature_dim"] if "feature_dim" in d else d["embedding_dim"]
+        return cls(int(d["channels"]), int(d["image_size"]), int(dim),
+                   int(d["stem_downsamples"]), tuple(int(w) for w in d["widths"]),
                    str(d.get("kind", "small")))
 
 
@@ -78,7 +79,9 @@ class BasicBlock(nn.Module):
             self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
                                           nn.BatchNorm2d(cout))
         # zero-init of the last BN makes each block start as identity: steadier short runs
-        nn.init.zeros_(self.conv2[1].weight)
+        last_norm = self.conv2[1]
+        assert isinstance(last_norm, nn.BatchNorm2d)
+        nn.init.zeros_(last_norm.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, cin, H, W) -> (B, cout, H / stride, W / stride)."""
@@ -158,6 +161,8 @@ class Encoder(nn.Module):
     def __init__(self, spec: BackboneSpec) -> None:
         super().__init__()
         self.backbone = make_backbone(spec)
+        self.mean: torch.Tensor
+        self.std: torch.Tensor
         self.register_buffer("mean", torch.zeros(1, spec.channels, 1, 1))
         self.register_buffer("std", torch.ones(1, spec.channels, 1, 1))
 

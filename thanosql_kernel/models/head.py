@@ -1,4 +1,4 @@
-"""SimCLR projection head: the MLP whose output the loss sees; search uses the layer before."""
+"""SimCLR projection head: the MLP whose output the loss sees, and search embeds with too."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from torch import nn
 class ProjectionHead(nn.Module):
     """Linear -> BatchNorm -> ReLU -> Linear, as lightly's SimCLRProjectionHead.
 
-    The paper shows (section 4.2) that the representation *before* this head is the better
-    one for downstream use, because the head learns to discard what the augmentations vary.
+    The paper finds (section 4.2) the representation *before* this head better for linear
+    classification, since the head learns to discard what the augmentations vary. For search
+    by cosine similarity, the quantity NT-Xent trains, this head's output measured better than
+    every earlier layer (``bench/QUALITY.md``, the layer probe), so ``train.embed`` uses it.
     """
 
     def __init__(self, input_dim: int, hidden_dim: int, output_dim: int) -> None:

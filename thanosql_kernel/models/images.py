@@ -21,6 +21,8 @@ _WORKERS = max(2, min(8, os.cpu_count() or 2))
 
 #: Pillow modes that load as one grey channel; every other mode loads as RGB
 _GREY_MODES = ("L", "1", "I;16", "I", "F", "LA")
+#: what a decoded image is replaced with once it is copied into the batch (frees its memory)
+_RELEASED = np.empty((0, 0, 0), dtype=np.uint8)
 
 
 @contextmanager
@@ -42,15 +44,16 @@ def _reading(path: str) -> Iterator[None]:
 
 def _open(path: str, size: tuple[int, int] | None, mode: str | None) -> np.ndarray:
     """One file -> uint8 array (H, W, C); ``mode`` None keeps L for grey, RGB otherwise."""
-    with _reading(path), Image.open(path) as img:
-        if size is not None and img.format == "JPEG":
+    with _reading(path), Image.open(path) as opened:
+        if size is not None and opened.format == "JPEG":
             # the JPEG decoder can scale down by 1/2..1/8 for free: big photos decode fast
-            img.draft(img.mode, size)
+            opened.draft(opened.mode, size)
+        img: Image.Image = opened
         target = mode or ("L" if img.mode in _GREY_MODES else "RGB")
         if img.mode != target:
             img = img.convert(target)
         if size is not None and img.size != size:
-            img = img.resize(size, Image.BILINEAR)
+            img = img.resize(size, Image.Resampling.BILINEAR)
         arr = np.asarray(img)
     return arr[:, :, None] if arr.ndim == 2 else arr
 
@@ -85,7 +88,7 @@ def _stack(arrays: list[np.ndarray], paths: list[str]) -> torch.Tensor:
     out = np.empty((n, channels, h, w), dtype=np.uint8)
     for i in range(n):
         out[i] = arrays[i].transpose(2, 0, 1)   # a grey image broadcasts to RGB
-        arrays[i] = None  # type: ignore[call-overload]
+        arrays[i] = _RELEASED   # the decoded image is copied: let it go now
     return torch.from_numpy(out)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from ..errors import DataError, NotFoundError
-from .options import TORCHVISION_BACKBONES
+from .config import TORCHVISION_BACKBONES
 
 #: seconds to wait for the weights' server before saying it cannot be reached
 CONNECT_TIMEOUT_S = 5.0

@@ -20,8 +20,6 @@ from typing import Iterator
 
 import torch
 
-from ..errors import OptionError
-
 #: seconds between two looks at the CPU: /proc/stat counts in 1/100 s per core, so a
 #: quarter second tells half a core from a whole one, and shorter windows could not
 INTERVAL_S = 0.25
@@ -41,18 +39,13 @@ def _busy_seconds() -> float | None:
     return (sum(ticks) - ticks[3] - ticks[4]) / _TICKS_PER_S
 
 
-def cpu_share(setting: str, reserve: int = 0, light: bool = False) -> CpuShare:
-    """The ``CpuShare`` for THANOSQL_THREADS: 'auto' adapts (leaving ``reserve`` cores to this
-    process's other threads; ``light`` work, too small to split, gets one thread), a whole
-    number >= 1 pins it."""
-    text = setting.strip().lower()
-    if text == "auto":
+def cpu_share(threads: int | None, reserve: int = 0, light: bool = False) -> CpuShare:
+    """The ``CpuShare`` for THANOSQL_THREADS (``Settings.threads``): None ('auto') adapts,
+    leaving ``reserve`` cores to this process's other threads (``light`` work, too small to
+    split, gets one thread); a count pins it."""
+    if threads is None:
         return CpuShare(1) if light else CpuShare(reserve=reserve)
-    if text.isdigit() and int(text) >= 1:
-        return CpuShare(int(text))
-    raise OptionError(f"THANOSQL_THREADS={setting!r} is not a thread count",
-                      hint="Set it to 'auto' (the default: the cores other processes leave "
-                           "free) or a whole number from 1 up, and restart the kernel.")
+    return CpuShare(threads)
 
 
 class CpuShare:

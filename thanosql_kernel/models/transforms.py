@@ -24,7 +24,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .options import SimCLRConfig
+from .config import SimCLRConfig
 
 
 def _uniform(lo: float, hi: float, shape: tuple[int, ...], gen: torch.Generator,
@@ -188,25 +188,3 @@ class BatchAugment:
         hit = inside_y[:, :, None] & inside_x[:, None, :] & chosen
         mean = self.mean.to(dev)   # erased pixels take the data mean: 0 after standardising
         return torch.where(hit[:, None], mean.expand(b, -1, h, w), x)
-
-
-def kornia_augment(config: SimCLRConfig, size: int, mean: torch.Tensor,
-                   std: torch.Tensor) -> torch.nn.Module:
-    """The same crop / rotation / flip / brightness-contrast pipeline built from
-    kornia.augmentation; kept only so bench/train.py can repeat the measurement above."""
-    import kornia.augmentation as K
-
-    c = config
-    steps: list[torch.nn.Module] = []
-    if c.crop_scale != (1.0, 1.0):
-        steps.append(K.RandomResizedCrop((size, size), scale=c.crop_scale, ratio=c.crop_ratio))
-    if c.rotation > 0 or c.shear > 0:
-        steps.append(K.RandomAffine(degrees=c.rotation, shear=c.shear or None, p=1.0,
-                                    padding_mode="reflection"))
-    if c.flip:
-        steps.append(K.RandomHorizontalFlip())
-    if c.color_jitter > 0:
-        s = 0.8 * c.color_jitter
-        steps.append(K.ColorJiggle(brightness=s, contrast=s, p=1.0))
-    steps.append(K.Normalize(mean=mean, std=std))
-    return K.AugmentationSequential(*steps)

@@ -9,7 +9,7 @@ it on.
 from sqlalchemy import Connection as Transaction
 
 from .embeddings import EmbeddingColumn, EmbeddingColumns
-from .models import ModelEntry, ModelRegistry
+from .registry import ModelEntry, ModelRegistry
 from .sql import INTERNAL_PREFIX, SqlStore, writes
 
 __all__ = ["INTERNAL_PREFIX", "EmbeddingColumn", "EmbeddingColumns", "ModelEntry",

@@ -23,7 +23,7 @@ from ..syntax.statements import SQL_PHRASES
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ..syntax.bind import Shape
+    from ..syntax.shape import Shape
 
 #: tables the kernel keeps for itself start with this and are not listed to users
 INTERNAL_PREFIX = "thanosql_"
@@ -283,14 +283,14 @@ class SqlStore:
 
     # -- the bind step: a query's shape, read in this database's SQL dialect -----------------
     def shape(self, sql: str) -> Shape | None:
-        """What a SELECT reads and keeps (see ``syntax.bind``), or None if it cannot tell."""
-        from ..syntax.bind import shape
+        """What a SELECT reads and keeps (see ``syntax.shape``), or None if it cannot tell."""
+        from ..syntax.shape import shape
 
         return shape(sql, self.dialect)
 
     def top_n(self, sql: str, source: str) -> tuple[str, int] | None:
         """(column, n) when ``sql`` keeps only the top n rows of ``source`` by column."""
-        from ..syntax.bind import top_n
+        from ..syntax.shape import top_n
 
         return top_n(sql, source, self.dialect)
 
@@ -326,7 +326,7 @@ class SqlStore:
         """Run one SQL statement; rows stream, and only the first ``limit`` are kept (all of
         them for None). ``params`` holds the values of its ``:name`` parameters."""
         if INTERNAL_PREFIX in sql.lower() and writes(sql):
-            from ..syntax.bind import written_tables
+            from ..syntax.shape import written_tables
 
             for table in written_tables(sql, self.dialect):
                 self.check_user_table(table, _first_line(sql).split()[0].upper())
@@ -368,7 +368,7 @@ class SqlStore:
         from ..syntax.params import parameters
 
         found = parameters(sql) if params else ()
-        if not found:
+        if not params or not found:
             # no parameter collection at all: psycopg would otherwise read every % in the
             # text (LIKE '5%') as the start of a placeholder
             return conn.exec_driver_sql(sql, execution_options={"no_parameters": True})
@@ -380,7 +380,7 @@ class SqlStore:
         for offset, name in found:
             pieces.append(sql[cursor:offset])
             cursor = offset + 1 + len(name)
-            value = params[name]   # type: ignore[index]
+            value = params[name]
             items = value if isinstance(value, tuple) else (value,)
             marks = []
             for item in items:
@@ -489,13 +489,12 @@ class SqlStore:
                           rows: Iterable[Sequence[Any]], *, temporary: bool = False) -> None:
         """Create ``name`` with column types read off the values, and insert the rows."""
         rows = list(rows)
+        # PostgreSQL drops it with the transaction, which saves a DROP on every sub-query
+        dialect_options: dict[str, Any] = {"postgresql_on_commit": "drop"} if temporary else {}
         table = sa.Table(
             name, sa.MetaData(),
             *(sa.Column(c, _sql_type([r[i] for r in rows])) for i, c in enumerate(columns)),
-            prefixes=["TEMPORARY"] if temporary else [],
-            # PostgreSQL drops it with the transaction, which saves a DROP on every sub-query
-            **({"postgresql_on_commit": "drop"} if temporary else {}),
-        )
+            prefixes=["TEMPORARY"] if temporary else [], **dialect_options)
         with database_errors(self.shown_url):
             table.create(conn)
             if rows:

@@ -35,7 +35,8 @@ CONSTANT = (
     | keyword("NULL").set_parse_action(lambda: [None])
 )
 
-VALUE = pp.Forward().set_name("a value ('text', number, True/False, None or [list])")
+VALUE = pp.Forward()
+VALUE.set_name("a value ('text', number, True/False, None or [list])")
 LIST = pp.Group(
     pp.Suppress("[") + pp.Optional(pp.DelimitedList(VALUE, allow_trailing_delim=True))
     + pp.Suppress("]"),

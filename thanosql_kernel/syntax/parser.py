@@ -9,10 +9,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import ThanoSQLSyntaxError
-from .nodes import Magic, Node, Options, Sql
-from .scan import Lines, Scan, line_col, scan
+from .nodes import Magic, Node, Options, Sql, Value
+from .scan import Lines, Scan, scan
 from .statements import (
-    BY_HEAD, PHRASES, ROW_NODES, SQL_STATEMENT_WORDS, START, SUBQUERY_START, statement_for_phrase,
+    BY_HEAD,
+    PHRASES,
+    ROW_NODES,
+    SQL_STATEMENT_WORDS,
+    START,
+    SUBQUERY_START,
+    statement_for_phrase,
     token,
 )
 
@@ -56,8 +62,7 @@ class _Builder:
 
     # -- errors ------------------------------------------------------------------------
     def error(self, message: str, offset: int, hint: str | None = None) -> ThanoSQLSyntaxError:
-        line, column, text = self.lines.line_col(offset)
-        return ThanoSQLSyntaxError(message, line=line, column=column, text=text, hint=hint)
+        return ThanoSQLSyntaxError(message, cell=self.text, at=offset, hint=hint)
 
     def _found(self, offset: int) -> str:
         m = re.compile(r"\S+").match(self.masked, offset)
@@ -136,7 +141,7 @@ class _Builder:
                 hint=f"The syntax is: {syntax}. Long lists of values belong in a table.")
 
     def options(self, result: pp.ParseResults, start: int) -> Options:
-        items: list[tuple[str, object]] = []
+        items: list[tuple[str, Value]] = []
         for group in ("options", "options_after"):
             for name, value in token(result, group, ()):
                 key = name.lower()
@@ -254,8 +259,7 @@ def _read_magics(text: str) -> _Cell:
 
 
 def _syntax(text: str, offset: int, message: str, hint: str | None) -> ThanoSQLSyntaxError:
-    line, column, line_text = line_col(text, offset)
-    return ThanoSQLSyntaxError(message, line=line, column=column, text=line_text, hint=hint)
+    return ThanoSQLSyntaxError(message, cell=text, at=offset, hint=hint)
 
 
 def parse(text: str) -> list[Node]:

@@ -97,28 +97,13 @@ def scan(text: str) -> Scan:
     return Scan("".join(chars), tuple(semicolons), unterminated, tuple(stack), stray, pairs)
 
 
-def line_col(text: str, offset: int) -> tuple[int, int, str]:
-    """1-based line and column of ``offset`` in ``text``, and that line's text."""
-    line_start = text.rfind("\n", 0, offset) + 1
-    line_end = text.find("\n", offset)
-    line_end = len(text) if line_end < 0 else line_end
-    return text.count("\n", 0, offset) + 1, offset - line_start + 1, text[line_start:line_end]
-
-
 class Lines:
     """Where each line of a text starts, so that many offsets are placed in log time each
-    (``line_col`` scans the text, which a cell of thousands of statements cannot afford)."""
+    (counting newlines from the start, which a cell of thousands of statements cannot
+    afford)."""
 
     def __init__(self, text: str) -> None:
-        self.text = text
         self.starts = [0] + [i + 1 for i, c in enumerate(text) if c == "\n"]
 
     def line(self, offset: int) -> int:
         return bisect.bisect_right(self.starts, offset)
-
-    def line_col(self, offset: int) -> tuple[int, int, str]:
-        """What ``line_col`` answers."""
-        line = self.line(offset)
-        start = self.starts[line - 1]
-        end = self.starts[line] - 1 if line < len(self.starts) else len(self.text)
-        return line, offset - start + 1, self.text[start:end]

@@ -16,8 +16,18 @@ from typing import Any, Protocol
 
 from ..errors import ThanoSQLSyntaxError
 from .nodes import (
-    BuildModel, Convert, Copy, DeleteModel, GetDataset, ListDatasets, ListModels, ListTables,
-    Node, Options, PrintImage, SearchImage,
+    BuildModel,
+    Convert,
+    Copy,
+    DeleteModel,
+    GetDataset,
+    ListDatasets,
+    ListModels,
+    ListTables,
+    Node,
+    Options,
+    PrintImage,
+    SearchImage,
 )
 
 

@@ -20,7 +20,7 @@ def to_blob(vector: np.ndarray) -> bytes:
     return array.astype(DTYPE, copy=False).tobytes()
 
 
-def from_blob(blob: bytes, dim: int | None = None) -> np.ndarray:
+def from_blob(blob: bytes | bytearray | memoryview, dim: int | None = None) -> np.ndarray:
     """The vector (D,) float32 stored in `blob`; read-only, since it shares the bytes' memory."""
     if len(blob) % DTYPE.itemsize:
         raise DataError(f"an embedding of {len(blob)} bytes is not a whole number of float32")

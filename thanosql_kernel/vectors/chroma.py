@@ -40,17 +40,18 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 import numpy as np
 
-from ..errors import DataError, NotFoundError, OptionError, ServerError
+from ..errors import DamagedIndex, DataError, NotFoundError, OptionError, ServerError
 from ..imports import import_whole
 from .locking import FileLock, NoLock
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
+    from chromadb.api.collection_configuration import CreateCollectionConfiguration
     from chromadb.api.models.Collection import Collection
 
 #: Measured on 100k random 128-d vectors (the hardest case: no structure for the graph to use),
@@ -82,18 +83,6 @@ def _unreachable(url: str, detail: object) -> ServerError:
                             "reconnects by itself. Plain SQL works meanwhile.")
 
 
-class DamagedIndex(DataError):
-    """The embedded index's files cannot be read. The embedding columns are the truth, so the
-    kernel can set the folder aside and rebuild the index from them."""
-
-    def __init__(self, path: Path, cause: BaseException) -> None:
-        super().__init__(f"The vector index in {path} is damaged ({type(cause).__name__}: "
-                         f"{str(cause)[:120]})",
-                         hint="Run the statement again: the kernel sets the damaged index "
-                              "aside and rebuilds it from the embedding columns.")
-        self.path = path
-
-
 def _reaching_server(method: _Call) -> _Call:
     """Report a Chroma server that went away as a ServerError naming its URL, and an embedded
     index whose files cannot be read as a DamagedIndex."""
@@ -112,7 +101,7 @@ def _reaching_server(method: _Call) -> _Call:
         except httpx.TransportError as e:
             raise _unreachable(self._url, e) from None
 
-    return call  # type: ignore[return-value]
+    return cast(_Call, call)
 
 
 class ChromaIndex:
@@ -221,7 +210,8 @@ class ChromaIndex:
             self._sweep()
             temp_name = _leftover_name(name, "tmp")
             temp = self._client.create_collection(
-                temp_name, configuration={"hnsw": dict(self._hnsw)},  # type: ignore[typeddict-item]
+                temp_name, configuration=cast("CreateCollectionConfiguration",
+                                              {"hnsw": dict(self._hnsw)}),
                 metadata=metadata, embedding_function=None)
             try:
                 for start in range(0, len(ids), batch):
@@ -247,7 +237,7 @@ class ChromaIndex:
             collection = self._collection(name)
             try:
                 result = collection.query(query_embeddings=vector[None, :], n_results=k,
-                                          include=["distances"])  # type: ignore[list-item]
+                                          include=["distances"])
                 break
             except self._chroma_not_found:
                 if attempt == 2:  # replaced by another process between lookup and query
@@ -297,7 +287,8 @@ class ChromaIndex:
 
     def close(self) -> None:
         """Release Chroma's client (its SQLite connection when it is the last one open)."""
-        self._client.close()
+        # ClientAPI does not declare close(); the Client every chromadb factory returns has it
+        self._client.close()  # type: ignore[attr-defined]  # declared on Client, not ClientAPI
 
     def __enter__(self) -> ChromaIndex:
         return self
@@ -429,4 +420,4 @@ def _interrupts_held() -> Iterator[None]:
         raise KeyboardInterrupt
 
 
-__all__ = ["HNSW", "ChromaIndex", "DamagedIndex", "collection_name", "forget_client"]
+__all__ = ["HNSW", "ChromaIndex", "collection_name", "forget_client"]

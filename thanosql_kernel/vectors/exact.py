@@ -1,4 +1,5 @@
-"""Exact cosine similarity and top-k with numpy: the reference the index is measured against."""
+"""Cosine similarity with numpy: the one definition SEARCH reports (``cosine_scores``), and
+the exact float32 scan that picks the rows to score (``top_k_candidates``)."""
 
 from __future__ import annotations
 
@@ -56,3 +57,57 @@ def exact_top_k(matrix: np.ndarray, query: np.ndarray, k: int | None, *,
         top = np.argpartition(-sims, k - 1)[:k]
         order = top[np.lexsort((top, -sims[top]))]
     return order, sims[order]
+
+
+#: float32's unit roundoff: a float32 result is within this relative error of the exact one
+_FLOAT32_ROUNDOFF = 2.0 ** -24
+#: rows scored at once, so a long column never makes one n x D float64 temporary
+_SCORE_BLOCK = 16_384
+
+
+def cosine_scores(vectors: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """The cosine similarity (n,) float64 of each row of ``vectors`` (n, D) to ``query`` (D,).
+
+    This is the similarity every path of SEARCH shows, whichever found the row (the
+    in-memory scan, the embedded index, a Chroma server, a table read row by row), so it is
+    computed such that a row's value depends only on its own D numbers and the query's: the
+    products of float32 values are exact in float64, and each row's products are summed left
+    to right (a cumulative sum, whose order no SIMD width, alignment or BLAS can change). A
+    zero vector has similarity 0.
+    """
+    matrix = np.asarray(vectors, dtype=np.float32)
+    q = np.asarray(query, dtype=np.float32).astype(np.float64)
+    if matrix.ndim != 2 or q.shape != (matrix.shape[1],):
+        raise DataError(f"cannot compare a query of shape {q.shape} "
+                        f"with vectors of shape {matrix.shape}")
+    out = np.zeros(matrix.shape[0], dtype=np.float64)
+    if matrix.shape[1] == 0:
+        return out
+    q_norm = np.sqrt(np.cumsum(q * q)[-1])
+    for start in range(0, matrix.shape[0], _SCORE_BLOCK):
+        block = matrix[start:start + _SCORE_BLOCK].astype(np.float64)
+        dots = np.cumsum(block * q, axis=1)[:, -1]
+        norms = np.sqrt(np.cumsum(block * block, axis=1)[:, -1]) * q_norm
+        np.divide(dots, norms, out=out[start:start + len(block)], where=norms > 0)
+    # rounding can push a vector's similarity to itself just past 1
+    return np.clip(out, -1.0, 1.0, out=out)
+
+
+def top_k_candidates(matrix: np.ndarray, query: np.ndarray, k: int) -> np.ndarray:
+    """Indices of every row of the unit-length ``matrix`` (N, D) float32 that may be among the
+    k rows most like ``query`` by ``cosine_scores``, in no particular order.
+
+    The float32 scan is off from the exact cosine by at most (D + 4) roundoffs for unit
+    vectors, so a row of the exact top k scans at least the scan's k-th value less twice that:
+    every such row is a candidate. Scoring the candidates with ``cosine_scores`` then gives
+    exactly the top k an exact float64 search over all rows would give, ties included.
+    """
+    sims = cosine_similarities(matrix, query, normalized=True)
+    n = sims.shape[0]
+    if k <= 0:
+        return np.empty(0, dtype=np.intp)
+    if k >= n:
+        return np.arange(n)
+    kth = np.partition(sims, n - k)[n - k]
+    slack = 2 * (matrix.shape[1] + 4) * _FLOAT32_ROUNDOFF
+    return np.flatnonzero(sims >= kth - slack)

@@ -8,8 +8,7 @@ import sys
 import pytest
 
 from thanosql_kernel.errors import OptionError
-from thanosql_kernel.models.options import (SIMCLR_OPTION_DOCS, SimCLRConfig,
-                                            parse_simclr_options)
+from thanosql_kernel.models.config import SIMCLR_OPTION_DOCS, SimCLRConfig, parse_simclr_options
 
 
 def test_defaults_and_documented_names_agree() -> None:
@@ -74,6 +73,6 @@ def test_out_of_range_is_an_option_error(name: str, value: object) -> None:
 
 
 def test_options_module_does_not_import_torch() -> None:
-    code = ("import sys, thanosql_kernel.models.options as o, thanosql_kernel.models as m; "
+    code = ("import sys, thanosql_kernel.models.config as o, thanosql_kernel.models as m; "
             "o.parse_simclr_options({}); assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)

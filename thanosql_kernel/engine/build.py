@@ -1,26 +1,27 @@
-"""BUILD MODEL, LIST MODEL and DELETE MODEL, and loading a registered model to embed with."""
+"""BUILD MODEL, LIST MODEL and DELETE MODEL."""
 
 from __future__ import annotations
 
 import time
-from contextlib import suppress
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from ..errors import AlreadyExistsError, DataError, NotFoundError, ThanoSQLError, excerpt
-from ..models.options import SIMCLR_OPTIONS, simclr_config
+from ..errors import AlreadyExistsError, DataError, NotFoundError, excerpt
+from ..models.config import SIMCLR_OPTIONS, simclr_config
 from ..options import OptionSpec, read_options
 from ..results import Message, Progress, Table
-from ..storage import EmbeddingColumn, ModelEntry, Transaction
-from ..storage.models import check_name
+from ..storage import EmbeddingColumn, Transaction
+from ..storage.registry import check_name
 from ..syntax import BuildModel, DeleteModel, ListModels, Sql
 from ..syntax.statements import statement_for
-from .context import Context
-from .queries import image_column, image_paths, rows_of
+from .image_rows import image_column, image_paths
+from .run import Run
+from .services import Services
 
 if TYPE_CHECKING:
-    from ..models import TrainedModel
-    from ..models.options import SimCLRConfig
+    import torch
+
+    from ..models import ImageFiles, TrainedModel, TrainProgress
+    from ..models.config import SimCLRConfig
 
 #: base models BUILD MODEL knows, by lower-case name: (the name users see, its options)
 BASE_MODELS: dict[str, tuple[str, tuple[OptionSpec, ...]]] = {
@@ -42,29 +43,7 @@ def build_options(base: str) -> tuple[OptionSpec, ...]:
     return BUILD_OPTIONS + BASE_MODELS[base][1]
 
 
-def load(ctx: Context, name: str) -> tuple[TrainedModel, ModelEntry]:
-    """A registered model, ready to embed; loaded again when its content changed (another
-    kernel rebuilt it), else kept loaded between statements."""
-    from ..models import load_model
-
-    entry = ctx.models.get(name)
-    held = ctx.loaded.get(name)
-    if held is None or held[0] != entry.digest:
-        folder = ctx.models.files(entry)
-        try:   # embedding runs on CUDA when there is one, wherever the model was trained
-            model = load_model(folder, device="auto")
-        except ThanoSQLError:
-            raise
-        except Exception as e:  # noqa: BLE001 - files that passed their checksum yet do not load
-            raise DataError(f"The model {name!r} cannot be loaded: {type(e).__name__}: "
-                            f"{str(e)[:200]}",
-                            hint=f"Build it again: BUILD MODEL {name} … OPTIONS "
-                                 "(overwrite=True).") from None
-        ctx.loaded[name] = held = (str(entry.digest), model)
-    return held[1], entry
-
-
-def build_model(node: BuildModel, ctx: Context) -> Message:
+def build_model(node: BuildModel, services: Services, run: Run) -> Message:
     known = BASE_MODELS.get(node.base.lower())
     if known is None:
         raise NotFoundError(f"There is no base model {excerpt(node.base)}",
@@ -74,7 +53,7 @@ def build_model(node: BuildModel, ctx: Context) -> Message:
     options = read_options(node.options, build_options(node.base.lower()), "BUILD MODEL")
     config = simclr_config(options)
     check_name(node.name)
-    if not options["overwrite"] and ctx.models.exists(node.name):
+    if not options["overwrite"] and services.registry.exists(node.name):
         raise AlreadyExistsError(f"A model named {excerpt(node.name)} already exists",
                                  hint="Add OPTIONS (overwrite=True) to replace it, or choose "
                                       "another name.")
@@ -82,9 +61,9 @@ def build_model(node: BuildModel, ctx: Context) -> Message:
         from ..models.pretrained import ensure_weights
 
         ensure_weights(config.backbone)
-    paths = _training_paths(node, ctx, options["image_col"], options["label_col"])
+    paths = _training_paths(node, services, run, options["image_col"], options["label_col"])
     started = time.monotonic()
-    model = _train(node, ctx, paths, config, started)
+    model = _train(node, services, run, paths, config, started)
     seconds = time.monotonic() - started
     card = {"name": node.name, **model.card_fields(), "trained_on": _trained_on(node),
             "row_count": len(paths), "image_col": options["image_col"],
@@ -92,7 +71,7 @@ def build_model(node: BuildModel, ctx: Context) -> Message:
 
     from ..models import save_model
 
-    ctx.models.register(node.name, base_model=base, trained_on=_trained_on(node),
+    services.registry.register(node.name, base_model=base, trained_on=_trained_on(node),
                         row_count=len(paths), card=card,
                         write=lambda folder: save_model(model, folder),
                         overwrite=options["overwrite"])
@@ -115,79 +94,92 @@ def _training_words(model: TrainedModel, images: int, seconds: float) -> str:
             f"final loss {model.loss_per_epoch[-1]:.4f}")
 
 
-def _training_paths(node: BuildModel, ctx: Context, image_col: str,
+def _training_paths(node: BuildModel, services: Services, run: Run, image_col: str,
                     label_col: str | None) -> list[str]:
     """The image files the query names, checked: at least two, no row without a path."""
-    rows = rows_of(node.query, ctx)
+    rows = run.rows(node.query)
     statement = f"BUILD MODEL {node.name}"
     index = image_column(rows.columns, image_col, statement)
     if label_col is not None:
         image_column(rows.columns, label_col, statement)
-    paths = image_paths(ctx, [r[index] for r in rows.rows], image_col, statement)
+    paths = image_paths(services.settings, [r[index] for r in rows.rows], image_col, statement)
     if len(paths) < 2:
         raise DataError(f"{statement}: the query returned {len(paths)} row(s); SimCLR needs "
                         "at least 2 images")
     return paths
 
 
-def _train(node: BuildModel, ctx: Context, paths: list[str], config: SimCLRConfig,
-           started: float) -> TrainedModel:
-    """Read the images (into memory when they fit) and train, reporting progress."""
-    from ..models import default_side, fit
-    from ..models.options import IMAGENET_SIDE
-    from ..models.threads import cpu_share
+class _TrainingBar:
+    """BUILD's progress bar: steps done, with a line per epoch (and every 10 s) to keep."""
 
-    key, title = f"build-{node.name}-{started}", f"BUILD MODEL {node.name}"
+    def __init__(self, run: Run, name: str, started: float) -> None:
+        self._run = run
+        self._key, self.title = f"build-{name}-{started}", f"BUILD MODEL {name}"
+        self._started = self._logged = started
+        self._done, self._total = 0, 1
 
-    def report(detail: str, log_line: str | None = None) -> None:
-        ctx.report(Progress(key, title, 0, 1, "steps", detail=detail, log_line=log_line))
+    def prepare(self, detail: str, log_line: str | None = None) -> None:
+        """What happens before the first step (reading, decoding)."""
+        self._run.report(Progress(self._key, self.title, 0, 1, "steps", detail=detail,
+                                  log_line=log_line))
 
-    last_log = [started]
-    steps = [0, 1]
-
-    def progress(p: Any) -> None:
-        steps[:] = [(p.epoch - 1) * p.steps_per_epoch + p.step, p.epochs * p.steps_per_epoch]
+    def step(self, p: TrainProgress) -> None:
+        self._done = (p.epoch - 1) * p.steps_per_epoch + p.step
+        self._total = p.epochs * p.steps_per_epoch
         now = time.monotonic()
         log = None
-        if p.step == p.steps_per_epoch or now - last_log[0] >= 10:
-            last_log[0] = now
+        if p.step == p.steps_per_epoch or now - self._logged >= 10:
+            self._logged = now
             log = (f"epoch {p.epoch}/{p.epochs}  step {p.step}/{p.steps_per_epoch}  "
                    f"loss {p.loss:.4f}  {p.images_per_second:,.0f} images/s  "
                    f"{p.seconds_left:.0f}s left")
-        ctx.report(Progress(key, title, steps[0], steps[1], "steps", now - started,
-                            detail=f"epoch {p.epoch}/{p.epochs} · loss {p.loss:.4f} · "
-                                   f"{p.images_per_second:,.0f} images/s", log_line=log))
+        self._run.report(Progress(self._key, self.title, self._done, self._total, "steps",
+                                  now - self._started,
+                                  detail=f"epoch {p.epoch}/{p.epochs} · loss {p.loss:.4f} · "
+                                         f"{p.images_per_second:,.0f} images/s", log_line=log))
 
+    def finish(self, detail: str) -> None:
+        self._run.report(Progress(self._key, self.title, self._done, self._total, "steps",
+                                  time.monotonic() - self._started, detail=detail,
+                                  finished=True))
+
+
+def _train(node: BuildModel, services: Services, run: Run, paths: list[str],
+           config: SimCLRConfig, started: float) -> TrainedModel:
+    """Read the images (into memory when they fit) and train, reporting progress."""
+    from ..models import default_side, fit
+    from ..models.config import IMAGENET_SIDE
+    from ..models.threads import cpu_share
+
+    bar = _TrainingBar(run, node.name, started)
     side = config.image_size or (default_side(paths[0]) if config.backbone == "small"
                                  else IMAGENET_SIDE)
     # the share measures the CPU from the decoding on, so training starts with its answer
-    with cpu_share(ctx.settings.threads).running() as share:
-        model = fit(_training_images(paths, side, title, report), config, progress, share)
-    ctx.report(Progress(key, title, steps[0], steps[1], "steps", time.monotonic() - started,
-                        detail=f"final loss {model.loss_per_epoch[-1]:.4f}"
-                        if model.loss_per_epoch else "not trained (max_epochs=0)", finished=True))
+    with cpu_share(services.settings.threads).running() as share:
+        model = fit(_training_images(paths, side, bar), config, bar.step, share)
+    bar.finish(f"final loss {model.loss_per_epoch[-1]:.4f}" if model.loss_per_epoch
+               else "not trained (max_epochs=0)")
     return model
 
 
-def _training_images(paths: list[str], side: int, title: str,
-                     report: Callable[..., None]) -> Any:
+def _training_images(paths: list[str], side: int, bar: _TrainingBar
+                     ) -> torch.Tensor | ImageFiles:
     """The training images decoded into memory when they fit, else ``ImageFiles``."""
     from ..models import ImageFiles, fits_in_memory, load_images, scan_channels
 
-    report(f"reading the headers of {len(paths):,} images")
+    bar.prepare(f"reading the headers of {len(paths):,} images")
     # every file's header: a missing or unreadable file fails now, not hours into training
     channels = scan_channels(paths)
     if fits_in_memory(len(paths), channels, (side, side)):
-        report(f"decoding {len(paths):,} images at {side}x{side}")
-        images = load_images(paths, side, channels, what=title, check=False)
-    else:   # too many to keep in memory: the same training, each batch read from its files
-        images = ImageFiles(paths, side, channels)
-        report(f"{len(paths):,} images at {side}x{side} do not fit in memory: each batch is "
-               f"read from its files",
-               log_line=f"{title}: {len(paths):,} images at {side}x{side} do not fit in "
-                        f"memory, so each batch is read from its files (slower; a smaller "
-                        f"image_size keeps them in memory)")
-    return images
+        bar.prepare(f"decoding {len(paths):,} images at {side}x{side}")
+        return load_images(paths, side, channels, what=bar.title, check=False)
+    # too many to keep in memory: the same training, each batch read from its files
+    bar.prepare(f"{len(paths):,} images at {side}x{side} do not fit in memory: each batch is "
+                f"read from its files",
+                log_line=f"{bar.title}: {len(paths):,} images at {side}x{side} do not fit in "
+                         f"memory, so each batch is read from its files (slower; a smaller "
+                         f"image_size keeps them in memory)")
+    return ImageFiles(paths, side, channels)
 
 
 def _trained_on(node: BuildModel) -> str:
@@ -196,27 +188,29 @@ def _trained_on(node: BuildModel) -> str:
     return " ".join(text.split())
 
 
-def list_models(_: ListModels, ctx: Context) -> Table:
+def list_models(_: ListModels, services: Services, __: Run) -> Table:
     rows = tuple((e.name, e.base_model, e.trained_on, e.status,
-                  e.last_updated_utc.replace(microsecond=0)) for e in ctx.models.entries())
+                  e.last_updated_utc.replace(microsecond=0))
+                 for e in services.registry.entries())
     return Table(statement_for(ListModels).columns, rows)
 
 
-def delete_model(node: DeleteModel, ctx: Context) -> Message:
+def delete_model(node: DeleteModel, services: Services, _: Run) -> Message:
     """Remove the model and, in the same transaction, the embedding columns it made: without
     the model no query image can be embedded to search them."""
+    catalog = services.catalog
     made: list[EmbeddingColumn] = []
 
     def drop_columns(tx: Transaction) -> None:
-        made.extend(e for e in ctx.embeddings.all(tx) if e.model == node.name)
+        made.extend(e for e in catalog.entries(tx) if e.model == node.name)
         for entry in made:
-            ctx.embeddings.drop(tx, entry)
+            catalog.drop(tx, entry)
 
-    deleted = ctx.models.delete(node.name, missing_ok=node.if_exists, with_it=drop_columns)
-    ctx.loaded.pop(node.name, None)
+    deleted = services.registry.delete(node.name, missing_ok=node.if_exists,
+                                       with_it=drop_columns)
+    services.loader.forget(node.name)
     for entry in made:
-        with suppress(ThanoSQLError):   # an index nobody names any more is only space
-            ctx.vectors.drop(entry.collection)
+        catalog.drop_collection(entry.collection)
     if not deleted:
         return Message(f"Success: there was no model {node.name}")
     columns = ", ".join(f"{e.table_name}.{e.column_name}" for e in made)

@@ -1,4 +1,4 @@
-"""The compatibility lines of old notebooks, and the tutorial data sets."""
+"""GET THANOSQL DATASET and LIST THANOSQL DATASET: the tutorial data sets."""
 
 from __future__ import annotations
 
@@ -8,23 +8,16 @@ from pathlib import Path
 from ..imports import import_whole
 from ..options import OptionSpec, read_options
 from ..results import Message, Progress, Table
-from ..syntax import GetDataset, ListDatasets, Magic
+from ..syntax import GetDataset, ListDatasets
 from ..syntax.statements import statement_for
-from .context import Context
+from .run import Run
+from .services import Services
 
 GET_OPTIONS = (OptionSpec("overwrite", (bool,), False,
                           "True replaces data already there (default False)"),)
 
 
-def magic(node: Magic, _: Context) -> Message | None:
-    if not node.asks_for_server:
-        return None
-    return Message("This kernel runs ThanoSQL locally and needs no API token or server "
-                   "address, so this line is ignored. (To use another database, set "
-                   "THANOSQL_DATABASE_URL before starting the kernel.)")
-
-
-def get_dataset(node: GetDataset, ctx: Context) -> Message:
+def get_dataset(node: GetDataset, services: Services, run: Run) -> Message:
     from ..datasets import get_dataset as find
 
     options = read_options(node.options, GET_OPTIONS, "GET THANOSQL DATASET")
@@ -35,11 +28,12 @@ def get_dataset(node: GetDataset, ctx: Context) -> Message:
     key = f"get-{node.name}-{started}"
 
     def progress(done: int, total: int) -> None:
-        ctx.report(Progress(key, f"GET {node.name}", done, total, "files",
+        run.report(Progress(key, f"GET {node.name}", done, total, "files",
                             time.monotonic() - started, finished=done >= total))
 
-    written = dataset.write(ctx.settings.cwd, overwrite=options["overwrite"], progress=progress)
-    folder = _shown_path(written.folder, ctx.settings.cwd)
+    cwd = services.settings.cwd
+    written = dataset.write(cwd, overwrite=options["overwrite"], progress=progress)
+    folder = _shown_path(written.folder, cwd)
     csvs = ", ".join(f"{path.name} ({rows:,} rows)" for path, rows in written.csvs)
     return Message(f"Success: wrote {written.files:,} files to {folder}/: {csvs}")
 
@@ -51,7 +45,7 @@ def _shown_path(path: Path, cwd: Path) -> str:
         return str(path)
 
 
-def list_datasets(_: ListDatasets, __: Context) -> Table:
+def list_datasets(_: ListDatasets, __: Services, ___: Run) -> Table:
     from ..datasets import DATASETS
 
     return Table(statement_for(ListDatasets).columns,

@@ -35,13 +35,14 @@ class Shape:
 
 def _parse(sql: str, dialect: str | None) -> exp.Expression | None:
     import sqlglot
+    from sqlglot import exp
     from sqlglot.errors import ParseError, TokenError
 
     try:
         parsed = sqlglot.parse(sql, read=_DIALECTS.get(dialect or "", dialect or None))
     except (ParseError, TokenError, ValueError):
         return None
-    if len(parsed) != 1 or parsed[0] is None:
+    if len(parsed) != 1 or not isinstance(parsed[0], exp.Expression):
         return None
     return parsed[0]
 
@@ -139,9 +140,11 @@ def written_tables(sql: str, dialect: str | None = None) -> tuple[str, ...]:
     tree = _parse(sql, dialect)
     if tree is None:
         return ()
+    # ALTER's class was AlterTable before sqlglot 25; TRUNCATE has one only in newer ones
+    changing = tuple(getattr(exp, name) for name in ("Alter", "AlterTable", "TruncateTable")
+                     if hasattr(exp, name))
     targets: list[exp.Expression] = []
-    if isinstance(tree, (exp.Drop, exp.Create, exp.Insert, exp.Update, exp.Delete)) or \
-            type(tree).__name__ in ("Alter", "AlterTable", "TruncateTable"):
+    if isinstance(tree, (exp.Drop, exp.Create, exp.Insert, exp.Update, exp.Delete, *changing)):
         targets.append(tree.this)
         # DROP TABLE a, b and TRUNCATE a, b list theirs (the name of the argument has varied)
         for name in ("tables", "expressions"):

@@ -118,9 +118,14 @@ def _range(name: str, lo: float, hi: float, doc: str, *, scalar_is: str) -> Opti
         found = pair(value)
         return None if found is not None and lo < found[0] <= found[1] <= hi else "bad"
 
+    def convert(value: Any) -> tuple[float, float]:
+        found = pair(value)
+        assert found is not None   # check() passed
+        return float(found[0]), float(found[1])
+
     return OptionSpec(name, (float, tuple), default, doc, check=check,
                       allowed=f"[min, max] with {lo} < min <= max <= {hi}, or one such number",
-                      convert=lambda v: tuple(float(x) for x in pair(v)))  # type: ignore[union-attr]
+                      convert=convert)
 
 
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")

@@ -31,7 +31,12 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..errors import (
-    AlreadyExistsError, DataError, NotFoundError, ThanoSQLError, did_you_mean, excerpt,
+    AlreadyExistsError,
+    DataError,
+    NotFoundError,
+    ThanoSQLError,
+    did_you_mean,
+    excerpt,
 )
 from .schema import MODEL_FILES, MODELS, add_missing_columns, create_once
 from .sql import SqlStore, database_errors
@@ -74,11 +79,8 @@ def check_name(name: str) -> str:
 
 
 def _hash_file(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as f:
-        while chunk := f.read(CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def manifest(folder: Path) -> dict[str, dict[str, Any]]:
@@ -120,12 +122,16 @@ class ModelRegistry:
             row = conn.execute(sa.select(MODELS).where(MODELS.c.name == name)).mappings() \
                 .first()
         if row is None:
-            known = [e.name for e in self.entries()]
-            raise NotFoundError(f"There is no model {excerpt(name)}",
-                                hint=f"{did_you_mean(name, known)}Models: {', '.join(known)}."
-                                if known else
-                                "No model has been built yet: use BUILD MODEL … USING SimCLR.")
+            raise self._not_found(name)
         return _entry(row)
+
+    def _not_found(self, name: str) -> NotFoundError:
+        """The error for a model there is not, with the closest name and the models there are."""
+        known = [e.name for e in self.entries()]
+        return NotFoundError(f"There is no model {excerpt(name)}",
+                             hint=f"{did_you_mean(name, known)}Models: {', '.join(known)}."
+                             if known else
+                             "No model has been built yet: use BUILD MODEL … USING SimCLR.")
 
     def exists(self, name: str) -> bool:
         self._ensure()
@@ -237,7 +243,7 @@ class ModelRegistry:
         if old is None:
             if missing_ok:
                 return False
-            self.get(name)   # the error that lists the models there are
+            raise self._not_found(name)
         self._uncache(old.digest)
         shutil.rmtree(self.legacy / name, ignore_errors=True)
         return True

@@ -1,0 +1,203 @@
+"""The embedding catalog: the columns CONVERT made, together with the vector index and the
+in-memory matrices kept in step with them.
+
+The table column is the truth. The vector index (Chroma) and the matrix held in memory for
+exact search are copies of it that ``publish`` makes and ``repair`` can always make again; a
+search asks them only for candidates (``candidates``), and the column's own vectors score
+those (``vectors.cosine_scores``), so every path shows the same numbers.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import DamagedIndex, ThanoSQLError
+from ..results import Table
+from ..settings import Settings
+from ..storage import EmbeddingColumn, EmbeddingColumns, SqlStore, Transaction
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..vectors import VectorIndex
+
+#: a nearest-neighbour answer may be short when rows changed since CONVERT; ask for a margin
+_INDEX_MARGIN = 2
+
+
+class EmbeddingCatalog:
+    """Which columns hold embeddings, from which model, and the copies that search them.
+
+    The vector index opens on first use, so plain SQL never loads Chroma, and again after a
+    failed open (a server that was down). One converted column's matrix is kept in memory at
+    a time.
+    """
+
+    def __init__(self, store: SqlStore, settings: Settings,
+                 notify: Callable[[str], None]) -> None:
+        self.store = store
+        self.settings = settings
+        self._notify = notify
+        self._columns = EmbeddingColumns(store)
+        self._index: VectorIndex | None = None
+        #: the embedded index was found damaged: set it aside and rebuild it on next use
+        self._damaged = False
+        #: the unit-length vectors of one converted column: collection -> (paths, matrix)
+        self._matrices: dict[str, tuple[list[str], np.ndarray]] = {}
+
+    # -- what the catalog records ------------------------------------------------------------
+    def entries(self, tx: Transaction) -> list[EmbeddingColumn]:
+        """Every embedding column (none before the first CONVERT made the catalog)."""
+        return self._columns.all(tx)
+
+    def entry(self, tx: Transaction, table: str, column: str) -> EmbeddingColumn | None:
+        return self._columns.get(tx, table, column)
+
+    def names(self, tx: Transaction) -> set[str]:
+        """The names of every embedding column, in any table."""
+        return self._columns.names(tx)
+
+    def covers(self, tx: Transaction, entry: EmbeddingColumn) -> bool:
+        """Whether every row of the table had a vector at the last CONVERT and still has one."""
+        return self._columns.covers(tx, entry)
+
+    def rows_at(self, tx: Transaction, entry: EmbeddingColumn, paths: list[str]) -> Table:
+        """Every row of the entry's table whose image path is one of ``paths``, all columns."""
+        return self._columns.rows_at(tx, entry.table_name, entry.image_col, paths)
+
+    # -- writing a column --------------------------------------------------------------------
+    def ensure(self) -> None:
+        """Create the catalog's table once, in a transaction of its own: call it before the
+        transaction that writes a column."""
+        self._columns.ensure()
+
+    def prepare(self, tx: Transaction, table: str, column: str, image_col: str) -> None:
+        """Add the column to ``table`` if it is missing, and the indexes CONVERT and SEARCH
+        rely on."""
+        self._columns.prepare(tx, table, column, image_col)
+
+    def write(self, tx: Transaction, table: str, column: str, image_col: str,
+              vectors: list[tuple[str, bytes]]) -> None:
+        """Set ``column`` to each vector in the rows whose image path is the one given."""
+        self._columns.write(tx, table, column, image_col, vectors)
+
+    def publish(self, tx: Transaction, entry: EmbeddingColumn) -> EmbeddingColumn:
+        """Fill ``entry.collection`` from the column (the truth) and record it in the catalog.
+
+        Rows are keyed by image path (the embedding is a function of the image); ``row_count``
+        is the table's size when every row has an embedding, else -1, so SEARCH can tell
+        whether the index still covers the table.
+        """
+        from ..vectors import blobs_to_matrix
+
+        ids, blobs, rows = self._columns.vectors(tx, entry)
+        self.index.replace(entry.collection, ids, blobs_to_matrix(blobs, entry.dim))
+        total = self.store.count_rows(tx, entry.table_name)
+        entry = replace(entry, row_count=total if rows == total else -1)
+        self._columns.put(tx, entry)
+        return entry
+
+    def drop(self, tx: Transaction, entry: EmbeddingColumn) -> None:
+        """Remove the column from its table and from the catalog; its collection goes with
+        ``drop_collection`` once the transaction has committed."""
+        self._columns.drop(tx, entry)
+
+    def drop_collection(self, collection: str) -> None:
+        """Remove a collection nobody names any more; failing to is only space lost, never an
+        error of the statement that asked."""
+        self._matrices.pop(collection, None)
+        with suppress(ThanoSQLError):
+            self.index.drop(collection)
+
+    # -- searching ---------------------------------------------------------------------------
+    def candidates(self, tx: Transaction, entry: EmbeddingColumn, vector: np.ndarray,
+                   k: int) -> list[str]:
+        """The image paths whose rows may be the k most like ``vector``.
+
+        Up to ``exact_search_max_rows`` rows, the exact scan of the column's vectors held in
+        memory, which returns every path that can be in the exact top k; beyond it, the
+        vector index's approximate nearest neighbours (HNSW), with a margin.
+        """
+        if entry.row_count <= self.settings.exact_search_max_rows:
+            from ..vectors import top_k_candidates
+
+            ids, matrix = self._matrix(tx, entry)
+            return [ids[i] for i in top_k_candidates(matrix, vector, k)]
+        return [path for path, _ in self.index.query(entry.collection, vector,
+                                                     k * _INDEX_MARGIN)]
+
+    def _matrix(self, tx: Transaction, entry: EmbeddingColumn) -> tuple[list[str], np.ndarray]:
+        """The column's vectors, unit length, loaded once per collection (CONVERT makes a new
+        collection name each time, so a stale matrix is never used)."""
+        from ..vectors import blobs_to_matrix, normalize
+
+        if entry.collection not in self._matrices:
+            ids, blobs, _ = self._columns.vectors(tx, entry)
+            self._matrices.clear()  # one converted column at a time is kept in memory
+            self._matrices[entry.collection] = (ids, normalize(blobs_to_matrix(blobs,
+                                                                               entry.dim)))
+        return self._matrices[entry.collection]
+
+    # -- the vector index --------------------------------------------------------------------
+    @property
+    def index(self) -> VectorIndex:
+        if self._index is None:
+            from ..vectors import ChromaIndex
+
+            url = self.settings.chroma_url
+            if url:
+                self._index = ChromaIndex.http(url)
+            else:
+                folder = self.settings.workspace / "chroma"
+                try:
+                    if self._damaged:
+                        raise DamagedIndex(folder, RuntimeError("found damaged before"))
+                    self._index = ChromaIndex(folder)
+                except DamagedIndex:
+                    self._index = self._repaired(folder)
+        return self._index
+
+    def damaged(self) -> None:
+        """Drop the open embedded index, whose files cannot be read: the next use sets its
+        folder aside and rebuilds it from the embedding columns."""
+        if self._index is not None:
+            with suppress(Exception):
+                self._index.close()
+        self._index = None
+        self._damaged = not self.settings.chroma_url
+
+    def _repaired(self, folder: Path) -> VectorIndex:
+        """A new embedded index in ``folder``, holding every embedding column's vectors again;
+        the damaged folder is kept aside for whoever wants to look at it."""
+        from ..vectors.chroma import ChromaIndex, forget_client
+
+        aside = folder.with_name(f"{folder.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}-"
+                                 f"{uuid.uuid4().hex[:6]}")
+        forget_client(folder)
+        folder.rename(aside)
+        self._index = ChromaIndex(folder)
+        self._damaged = False
+        with self.store.begin() as tx:
+            made = self.entries(tx)
+        rebuilt = 0
+        for entry in made:   # each in its own transaction: a table dropped since is skipped
+            with suppress(ThanoSQLError), self.store.begin(write=True) as tx:
+                self.publish(tx, entry)
+                rebuilt += 1
+        self._notify(f"The vector index in {folder} was damaged: it was set aside as "
+                     f"{aside.name} and rebuilt from {rebuilt} embedding column"
+                     f"{'s' * (rebuilt != 1)}.")
+        return self._index
+
+    def close(self) -> None:
+        """Release the vector index, if one was opened, and the matrices."""
+        self._matrices.clear()
+        if self._index is not None:
+            self._index.close()
+            self._index = None

@@ -1,0 +1,44 @@
+"""The services every handler works with, opened once per front end: the SQL store, the model
+registry, the embedding catalog and the model loader, with the settings they were opened by."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..settings import Settings
+from ..storage import ModelRegistry, SqlStore
+from .catalog import EmbeddingCatalog
+from .loader import ModelLoader
+
+
+def _unheard(_: str) -> None:
+    """The notice sink of services nobody watches."""
+
+
+@dataclass(frozen=True)
+class Services:
+    """``store`` runs SQL and owns the tables, ``registry`` the models and their files,
+    ``catalog`` the embedding columns with their vector index, ``loader`` the models loaded
+    to embed with; ``notify`` says in one line what the kernel put right by itself (a
+    damaged index rebuilt). Each keeps its own caches; none changes from cell to cell."""
+
+    settings: Settings
+    store: SqlStore
+    registry: ModelRegistry
+    catalog: EmbeddingCatalog
+    loader: ModelLoader
+    notify: Callable[[str], None] = _unheard
+
+    @classmethod
+    def open(cls, settings: Settings, notify: Callable[[str], None] = _unheard) -> Services:
+        """The services of ``settings``; nothing is connected until first used."""
+        store = SqlStore(settings.database_url)
+        registry = ModelRegistry(store, settings.workspace, notify)
+        return cls(settings, store, registry, EmbeddingCatalog(store, settings, notify),
+                   ModelLoader(registry), notify)
+
+    def close(self) -> None:
+        """Release the vector index, if one was opened, and the database."""
+        self.catalog.close()
+        self.store.dispose()
