@@ -34,7 +34,7 @@ def training_views_per_second(backbone: str, n: int, device: str) -> float:
     import torch
 
     from thanosql_kernel.models import fit
-    from thanosql_kernel.models.options import SimCLRConfig
+    from thanosql_kernel.models.config import SimCLRConfig
 
     images = torch.randint(0, 256, (n, 3, 224, 224), dtype=torch.uint8,
                            generator=torch.Generator().manual_seed(0))
@@ -67,7 +67,7 @@ def convert_rates(n: int) -> dict[str, tuple[float, float]]:
     import torch
     import torchvision
 
-    from thanosql_kernel.models.options import TORCHVISION_BACKBONES
+    from thanosql_kernel.models.config import TORCHVISION_BACKBONES
 
     out = {}
     with tempfile.TemporaryDirectory(prefix="backbones-") as tmp:

@@ -39,9 +39,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.conftest import KernelSession  # noqa: E402
-from tests.test_build_model import make_images  # noqa: E402
+from tests.helpers import make_images  # noqa: E402
 from tests.test_faults import png_claiming  # noqa: E402
-from thanosql_kernel.engine import Context, execute  # noqa: E402
+from thanosql_kernel.engine import Services, execute  # noqa: E402
 from thanosql_kernel.errors import ThanoSQLError  # noqa: E402
 from thanosql_kernel.settings import Settings  # noqa: E402
 from thanosql_kernel.syntax import parse  # noqa: E402
@@ -83,7 +83,7 @@ class Tally:
             self.bad.setdefault(category, []).append(problem)
 
 
-def run_cell(ctx: Context, cell: str) -> str | None:
+def run_cell(ctx: Services, cell: str) -> str | None:
     """None when every statement gave a result or a ThanoSQLError; else what went wrong.
 
     A BUILD asked for more than 5 epochs is parsed but not run: a mutation that asks for a
@@ -108,10 +108,10 @@ def run_cell(ctx: Context, cell: str) -> str | None:
     return None
 
 
-def workspace(folder: Path, convert: bool = True) -> Context:
+def workspace(folder: Path, convert: bool = True) -> Services:
     """Images, tables, a model and a converted table: what the attacks run against."""
     make_images(folder / "imgs", count=16)
-    ctx = Context.open(Settings.from_env(cwd=folder, env={}))
+    ctx = Services.open(Settings.from_env(cwd=folder, env={}))
     cells = ["COPY imgs FROM 'imgs.csv'; COPY canary FROM 'imgs.csv'",
              f"BUILD MODEL m USING SimCLR {TINY} AS SELECT * FROM imgs"]
     if convert:
@@ -268,7 +268,7 @@ def hostile(tally: Tally, count: int, rng: random.Random) -> None:
         ctx.close()
 
 
-def ctx_rows(ctx: Context, sql: str) -> object:
+def ctx_rows(ctx: Services, sql: str) -> object:
     try:
         with ctx.store.begin() as tx:
             return ctx.store.read(tx, sql).rows
@@ -425,7 +425,7 @@ def corrupt(tally: Tally, count: int, rng: random.Random) -> None:
                 apply(folder, random.Random(seed * 1000 + zlib.crc32(name.encode()) % 1000))
             except OSError:
                 pass   # a corruption that could not be made here is still a try
-            ctx = Context.open(Settings.from_env(cwd=folder, env={}))
+            ctx = Services.open(Settings.from_env(cwd=folder, env={}))
             for cell in cells + ([f"BUILD MODEL n USING SimCLR {TINY} AS SELECT * FROM "
                                   "imgs"] if seed % 4 == 0 else []):
                 problem = problem or run_cell(ctx, cell)

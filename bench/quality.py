@@ -95,11 +95,12 @@ class Workspace:
 
     def __init__(self, root: Path, environment: bool = False) -> None:
         """``environment``: settings from THANOSQL_* variables too, not only the defaults."""
-        from thanosql_kernel.engine import Context
+        from thanosql_kernel.engine import Services
         from thanosql_kernel.settings import Settings
 
         self.root = root
-        self.ctx = Context.open(Settings.from_env(cwd=root, env=None if environment else {}))
+        self.services = Services.open(Settings.from_env(cwd=root,
+                                                        env=None if environment else {}))
 
     def run(self, sql: str):
         from thanosql_kernel.engine import execute
@@ -107,19 +108,19 @@ class Workspace:
 
         result = None
         for node in parse(sql):
-            result = execute(node, self.ctx)
+            result = execute(node, self.services)
         return result
 
     def rows(self, sql: str):
-        """Every row of one query statement (``execute`` may return only the first rows)."""
-        from thanosql_kernel.engine import rows_of
+        """Every row of one query statement."""
+        from thanosql_kernel.engine import rows
         from thanosql_kernel.syntax import parse
 
         (node,) = parse(sql)
-        return rows_of(node, self.ctx)
+        return rows(node, self.services)
 
     def close(self) -> None:
-        self.ctx.close()
+        self.services.close()
 
     def search_supported(self) -> bool:
         from thanosql_kernel.engine import HANDLERS
@@ -149,10 +150,9 @@ def engine_scores(ws: Workspace, model: str, table: str, paths: list[str]) -> np
 def direct_scores(ws: Workspace, model: str, paths: list[str]) -> np.ndarray:
     """The same similarities computed with models.embed on the registered model (used only
     while the engine has no SEARCH IMAGE, or with --direct)."""
-    from thanosql_kernel.engine.models import load
     from thanosql_kernel.models import embed, load_images
 
-    m = load(ws.ctx, model)[0]
+    m = ws.services.loader.load(model)[0]
     e = embed(m, load_images([str(ws.root / p) for p in paths], m.image_size, m.channels))
     return e.astype(np.float64) @ e.T.astype(np.float64)
 

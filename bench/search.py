@@ -34,7 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from thanosql_kernel.engine import Context, execute  # noqa: E402
+from thanosql_kernel.engine import Services, execute  # noqa: E402
 from thanosql_kernel.settings import Settings  # noqa: E402
 from thanosql_kernel.syntax import parse  # noqa: E402
 
@@ -42,25 +42,25 @@ SIM = "m_simclr_similarity1"
 QUERY_IMAGE = "tutorial_data/mnist_data/test/923.jpg"
 
 
-def run(ctx: Context, cell: str):
+def run(ctx: Services, cell: str):
     result = None
     for node in parse(cell):
         result = execute(node, ctx)
     return result
 
 
-def prepare(folder: Path, dim: int, env: dict[str, str]) -> Context:
+def prepare(folder: Path, dim: int, env: dict[str, str]) -> Services:
     from thanosql_kernel.datasets import get_dataset
 
     get_dataset("mnist_data").write(folder, overwrite=True)
-    ctx = Context.open(Settings.from_env(cwd=folder, env=env))
+    ctx = Services.open(Settings.from_env(cwd=folder, env=env))
     run(ctx, "COPY mnist_train FROM 'tutorial_data/mnist_data/mnist_train.csv'")
     run(ctx, f"BUILD MODEL m USING SimCLR OPTIONS (max_epochs=1, embedding_dim={dim}) "
              "AS SELECT * FROM mnist_train")
     return ctx
 
 
-def synthetic_table(ctx: Context, name: str, n: int, dim: int, rng: np.random.Generator,
+def synthetic_table(ctx: Services, name: str, n: int, dim: int, rng: np.random.Generator,
                     build_index: bool = True) -> np.ndarray:
     """A table of n rows with random unit vectors in m_simclr, indexed like CONVERT does.
 
@@ -70,15 +70,14 @@ def synthetic_table(ctx: Context, name: str, n: int, dim: int, rng: np.random.Ge
     """
     import sqlalchemy as sa
 
-    from thanosql_kernel.engine.convert import reindex
-    from thanosql_kernel.storage import EmbeddingColumn
+    from thanosql_kernel.storage import EmbeddingColumn, EmbeddingColumns
     from thanosql_kernel.vectors import to_blob
 
     vectors = rng.standard_normal((n, dim)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     table = sa.Table(name, sa.MetaData(), sa.Column("image_path", sa.Text),
                      sa.Column("label", sa.Integer), sa.Column("m_simclr", sa.LargeBinary))
-    ctx.embeddings.ensure()
+    ctx.catalog.ensure()
     with ctx.store.begin(write=True) as conn:
         table.drop(conn, checkfirst=True)
         table.create(conn)
@@ -86,13 +85,13 @@ def synthetic_table(ctx: Context, name: str, n: int, dim: int, rng: np.random.Ge
             conn.execute(table.insert(), [
                 {"image_path": f"synthetic/{i}.jpg", "label": i % 10,
                  "m_simclr": to_blob(vectors[i])} for i in range(start, min(n, start + 50_000))])
-        ctx.embeddings.prepare(conn, name, "m_simclr", "image_path")
+        ctx.catalog.prepare(conn, name, "m_simclr", "image_path")
         entry = EmbeddingColumn(name, "m_simclr", "m", "image_path", dim,
                                 f"{name}__m_simclr__bench", n)
         if build_index:
-            reindex(ctx, conn, entry)
-        else:
-            ctx.embeddings.put(conn, entry)
+            ctx.catalog.publish(conn, entry)
+        else:   # recorded in the catalog only, its collection left empty
+            EmbeddingColumns(ctx.store).put(conn, entry)
     return vectors
 
 
@@ -102,16 +101,15 @@ def percentiles(values: list[float]) -> tuple[float, float]:
                                                    int(round(0.95 * (len(ordered) - 1))))]
 
 
-def bench_size(ctx: Context, n: int, dim: int, repeat: int, rng: np.random.Generator,
+def bench_size(ctx: Services, n: int, dim: int, repeat: int, rng: np.random.Generator,
                index_upto: int) -> dict:
-    from thanosql_kernel.engine.models import load
     from thanosql_kernel.models import embed, load_images
     from thanosql_kernel.vectors import exact_top_k
 
     started = time.perf_counter()
     vectors = synthetic_table(ctx, f"t{n}", n, dim, rng, build_index=n <= index_upto)
     setup = time.perf_counter() - started
-    model, _ = load(ctx, "m")
+    model, _ = ctx.loader.load("m")
     q = embed(model, load_images([str(ctx.settings.resolve(QUERY_IMAGE))], model.image_size,
                                  model.channels))[0]
     first_gen = (f"SELECT image_path, {SIM} FROM (SEARCH IMAGE images='{QUERY_IMAGE}' USING m "
@@ -142,7 +140,7 @@ def bench_size(ctx: Context, n: int, dim: int, repeat: int, rng: np.random.Gener
 
 def convert_child(folder: Path, images: int, env: dict[str, str]) -> dict:
     """In this (child) process: CONVERT `images` JPEGs end to end; report speed and peak RSS."""
-    ctx = Context.open(Settings.from_env(cwd=folder, env=env))
+    ctx = Services.open(Settings.from_env(cwd=folder, env=env))
     source = sorted((folder / "tutorial_data" / "mnist_data" / "train").glob("*.jpg"))
     many = folder / "many"
     if many.exists():

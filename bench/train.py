@@ -44,11 +44,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from thanosql_kernel.models.backbone import BackboneSpec  # noqa: E402
+from thanosql_kernel.models.config import SimCLRConfig, parse_simclr_options  # noqa: E402
 from thanosql_kernel.models.loss import multi_view_nt_xent_loss  # noqa: E402
-from thanosql_kernel.models.options import SimCLRConfig, parse_simclr_options  # noqa: E402
-from thanosql_kernel.models.train import (TrainProgress, _build, autocast, fit,  # noqa: E402
-                                          resolve_device)
-from thanosql_kernel.models.transforms import BatchAugment, kornia_augment  # noqa: E402
+from thanosql_kernel.models.train import TrainProgress, _build, autocast, fit, resolve_device  # noqa: E402
+from thanosql_kernel.models.transforms import BatchAugment  # noqa: E402
 
 
 def digits(n: int) -> tuple[torch.Tensor, str]:
@@ -174,6 +173,29 @@ def bench_model_only(images: torch.Tensor, config: SimCLRConfig, seconds: float)
     ready = [augment(images[i:i + batch].to(device).repeat(config.views, 1, 1, 1), gen)
              for i in range(0, min(8, len(images) // batch) * batch, batch)]
     return _train_with(lambda step: ready[step % len(ready)], config, device, seconds)
+
+
+def kornia_augment(config: SimCLRConfig, size: int, mean: torch.Tensor,
+                   std: torch.Tensor) -> torch.nn.Module:
+    """The crop / rotation / flip / brightness-contrast pipeline of ``models/transforms.py``
+    built from kornia.augmentation, to repeat the measurement its docstring gives. kornia is
+    the ``bench`` extra, not a dependency of the kernel."""
+    import kornia.augmentation as K
+
+    c = config
+    steps: list[torch.nn.Module] = []
+    if c.crop_scale != (1.0, 1.0):
+        steps.append(K.RandomResizedCrop((size, size), scale=c.crop_scale, ratio=c.crop_ratio))
+    if c.rotation > 0 or c.shear > 0:
+        steps.append(K.RandomAffine(degrees=c.rotation, shear=c.shear or None, p=1.0,
+                                    padding_mode="reflection"))
+    if c.flip:
+        steps.append(K.RandomHorizontalFlip())
+    if c.color_jitter > 0:
+        s = 0.8 * c.color_jitter
+        steps.append(K.ColorJiggle(brightness=s, contrast=s, p=1.0))
+    steps.append(K.Normalize(mean=mean, std=std))
+    return K.AugmentationSequential(*steps)
 
 
 def bench_augment(images: torch.Tensor, config: SimCLRConfig, device: torch.device,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from thanosql_kernel.engine import Context, execute  # noqa: E402
+from thanosql_kernel.engine import Services, execute  # noqa: E402
 from thanosql_kernel.settings import Settings  # noqa: E402
 from thanosql_kernel.syntax import parse  # noqa: E402
 
@@ -46,7 +46,7 @@ def main() -> None:
     print(f"device: {device}")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        ctx = Context.open(Settings.from_env(cwd=folder, env={}))
+        ctx = Services.open(Settings.from_env(cwd=folder, env={}))
         print(f"{'statement':<44} {'seconds':>8}")
         for cell in CELLS:
             started = time.perf_counter()
@@ -55,10 +55,9 @@ def main() -> None:
             seconds = time.perf_counter() - started
             first = " ".join(cell.replace("%%thanosql\n", "").split())[:44]
             print(f"{first:<44} {seconds:>8.2f}   {getattr(result, 'text', '')[:70]}")
-        from thanosql_kernel.engine.models import load
         from thanosql_kernel.models import embed, iter_image_batches
 
-        model, _ = load(ctx, "my_image_search_model")
+        model, _ = ctx.loader.load("my_image_search_model")
         source = sorted((folder / "tutorial_data" / "mnist_data" / "train").glob("*.jpg"))
         many = folder / "many"
         many.mkdir()
