@@ -1,7 +1,7 @@
 """Writes notebooks/thanosql_in_python.ipynb: ThanoSQL in the stock Python kernel, through
 ``%load_ext thanosql``, mixed with pandas and numpy."""
 
-from make_notebook import write   # the sibling script: run as python notebooks/<this>.py
+from make_notebook import write  # the sibling script: run as python notebooks/<this>.py
 
 SEARCH_923 = ("(SEARCH IMAGE images='tutorial_data/mnist_data/test/923.jpg'\n"
               "      USING digit_search AS SELECT * FROM digits_test)")
