@@ -20,11 +20,15 @@ from typing import TYPE_CHECKING, Any
 
 from .display import error_content, progress_bundle, progress_text
 from .errors import DataError, NotFoundError, ThanoSQLError, excerpt
+from .imports import import_whole
 from .results import Progress, Result
 
 if TYPE_CHECKING:
     from .engine import Services
     from .syntax import Node
+
+#: what every cell runs on: the grammar, then the engine (SQLAlchemy, the statements' handlers)
+_ENGINE = ("thanosql_kernel.syntax", "thanosql_kernel.engine")
 
 #: how a front end sends one Jupyter message: (message type, content)
 Send = Callable[[str, dict[str, Any]], None]
@@ -129,12 +133,12 @@ class CellRunner:
                          daemon=True).start()
 
     def _warm_up(self, *modules: str) -> None:
-        from .engine import execute  # noqa: F401
-        from .imports import import_whole
+        from .imports import import_whole, prefetch
 
         try:
-            for module in modules:   # so a statement needing one waits for this import
-                import_whole(module)
+            # in the import thread, one after another, as everything heavy is imported
+            prefetch(*_ENGINE, *modules)
+            import_whole(_ENGINE[-1])
             with self.services.store.begin():
                 pass
         except Exception:  # noqa: BLE001 - the first statement reports it, with context
@@ -149,11 +153,14 @@ class CellRunner:
         front end without variables), then run its statements in order, handing each result
         to ``show``. The first error (or a stop) ends the cell and is returned, never raised.
         """
-        from .engine import Run, execute
-        from .syntax import parse
-
         statement = None
         try:
+            # whole, even when the stop button is pressed while the first cell waits for them
+            for module in _ENGINE:
+                import_whole(module)
+            from .engine import Run, execute
+            from .syntax import parse
+
             nodes = parse(code)
             params = bind_parameters(nodes, namespace)
             services = self.services

@@ -1,11 +1,18 @@
-"""Heavy imports (torch and the model code, chromadb, pandas) that the stop button cannot tear
-in half.
+"""Heavy imports (torch and the model code, torch's compiler, chromadb, pandas, the database
+driver) in one thread of their own, which the stop button cannot tear in half.
 
 A KeyboardInterrupt that lands while a module is being executed leaves Python's module state
 half-built: torch's submodules stay imported without the package, C extensions keep the
 docstrings they added, and every later import fails or crashes. So these imports run in a
-thread of their own; the statement waits for it in short slices, and the stop button ends the
-wait, not the import, which finishes in the background for the next statement.
+worker thread; a statement that needs one waits for it in short slices, and the stop button
+ends the wait, not the import, which finishes in the background for the next statement.
+
+There is ONE such thread, taking one module at a time. Two threads importing at once meet in
+Python's import machinery: one of them can be handed a module the other is still executing
+(seen as ``cannot import name 'fit'`` after stops early in the first BUILD), and package
+metadata read during an import (psycopg reads its own version so) can come back empty. A
+statement's wait puts its module at the head of the queue; ``prefetch`` puts modules at its
+tail, for time the user's typing hides.
 """
 
 from __future__ import annotations
@@ -13,38 +20,80 @@ from __future__ import annotations
 import importlib
 import sys
 import threading
+from collections import deque
 from types import ModuleType
 
-_lock = threading.Lock()
-#: module name -> the thread importing it (gone once the import has ended)
-_importing: dict[str, threading.Thread] = {}
+_cond = threading.Condition()
+#: modules waiting for the worker, the next first
+_queue: deque[str] = deque()
+#: modules queued or being imported
+_pending: set[str] = set()
 _failed: dict[str, BaseException] = {}
+#: modules the worker has imported whole
+_done: set[str] = set()
+_worker: threading.Thread | None = None
 
 
 def import_whole(name: str) -> ModuleType:
-    """The module ``name``, imported in a thread that an interrupt cannot stop."""
-    with _lock:
-        thread = _importing.get(name)
-        if thread is None:
-            module = sys.modules.get(name)
-            if module is not None:
-                return module
-            thread = threading.Thread(target=_import, args=(name,), name=f"import {name}",
-                                      daemon=True)
-            _importing[name] = thread
-            thread.start()
-    while thread.is_alive():
-        thread.join(0.05)   # the stop button raises KeyboardInterrupt here, between slices
-    with _lock:
-        _importing.pop(name, None)
-        error = _failed.pop(name, None)
+    """The module ``name``, imported whole by the import thread (first in its queue)."""
+    if threading.current_thread() is _worker:   # a module that the worker runs asks
+        return importlib.import_module(name)
+    with _cond:
+        module = sys.modules.get(name)
+        # while the worker runs, a module in sys.modules may be one it is still executing
+        if module is not None and (name in _done or not _pending) and name not in _failed:
+            return module
+        _enqueue(name, first=True)
+    while True:
+        with _cond:   # the stop button raises KeyboardInterrupt here, between slices
+            if name not in _pending:
+                error = _failed.pop(name, None)
+                break
+            _cond.wait(0.05)
     if error is not None:
         raise error
     return sys.modules[name]
 
 
-def _import(name: str) -> None:
-    try:
-        importlib.import_module(name)
-    except BaseException as error:  # noqa: BLE001 - handed to the statement that asked
-        _failed[name] = error
+def prefetch(*names: str) -> None:
+    """Import ``names`` in the background, after what is queued already; nothing waits."""
+    with _cond:
+        for name in names:
+            if name not in _done and name not in _pending:
+                _enqueue(name, first=False)
+
+
+def _enqueue(name: str, *, first: bool) -> None:
+    global _worker
+    _failed.pop(name, None)
+    if name in _pending:
+        if first and name in _queue:
+            _queue.remove(name)
+            _queue.appendleft(name)
+    else:
+        _pending.add(name)
+        _queue.appendleft(name) if first else _queue.append(name)
+    if _worker is None:
+        _worker = threading.Thread(target=_work, name="thanosql-imports", daemon=True)
+        _worker.start()
+    _cond.notify_all()
+
+
+def _work() -> None:
+    while True:
+        with _cond:
+            while not _queue:
+                _cond.wait()
+            name = _queue.popleft()
+        error: BaseException | None = None
+        try:
+            importlib.import_module(name)
+        except BaseException as e:  # noqa: BLE001 - handed to the statement that asked
+            error = e
+        with _cond:
+            if error is not None:
+                _failed[name] = error
+            else:
+                _done.add(name)
+            _pending.discard(name)
+            _cond.notify_all()

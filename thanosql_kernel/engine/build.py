@@ -6,6 +6,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ..errors import AlreadyExistsError, DataError, NotFoundError, excerpt
+from ..models import prepare_training
 from ..models.config import SIMCLR_OPTIONS, simclr_config
 from ..options import OptionSpec, read_options
 from ..results import Message, Progress, Table
@@ -61,6 +62,7 @@ def build_model(node: BuildModel, services: Services, run: Run) -> Message:
         from ..models.pretrained import ensure_weights
 
         ensure_weights(config.backbone)
+    prepare_training()   # imports behind the reading of the rows and images
     paths = _training_paths(node, services, run, options["image_col"], options["label_col"])
     started = time.monotonic()
     model = _train(node, services, run, paths, config, started)
@@ -147,16 +149,17 @@ class _TrainingBar:
 def _train(node: BuildModel, services: Services, run: Run, paths: list[str],
            config: SimCLRConfig, started: float) -> TrainedModel:
     """Read the images (into memory when they fit) and train, reporting progress."""
-    from ..models import default_side, fit
+    from ..models import cpu_share, default_side, fit, training_ready
     from ..models.config import IMAGENET_SIDE
-    from ..models.threads import cpu_share
 
     bar = _TrainingBar(run, node.name, started)
     side = config.image_size or (default_side(paths[0]) if config.backbone == "small"
                                  else IMAGENET_SIDE)
     # the share measures the CPU from the decoding on, so training starts with its answer
     with cpu_share(services.settings.threads).running() as share:
-        model = fit(_training_images(paths, side, bar), config, bar.step, share)
+        images = _training_images(paths, side, bar)
+        training_ready()
+        model = fit(images, config, bar.step, share)
     bar.finish(f"final loss {model.loss_per_epoch[-1]:.4f}" if model.loss_per_epoch
                else "not trained (max_epochs=0)")
     return model

@@ -29,8 +29,7 @@ CONVERT_OPTIONS = (
 
 
 def convert(node: Convert, services: Services, run: Run) -> Table:
-    from ..models import embed, iter_image_batches
-    from ..models.threads import cpu_share
+    from ..models import cpu_share, embed, iter_image_batches
     from ..vectors import collection_name, to_blob
 
     options = read_options(node.options, CONVERT_OPTIONS, "CONVERT USING")

@@ -91,8 +91,7 @@ def _embed_queries(services: Services, node: SearchImage, model: Any, queries: l
     vector of numbers."""
     import numpy as np
 
-    from ..models import embed, load_images
-    from ..models.threads import cpu_share
+    from ..models import cpu_share, embed, load_images
 
     paths = [str(services.settings.resolve(q)) for q in queries]
     for shown, path in zip(queries, paths, strict=True):

@@ -250,6 +250,7 @@ class SqlStore:
                          "THANOSQL_WORKSPACE to a folder the kernel may write.") from None
         # a server may restart under a running kernel: test a pooled connection before
         # using it, so the first statement after a restart just works
+        _import_driver(url)
         engine = sa.create_engine(url, pool_pre_ping=not sqlite)
         if sqlite:
             _sqlite_setup(engine)
@@ -542,3 +543,17 @@ def _sql_type(values: list[Any]) -> sa.types.TypeEngine:
     if kinds <= {dt.date}:
         return sa.Date()
     return sa.Text()
+
+
+def _import_driver(url: sa.URL) -> None:
+    """Import the URL's dialect and its driver (psycopg, ...) whole, in the import thread,
+    before SQLAlchemy imports them in whichever thread opens the database first. A driver
+    that is not installed is left for ``create_engine`` to report."""
+    backend, driver = url.get_backend_name(), url.get_driver_name()
+    if backend == "sqlite":
+        return
+    for module in (f"sqlalchemy.dialects.{backend}.{driver}", driver):
+        try:
+            import_whole(module)
+        except ImportError:
+            return
