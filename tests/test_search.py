@@ -9,6 +9,7 @@ import pytest
 
 from thanosql_kernel.errors import (
     AlreadyExistsError,
+    DatabaseError,
     DataError,
     NotFoundError,
     OptionError,
@@ -285,3 +286,43 @@ def test_drop_model_takes_its_embedding_columns_with_it(searchable: Engine) -> N
     # a new model of that name converts into a column of that name again
     searchable.run(f"BUILD MODEL m USING SimCLR {TINY.format(extra='')} AS SELECT * FROM imgs")
     assert searchable.one("CONVERT USING m AS SELECT * FROM imgs").columns[-1] == "m_simclr"
+
+
+def test_sql_drops_a_converted_column_or_its_table_and_the_catalog_follows(
+        searchable: Engine) -> None:
+    searchable.run("CONVERT USING m AS SELECT * FROM imgs; CONVERT USING m AS SELECT * FROM other")
+    catalog = searchable.services.catalog
+    with searchable.services.store.begin() as conn:
+        collections = {e.table_name: e.collection for e in catalog.entries(conn)}
+    # the kernel's index on the column's missing rows no longer stands in the way
+    searchable.run("ALTER TABLE imgs DROP COLUMN m_simclr")
+    assert searchable.one("SELECT * FROM imgs LIMIT 1").columns == ("image_path", "label")
+    searchable.run("DROP TABLE other")
+    with searchable.services.store.begin() as conn:
+        assert catalog.entries(conn) == []
+    assert not any(catalog.index.exists(c) for c in collections.values())
+    search = (f"SELECT image_path FROM (SEARCH IMAGE images='imgs/3.png' USING m AS "
+              f"SELECT * FROM imgs) ORDER BY {SIM} DESC LIMIT 1")
+    assert searchable.one(search).rows == (("imgs/3.png",),)   # embedding the rows itself
+    # converted again, searched again; a statement that fails leaves column and entry be
+    searchable.run("CONVERT USING m AS SELECT * FROM imgs")
+    with pytest.raises(DatabaseError, match="no_such_column"):
+        searchable.one("ALTER TABLE imgs DROP COLUMN no_such_column")
+    searchable.run("ALTER TABLE imgs ADD COLUMN note TEXT; ALTER TABLE imgs DROP COLUMN note")
+    with searchable.services.store.begin() as conn:
+        assert [e.table_name for e in catalog.entries(conn)] == ["imgs"]
+    assert searchable.one(search).rows == (("imgs/3.png",),)
+    # renamed away: the column is no longer the model's, and says so
+    searchable.run("ALTER TABLE imgs RENAME COLUMN m_simclr TO kept")
+    with searchable.services.store.begin() as conn:
+        assert catalog.entries(conn) == []
+    assert "kept" in searchable.one("SELECT * FROM imgs LIMIT 1").columns
+
+
+@pytest.mark.parametrize("name", ["m_simclr_similarity1", "x_similarity12", "search_result",
+                                  "search_result2", "rowid", "OID", "ctid", "_rowid_"])
+def test_convert_refuses_a_column_name_that_search_or_the_database_takes(
+        searchable: Engine, name: str) -> None:
+    with pytest.raises(OptionError, match="result_col"):
+        searchable.one(f"CONVERT USING m OPTIONS (result_col='{name}') AS SELECT * FROM imgs")
+    assert searchable.one("SELECT * FROM imgs LIMIT 1").columns == ("image_path", "label")

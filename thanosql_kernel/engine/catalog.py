@@ -9,10 +9,11 @@ those (``vectors.cosine_scores``), so every path shows the same numbers.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
-from collections.abc import Callable
-from contextlib import suppress
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,6 +27,9 @@ if TYPE_CHECKING:
     import numpy as np
 
     from ..vectors import VectorIndex
+
+#: the words of SQL statements that can drop or rename a table or a column
+_RESHAPES = re.compile(r"\b(alter|drop|rename)\b", re.IGNORECASE)
 
 #: a nearest-neighbour answer may be short when rows changed since CONVERT; ask for a margin
 _INDEX_MARGIN = 2
@@ -114,6 +118,29 @@ class EmbeddingCatalog:
         self._matrices.pop(collection, None)
         with suppress(ThanoSQLError):
             self.index.drop(collection)
+
+    @contextmanager
+    def following(self, tx: Transaction, sql: str, gone: list[str]) -> Iterator[None]:
+        """Around a user's SQL statement that may drop or rename tables and columns: the
+        kernel's indexes step aside (SQLite will not drop a column an index names), then the
+        catalog follows what the statement did. Entries whose table, column or image column
+        is gone are forgotten, their collections added to ``gone`` (to drop once the
+        transaction has committed); the others get their indexes back. A statement that fails
+        rolls all of it back with its transaction."""
+        if not _RESHAPES.search(sql):
+            yield
+            return
+        entries = self.entries(tx)
+        self._columns.release_indexes(tx, entries)
+        yield
+        for entry in entries:
+            kept = self.store.has_table(tx, entry.table_name) and {
+                entry.column_name, entry.image_col} <= set(self.store.columns(tx, entry.table_name))
+            if kept:
+                self._columns.prepare(tx, entry.table_name, entry.column_name, entry.image_col)
+            else:
+                self._columns.forget(tx, entry)
+                gone.append(entry.collection)
 
     # -- searching ---------------------------------------------------------------------------
     def candidates(self, tx: Transaction, entry: EmbeddingColumn, vector: np.ndarray,

@@ -11,7 +11,7 @@ from ..storage import EmbeddingColumn, SqlStore, Transaction
 from ..syntax import Convert, Node, Sql
 from .catalog import EmbeddingCatalog
 from .image_rows import image_column, image_paths
-from .naming import embedding_column
+from .naming import embedding_column, embedding_column_problem
 from .run import Run
 from .services import Services
 
@@ -22,7 +22,8 @@ CONVERT_OPTIONS = (
                "the column of image paths (default 'image_path')"),
     OptionSpec("result_col", (str, type(None)), None,
                "the embedding column, a name of letters, digits and _ (default <model>_simclr)",
-               check=lambda v: None if v is None else name_problem(v)),
+               check=lambda v: None if v is None
+               else name_problem(v) or embedding_column_problem(v)),
     OptionSpec("batch_size", (int,), 256, "images embedded at once (default 256)",
                check=lambda v: None if 1 <= v <= 65536 else "must be from 1 to 65536"),
 )

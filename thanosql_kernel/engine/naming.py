@@ -3,6 +3,8 @@ both read."""
 
 from __future__ import annotations
 
+import re
+
 #: the similarity column of the second generation's SEARCH, unless result_col names it
 SEARCH_RESULT = "search_result"
 
@@ -24,3 +26,20 @@ def similarity_columns(model: str, base_model: str, count: int, *, second: bool,
         return [f"{embedding_column(model, base_model)}_similarity{i + 1}" for i in range(count)]
     name = (result_col or SEARCH_RESULT).lower()
     return [name] if count == 1 else [f"{name}{i + 1}" for i in range(count)]
+
+
+#: columns every row has without being declared: SQLite's row ids, PostgreSQL's system columns
+HIDDEN_COLUMNS = frozenset({"rowid", "oid", "_rowid_", "ctid", "xmin", "xmax", "cmin", "cmax",
+                            "tableoid"})
+_SEARCH_MADE = re.compile(rf"(.+_similarity|{SEARCH_RESULT})\d*")
+
+
+def embedding_column_problem(name: str) -> str | None:
+    """Why ``name`` cannot be an embedding column (None: it can): a column the database has
+    already in every table, or one that SEARCH adds to its answer."""
+    name = name.lower()
+    if name in HIDDEN_COLUMNS:
+        return f"is a column every row already has in SQLite or PostgreSQL ({name})"
+    if _SEARCH_MADE.fullmatch(name):
+        return "is a name SEARCH gives the similarity columns it adds"
+    return None

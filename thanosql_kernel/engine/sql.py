@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 
 from ..errors import DatabaseError
@@ -27,16 +27,21 @@ def located(node: Sql) -> Iterator[None]:
 
 
 def run_sql(node: Sql, services: Services, run: Run) -> Table | Message:
-    store = services.store
-    with located(node), store.begin(write=writes(node.text)) as tx, \
-            subquery_tables(node, services, run, tx):
+    store, catalog = services.store, services.catalog
+    gone: list[str] = []   # the collections of embedding columns the statement dropped
+    write = writes(node.text)
+    with located(node), store.begin(write=write) as tx, \
+            subquery_tables(node, services, run, tx), \
+            (catalog.following(tx, node.text, gone) if write else nullcontext()):
         result = store.run(tx, node.text, run.row_limit, run.params)
         if isinstance(result, Table) and _has_bytes(result):
             # show the columns named like an embedding column CONVERT made compactly
-            known = services.catalog.names(tx)
+            known = catalog.names(tx)
             result = replace(result, vector_columns=frozenset(
                 c for c in result.columns if c in known))
-        return result
+    for collection in gone:
+        catalog.drop_collection(collection)
+    return result
 
 
 def read_sql(node: Sql, services: Services, run: Run, _: TopN | None = None) -> Table:

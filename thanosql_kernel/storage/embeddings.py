@@ -99,6 +99,23 @@ class EmbeddingColumns:
                 (EMBEDDINGS.c.table_name == entry.table_name)
                 & (EMBEDDINGS.c.column_name == entry.column_name)))
 
+    def forget(self, conn: sa.Connection, entry: EmbeddingColumn) -> None:
+        """Remove the column's entry from the catalog, leaving the table as it is."""
+        with database_errors(self.store.shown_url):
+            conn.execute(sa.delete(EMBEDDINGS).where(
+                (EMBEDDINGS.c.table_name == entry.table_name)
+                & (EMBEDDINGS.c.column_name == entry.column_name)))
+
+    def release_indexes(self, conn: sa.Connection, entries: list[EmbeddingColumn]) -> None:
+        """Drop the indexes ``prepare`` made for ``entries``, so a user's ALTER TABLE may drop
+        or rename the columns they cover (SQLite refuses to while an index names one)."""
+        preparer = conn.dialect.identifier_preparer
+        with database_errors(self.store.shown_url):
+            for entry in entries:
+                for index in (_path_index(entry.table_name, entry.image_col),
+                              _missing_index(entry.table_name, entry.column_name)):
+                    conn.exec_driver_sql(f"DROP INDEX IF EXISTS {preparer.quote(index)}")
+
     def ensure(self) -> None:
         """Create the catalog table once, in a transaction of its own."""
         if not self._ensured:
@@ -117,7 +134,7 @@ class EmbeddingColumns:
             if column not in self.store.columns(conn, table):
                 add_column(conn, table, column, sa.LargeBinary())
             reflected = sa.Table(table, sa.MetaData(), autoload_with=conn)
-            sa.Index(f"thanosql_ix_{table}_{image_col}"[:63], reflected.c[image_col]) \
+            sa.Index(_path_index(table, image_col), reflected.c[image_col]) \
                 .create(conn, checkfirst=True)
             missing = reflected.c[column].is_(None)
             sa.Index(_missing_index(table, column), reflected.c[image_col],
@@ -170,6 +187,11 @@ class EmbeddingColumns:
             result = conn.execute(sa.select(sa.text("*")).select_from(target)
                                   .where(target.c[image_col].in_(paths)))
             return Table(tuple(result.keys()), tuple(tuple(r) for r in result))
+
+
+def _path_index(table: str, image_col: str) -> str:
+    """The name of the index on the image paths of ``table``."""
+    return f"thanosql_ix_{table}_{image_col}"[:63]
 
 
 def _missing_index(table: str, column: str) -> str:
