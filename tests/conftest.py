@@ -129,6 +129,10 @@ class KernelSession:
         if interrupt_after is not None:
             time.sleep(interrupt_after)
             self.km.interrupt_kernel()
+        return self.collect(msg_id, timeout)
+
+    def collect(self, msg_id: str, timeout: float = 60) -> Reply:
+        """The reply to the request ``msg_id`` (sent with ``kc.execute``), and its output."""
         reply = self.kc.get_shell_msg(timeout=timeout)
         while reply["parent_header"].get("msg_type") == "kernel_info_request":
             # a slow start makes wait_for_ready ask twice; the second answer comes late

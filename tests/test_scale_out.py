@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from .conftest import KernelSession, Reply
 from .helpers import TINY, make_images
@@ -238,6 +239,42 @@ def _share_and_heal(servers: Servers, tmp_path: Path, csv: Path, query: str) -> 
     finally:
         alice.close()
         bob.close()
+
+
+def test_postgresql_stopped_in_the_middle_of_a_copy_is_a_server_error(servers: Servers,
+                                                                      tmp_path: Path) -> None:
+    """The server goes while COPY is sending its rows: the same ServerError as CONVERT and
+    BUILD give, naming the URL; once it is back, nothing of that COPY is there."""
+    rows = ["image_path,label"] + [f"imgs/{i}.png,{i}" for i in range(400_000)]
+    (tmp_path / "big.csv").write_text("\n".join(rows) + "\n")
+    kernel = KernelSession(tmp_path, servers.env)
+    database_url = servers.env["THANOSQL_DATABASE_URL"]
+    engine = sa.create_engine(database_url, poolclass=sa.pool.NullPool)
+    inserting = ("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'INSERT INTO%%big%%' "
+                 "AND state = 'active'")
+    try:
+        msg_id = kernel.kc.execute("COPY big FROM 'big.csv'")
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:   # the rows are on their way
+            with engine.connect() as conn:
+                if conn.exec_driver_sql(inserting).scalar():
+                    break
+            time.sleep(0.02)
+        else:
+            pytest.fail("COPY never sent its rows")
+        servers.shell.run(stop_line("pg_ctl"))
+        evalue = error(kernel.collect(msg_id, timeout=120), "ServerError", database_url,
+                       "was lost")
+        assert "refused" not in evalue
+        [start] = [line for line in recipe("postgresql").splitlines() if " start" in line]
+        servers.shell.run(start)
+        error(kernel.execute("SELECT COUNT(*) FROM big"), "DatabaseError", "big")
+        ok(kernel.execute("COPY big FROM 'big.csv'", timeout=120))
+        assert ok(kernel.execute("SELECT COUNT(*) AS n FROM big")).texts[-1].split()[-1] == \
+            "400000"
+    finally:
+        engine.dispose()
+        kernel.close()
 
 
 def test_a_database_that_is_not_utf8_is_refused_with_how_to_make_one(servers: Servers,

@@ -123,6 +123,13 @@ def _first_line(text: str) -> str:
     return str(text).strip().splitlines()[0] if str(text).strip() else str(text)
 
 
+def _lost(shown_url: str, message: str) -> ServerError:
+    return ServerError(
+        f"The connection to the database at {shown_url} was lost: {_first_line(message)}",
+        hint="The server stopped or restarted, and nothing of this statement was kept. "
+             "Run it again once the server is up: the kernel reconnects by itself.")
+
+
 @contextmanager
 def database_errors(shown_url: str = "the database", sql: str | None = None) -> Iterator[None]:
     """Turn driver errors into DatabaseError (with the database's own words, what kind of
@@ -135,12 +142,7 @@ def database_errors(shown_url: str = "the database", sql: str | None = None) -> 
         if "interrupted" in message.lower() and "sqlite" in type(e.orig).__module__:
             raise KeyboardInterrupt from None
         if e.connection_invalidated:
-            raise ServerError(
-                f"The connection to the database at {shown_url} was lost: "
-                f"{_first_line(message)}",
-                hint="The server stopped or restarted, and nothing of this statement was kept. "
-                     "Run it again once the server is up: the kernel reconnects by itself.") \
-                from None
+            raise _lost(shown_url, message) from None
         kind, name, offset = _classify(e.orig, message, sql)
         raise DatabaseError(f"The database refused the statement: {_first_line(message)}",
                             hint=_KIND_HINTS[kind], kind=kind, name=name, offset=offset) \
@@ -479,10 +481,13 @@ class SqlStore:
         pd = import_whole("pandas")
         try:
             frame.to_sql(table, conn, if_exists="append", index=False, chunksize=20_000)
-        except pd.errors.DatabaseError as e:
-            cause = getattr(e.__cause__, "orig", None) or e.__cause__ or e
+        except (pd.errors.DatabaseError, exc.DBAPIError) as e:
+            wrapped = e if isinstance(e, exc.DBAPIError) else e.__cause__
+            cause = getattr(wrapped, "orig", None) or wrapped or e
             if "interrupted" in str(cause).lower():   # the stop button, through SQLite
                 raise KeyboardInterrupt from None
+            if isinstance(wrapped, exc.DBAPIError) and wrapped.connection_invalidated:
+                raise _lost(self.shown_url, str(cause)) from None   # as CONVERT and BUILD say
             raise DatabaseError(f"The database refused the rows of COPY {table}: "
                                 f"{_first_line(str(cause))}") from None
 
