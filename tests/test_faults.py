@@ -323,6 +323,65 @@ def test_hostile_image_files_are_reported_not_crashed_on(built: Engine) -> None:
         built.run("COPY x FROM 'bad.xlsx'")
 
 
+def _bad_rows(built: Engine) -> None:
+    """Table ``bad``: the 16 images, 3 missing paths, one text file, one truncated PNG."""
+    folder = built.cwd / "imgs"
+    (folder / "text.png").write_text("not an image at all")
+    whole = (folder / "5.png").read_bytes()
+    (folder / "cut.png").write_bytes(whole[:len(whole) // 2])
+    built.run("COPY bad FROM 'imgs.csv'; INSERT INTO bad (image_path, label) VALUES "
+              "('imgs/gone1.png', 0), ('imgs/gone2.png', 0), ('imgs/gone3.png', 0), "
+              "('imgs/text.png', 0), ('imgs/cut.png', 0)")
+
+
+def test_unreadable_rows_are_counted_named_and_listed_before_any_work(built: Engine) -> None:
+    _bad_rows(built)
+    for cell in ("CONVERT USING m AS SELECT * FROM bad",
+                 f"BUILD MODEL x USING SimCLR {TINY.format(extra='')} AS SELECT * FROM bad"):
+        with pytest.raises(DataError) as caught:
+            built.run(cell)
+        text = str(caught.value)
+        assert "5 of 21 images cannot be read (3 missing, 2 not readable as images)" in text
+        assert "'imgs/gone1.png' (missing)" in text and "'imgs/text.png' (not an image" in text
+        assert "'imgs/cut.png' (truncated" in text and "on_error='skip'" in text
+        listing = Path(text.split("listed in ")[1].rstrip(". \n").split(".csv")[0] + ".csv")
+        lines = listing.read_text().splitlines()
+        assert lines[:4] == ["image_path,problem"] + [
+            f"imgs/{n}.png,missing" for n in ("gone1", "gone2", "gone3")]
+        assert lines[4].startswith("imgs/text.png,not an image") and len(lines) == 6
+        assert lines[5].startswith("imgs/cut.png,truncated")
+    # nothing was made
+    assert built.one("SELECT * FROM bad LIMIT 1").columns == ("image_path", "label")
+    assert [r[0] for r in built.one("LIST MODEL").rows] == ["m"]
+    # all missing: a NotFoundError that says where relative paths are read from
+    built.run("CREATE TABLE gone AS SELECT 'imgs/no' || image_path AS image_path FROM bad")
+    with pytest.raises(NotFoundError, match="21 of 21 images cannot be read"):
+        built.run("CONVERT USING m OPTIONS (on_error='skip') AS SELECT * FROM gone")
+
+
+def test_on_error_skip_goes_on_without_them_and_search_leaves_them_out(built: Engine) -> None:
+    _bad_rows(built)
+    built.progress.clear()
+    built.run("CONVERT USING m OPTIONS (on_error='skip') AS SELECT * FROM bad")
+    assert "5 left out, the image unreadable" in built.progress[-1].detail
+    shown = built.one("SELECT image_path, m_simclr FROM bad WHERE image_path LIKE '%gone1%'")
+    assert shown.rows[0][1] == b""
+    from thanosql_kernel.display import table_text
+
+    assert "(unreadable image)" in table_text(shown)
+    for query in ("SELECT * FROM bad", "SELECT image_path, m_simclr FROM bad"):   # both paths
+        found = built.one(f"SELECT image_path FROM (SEARCH IMAGE images='imgs/3.png' USING m "
+                          f"AS {query}) ORDER BY m_simclr_similarity1 DESC LIMIT 30")
+        assert len(found.rows) == 16 and found.rows[0] == ("imgs/3.png",)
+        assert not any("gone" in p or "text" in p or "cut" in p for (p,) in found.rows)
+    second = built.one("SELECT * FROM (SEARCH IMAGE USING m OPTIONS (search_by='image', "
+                       "search_input='imgs/3.png', top_k=40) AS SELECT * FROM bad)")
+    assert len(second.rows) == 16
+    skip = TINY.format(extra=", on_error='skip'")
+    message = built.one(f"BUILD MODEL x USING SimCLR {skip} AS SELECT * FROM bad")
+    assert "over 16 images" in message.text and "5 rows left out" in message.text
+
+
 def test_the_kernels_own_tables_are_out_of_reach(built: Engine) -> None:
     (built.cwd / "rows.csv").write_text("name\nx\n")
     before = built.one("LIST MODEL").rows

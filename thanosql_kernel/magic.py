@@ -52,8 +52,9 @@ def table_frame(table: Table) -> pd.DataFrame:
     for j, name in enumerate(table.columns):
         values = columns[j]
         if name in table.vector_columns:
-            vectors = [None if v is None else np.frombuffer(bytes(v), dtype="<f4").copy()
-                       for v in values]
+            # an empty value: a row CONVERT left out, its image unreadable (on_error='skip')
+            vectors = [np.frombuffer(bytes(v), dtype="<f4").copy() if v is not None and len(v)
+                       else None for v in values]
             series[j] = pd.Series(vectors, dtype=object)
         else:
             series[j] = pd.Series(values, dtype=object if not values else None)

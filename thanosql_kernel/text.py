@@ -25,6 +25,8 @@ def format_value(value: Any, vector: bool = False, limit: int = MAX_CELL_CHARS) 
     at most ``limit`` characters)."""
     if value is None:
         return "NULL"
+    if vector and isinstance(value, (bytes, bytearray, memoryview)) and not len(value):
+        return "(unreadable image)"   # CONVERT … OPTIONS (on_error='skip') left it out
     if vector and isinstance(value, (bytes, bytearray, memoryview)) and len(value) % 4 == 0:
         return format_vector(value)
     if isinstance(value, float):

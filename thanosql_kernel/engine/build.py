@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import AlreadyExistsError, DataError, NotFoundError, excerpt
 from ..models import prepare_training
@@ -14,7 +14,7 @@ from ..storage import EmbeddingColumn, Transaction
 from ..storage.registry import check_name
 from ..syntax import BuildModel, DeleteModel, ListModels, Sql
 from ..syntax.statements import statement_for
-from .image_rows import image_column, image_paths
+from .image_rows import ON_ERROR, image_column, image_paths, readable
 from .run import Run
 from .services import Services
 
@@ -36,6 +36,7 @@ BUILD_OPTIONS = (
                "a label column, recorded in the model card, never used for training "
                "(default None)"),
     OptionSpec("overwrite", (bool,), False, "True replaces a model of that name (default False)"),
+    ON_ERROR,
 )
 
 
@@ -63,12 +64,12 @@ def build_model(node: BuildModel, services: Services, run: Run) -> Message:
 
         ensure_weights(config.backbone)
     prepare_training()   # imports behind the reading of the rows and images
-    paths = _training_paths(node, services, run, options["image_col"], options["label_col"])
+    paths, skipped = _training_paths(node, services, run, options)
     started = time.monotonic()
     model = _train(node, services, run, paths, config, started)
     seconds = time.monotonic() - started
     card = {"name": node.name, **model.card_fields(), "trained_on": _trained_on(node),
-            "row_count": len(paths), "image_col": options["image_col"],
+            "row_count": len(paths), "rows_skipped": skipped, "image_col": options["image_col"],
             "label_col": options["label_col"], "seconds_total": round(seconds, 3)}
 
     from ..models import save_model
@@ -79,7 +80,14 @@ def build_model(node: BuildModel, services: Services, run: Run) -> Message:
                         overwrite=options["overwrite"])
     return Message(f"Success: built {node.name} ({base}{_backbone_words(config)}, "
                    f"{_training_words(model, len(paths), seconds)}, "
-                   f"{model.embedding_dim}-d embeddings)")
+                   f"{model.embedding_dim}-d embeddings){_skipped_words(skipped)}")
+
+
+def _skipped_words(skipped: int) -> str:
+    if not skipped:
+        return ""
+    rows = "1 row" if skipped == 1 else f"{skipped:,} rows"
+    return f"; {rows} left out, the image unreadable (on_error='skip')"
 
 
 def _backbone_words(config: SimCLRConfig) -> str:
@@ -96,19 +104,24 @@ def _training_words(model: TrainedModel, images: int, seconds: float) -> str:
             f"final loss {model.loss_per_epoch[-1]:.4f}")
 
 
-def _training_paths(node: BuildModel, services: Services, run: Run, image_col: str,
-                    label_col: str | None) -> list[str]:
-    """The image files the query names, checked: at least two, no row without a path."""
+def _training_paths(node: BuildModel, services: Services, run: Run, options: dict[str, Any]
+                    ) -> tuple[list[str], int]:
+    """The image files the query names, checked: no row without a path, every image readable
+    (or left out, with on_error='skip'), at least two. Also how many were left out."""
     rows = run.rows(node.query)
     statement = f"BUILD MODEL {node.name}"
-    index = image_column(rows.columns, image_col, statement)
-    if label_col is not None:
-        image_column(rows.columns, label_col, statement)
-    paths = image_paths(services.settings, [r[index] for r in rows.rows], image_col, statement)
+    index = image_column(rows.columns, options["image_col"], statement)
+    if options["label_col"] is not None:
+        image_column(rows.columns, options["label_col"], statement)
+    values = [r[index] for r in rows.rows]
+    paths = image_paths(services.settings, values, options["image_col"], statement)
+    kept, skipped = readable(services.settings, paths, values, options["on_error"], statement)
+    paths = [paths[i] for i in kept] if skipped else paths
     if len(paths) < 2:
-        raise DataError(f"{statement}: the query returned {len(paths)} row(s); SimCLR needs "
-                        "at least 2 images")
-    return paths
+        left = f" ({skipped:,} left out: unreadable)" if skipped else ""
+        raise DataError(f"{statement}: the query returned {len(paths)} row(s){left}; SimCLR "
+                        "needs at least 2 images")
+    return paths, skipped
 
 
 class _TrainingBar:

@@ -10,7 +10,7 @@ from ..results import Progress, Table
 from ..storage import EmbeddingColumn, SqlStore, Transaction
 from ..syntax import Convert, Node, Sql
 from .catalog import EmbeddingCatalog
-from .image_rows import image_column, image_paths
+from .image_rows import ON_ERROR, image_column, image_paths, readable
 from .naming import embedding_column, embedding_column_problem
 from .run import Run
 from .services import Services
@@ -26,12 +26,13 @@ CONVERT_OPTIONS = (
                else name_problem(v) or embedding_column_problem(v)),
     OptionSpec("batch_size", (int,), 256, "images embedded at once (default 256)",
                check=lambda v: None if 1 <= v <= 65536 else "must be from 1 to 65536"),
+    ON_ERROR,
 )
 
 
 def convert(node: Convert, services: Services, run: Run) -> Table:
     from ..models import cpu_share, embed, iter_image_batches
-    from ..vectors import collection_name, to_blob
+    from ..vectors import UNREADABLE, collection_name, to_blob
 
     options = read_options(node.options, CONVERT_OPTIONS, "CONVERT USING")
     model, entry = services.loader.load(node.model)
@@ -45,6 +46,10 @@ def convert(node: Convert, services: Services, run: Run) -> Table:
     index = image_column(rows.columns, image_col, statement)
     raw = list(dict.fromkeys(r[index] for r in rows.rows))  # distinct paths, in order
     paths = image_paths(services.settings, raw, image_col, statement)
+    kept, skipped = readable(services.settings, paths, raw, options["on_error"], statement)
+    unreadable = [raw[i] for i in sorted(set(range(len(raw))) - set(kept))] if skipped else []
+    if skipped:
+        raw, paths = [raw[i] for i in kept], [paths[i] for i in kept]
     catalog.index   # noqa: B018 - a vector index that cannot be opened fails before any work
     catalog.ensure()
     started = time.monotonic()
@@ -69,6 +74,8 @@ def convert(node: Convert, services: Services, run: Run) -> Table:
                 cpu.tick()
                 run.report(Progress(key, title, done, len(paths), "images",
                                     time.monotonic() - started, detail=f"into {table}.{column}"))
+            if unreadable:   # marked, so SEARCH leaves them out instead of embedding them
+                catalog.write(tx, table, column, image_col, [(p, UNREADABLE) for p in unreadable])
             catalog.publish(tx, EmbeddingColumn(table, column, node.model, image_col,
                                                 model.embedding_dim, collection, 0, entry.digest))
     except BaseException:
@@ -76,8 +83,9 @@ def convert(node: Convert, services: Services, run: Run) -> Table:
         raise
     if old is not None:
         catalog.drop_collection(old.collection)
+    left_out = f"; {skipped:,} left out, the image unreadable" if skipped else ""
     run.report(Progress(key, title, len(paths), len(paths), "images", time.monotonic() - started,
-                        detail=f"into {table}.{column}", finished=True))
+                        detail=f"into {table}.{column}{left_out}", finished=True))
     result = run.rows(node.query)
     return Table(result.columns, result.rows, vector_columns=frozenset({column}))
 

@@ -3,10 +3,23 @@ checks the same way."""
 
 from __future__ import annotations
 
+import csv
+import datetime as dt
+import re
 from typing import Any
 
 from ..errors import DataError, NotFoundError, did_you_mean, excerpt
+from ..options import OptionSpec
+from ..paths import image_problem
 from ..settings import Settings
+
+#: CONVERT's and BUILD's option for rows whose image cannot be read
+ON_ERROR = OptionSpec(
+    "on_error", (str,), "error",
+    "'error' (the default) stops before any work and names the rows whose image cannot be "
+    "read; 'skip' goes on without them", choices=("error", "skip"))
+#: how many unreadable images an error names (all of them go to a file)
+_NAMED = 5
 
 
 def image_column(columns: tuple[str, ...], wanted: str, statement: str) -> int:
@@ -31,3 +44,67 @@ def image_paths(settings: Settings, values: list[Any], column: str,
                                  f"{column} IS NOT NULL).")
         paths.append(str(settings.resolve(str(value))))
     return paths
+
+
+def readable(settings: Settings, paths: list[str], values: list[Any], on_error: str,
+             statement: str) -> tuple[list[int], int]:
+    """Look at every image before any work (a few µs a file: the first bytes and the end).
+
+    ``values`` are the rows' paths as the table holds them (``paths`` resolved), which the
+    error and the listing show. Returns the indices of the readable ones and how many were
+    left out. With ``on_error='error'`` any unreadable image is an error that says how many
+    there are, names the first few with why, and lists them all in a file of the workspace;
+    with ``'skip'`` only a set where none can be read is.
+    """
+    problems: list[tuple[str, str]] = []
+    kept: list[int] = []
+    for i, path in enumerate(paths):
+        problem = image_problem(path)
+        if problem is None:
+            kept.append(i)
+        else:
+            problems.append((str(values[i]), problem))
+    if problems and (on_error == "error" or not kept):
+        _report(settings, statement, problems, len(paths), on_error)
+    return kept, len(problems)
+
+
+def _report(settings: Settings, statement: str, problems: list[tuple[str, str]], total: int,
+            on_error: str) -> None:
+    listing = _write_listing(settings, statement, problems)
+    missing = sum(1 for _, why in problems if why == "missing")
+    named = "; ".join(f"{excerpt(path)} ({why})"
+                      for path, why in problems[:_NAMED])
+    more = f"; and {len(problems) - _NAMED:,} more" if len(problems) > _NAMED else ""
+    counts = (f"{missing:,} missing" if missing == len(problems)
+              else f"{missing:,} missing, {len(problems) - missing:,} not readable as images"
+              if missing else "not readable as images")
+    where = f" All of them are listed in {listing}." if listing else ""
+    message = (f"{statement}: {len(problems):,} of {total:,} images cannot be read "
+               f"({counts}): {named}{more}")
+    skip = ("" if on_error == "skip" else
+            " or add OPTIONS (on_error='skip') to go on without them")
+    hint = (f"Fix those files or leave their rows out of the query (WHERE …),{skip}.{where}"
+            if len(problems) < total else
+            f"Check the paths: relative ones are read from the notebook's folder "
+            f"({settings.cwd}).{where}")
+    error = NotFoundError if missing == len(problems) else DataError
+    raise error(message, hint=hint)
+
+
+def _write_listing(settings: Settings, statement: str, problems: list[tuple[str, str]]
+                   ) -> str | None:
+    """Every unreadable image and why, as a CSV in the workspace's problems/ folder (its path;
+    None when it cannot be written, a full disk say: the error names the first few anyway)."""
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    name = re.sub(r"[^a-z0-9]+", "-", statement.lower()).strip("-")
+    path = settings.workspace / "problems" / f"{name}-{stamp}.csv"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", newline="", encoding="utf-8") as file:
+            writer = csv.writer(file)
+            writer.writerow(["image_path", "problem"])
+            writer.writerows(problems)
+    except OSError:
+        return None
+    return str(path)

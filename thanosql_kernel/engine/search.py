@@ -72,12 +72,17 @@ def search_image(node: SearchImage, services: Services, run: Run,
     columns = [c.lower() for c in rows.columns]
     if emb_col in columns:   # the rows bring vectors: they must be this model's
         _check_made_by(services, node, emb_col, entry.digest)
-    matrix = _row_embeddings(services, model, rows, columns, emb_col, image_col, node.model)
+    matrix, unreadable = _row_embeddings(services, model, rows, columns, emb_col, image_col,
+                                         node.model)
     sims = np.stack([cosine_scores(matrix, v) for v in q], axis=1) if len(rows.rows) \
         else np.zeros((0, len(q)))
-    order: list[int] = list(range(len(rows.rows)))
+    # rows CONVERT left out (on_error='skip') have no similarity: SEARCH leaves them out
+    sims[unreadable] = -np.inf
+    left_out = set(unreadable)
+    order = [i for i in range(len(rows.rows)) if i not in left_out]
     if second or limit is not None:
-        order = [int(i) for i in _ranked(sims[:, 0], limit)]
+        ranked = _ranked(sims[:, 0], None if limit is None else limit + len(left_out))
+        order = [int(i) for i in ranked if int(i) not in left_out][:limit]
     if not second:  # the first generation keeps the query's order among the rows it keeps
         order.sort()
     out = tuple(tuple(rows.rows[i]) + tuple(float(s) for s in sims[i]) for i in order)
@@ -173,8 +178,9 @@ def _ranked(similarity: np.ndarray, limit: int | None) -> np.ndarray:
 
 
 def _row_embeddings(services: Services, model: Any, rows: Table, columns: list[str], emb_col: str,
-                    image_col: str, model_name: str) -> np.ndarray:
-    """Each row's embedding: from its embedding column, or computed from its image."""
+                    image_col: str, model_name: str) -> tuple[np.ndarray, list[int]]:
+    """Each row's embedding: from its embedding column, or computed from its image; and the
+    rows that have none, their image unreadable (CONVERT OPTIONS (on_error='skip'))."""
     import numpy as np
 
     from ..models import embed, iter_image_batches
@@ -183,6 +189,7 @@ def _row_embeddings(services: Services, model: Any, rows: Table, columns: list[s
     n = len(rows.rows)
     matrix = np.zeros((n, model.embedding_dim), dtype=np.float32)
     todo = list(range(n))
+    unreadable: list[int] = []
     if emb_col in columns:
         e = columns.index(emb_col)
         todo = []
@@ -190,6 +197,9 @@ def _row_embeddings(services: Services, model: Any, rows: Table, columns: list[s
             value = row[e]
             if value is None:
                 todo.append(i)
+                continue
+            if isinstance(value, (bytes, bytearray, memoryview)) and not len(value):
+                unreadable.append(i)
                 continue
             if not isinstance(value, (bytes, bytearray, memoryview)):
                 raise DataError(f"SEARCH IMAGE: the column {excerpt(emb_col)} holds no embeddings "
@@ -221,7 +231,7 @@ def _row_embeddings(services: Services, model: Any, rows: Table, columns: list[s
         for batch in iter_image_batches(paths, 256, model.image_size, model.channels):
             matrix[todo[done:done + len(batch)]] = embed(model, batch)
             done += len(batch)
-    return matrix
+    return matrix, unreadable
 
 
 def _search_with_index(services: Services, node: SearchImage, emb_col: str, image_col: str,

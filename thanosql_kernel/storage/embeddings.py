@@ -151,13 +151,14 @@ class EmbeddingColumns:
 
     def vectors(self, conn: sa.Connection, entry: EmbeddingColumn
                 ) -> tuple[list[str], list[bytes], int]:
-        """The column's vectors, one per distinct image path, and how many rows had one."""
+        """The column's vectors, one per distinct image path, and how many rows had one (a
+        row whose image could not be read counts, with no vector: an empty value)."""
         target = sa.table(entry.table_name, sa.column(entry.column_name, sa.LargeBinary),
                           sa.column(entry.image_col))
         with database_errors(self.store.shown_url):
             found = conn.execute(sa.select(target.c[entry.image_col], target.c[entry.column_name])
                                  .where(target.c[entry.column_name].is_not(None))).all()
-        blob_of = {str(path): bytes(blob) for path, blob in found}
+        blob_of = {str(path): bytes(blob) for path, blob in found if len(blob)}
         return list(blob_of), list(blob_of.values()), len(found)
 
     def covers(self, conn: sa.Connection, entry: EmbeddingColumn) -> bool:

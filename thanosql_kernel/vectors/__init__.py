@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from .blobs import blobs_to_matrix, from_blob, to_blob
+from .blobs import UNREADABLE, blobs_to_matrix, from_blob, to_blob
 from .chroma import HNSW, ChromaIndex, collection_name
 from .exact import cosine_scores, cosine_similarities, exact_top_k, normalize, top_k_candidates
 from .index import VectorIndex
 
-__all__ = ["HNSW", "ChromaIndex", "VectorIndex", "blobs_to_matrix", "collection_name",
+__all__ = ["HNSW", "UNREADABLE", "ChromaIndex", "VectorIndex", "blobs_to_matrix", "collection_name",
            "cosine_scores", "cosine_similarities", "exact_top_k", "from_blob", "normalize",
            "to_blob", "top_k_candidates"]

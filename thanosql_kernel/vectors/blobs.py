@@ -10,6 +10,9 @@ from ..errors import DataError
 
 #: the on-disk element type; explicit byte order so a column written on one machine reads on any
 DTYPE = np.dtype("<f4")
+#: what CONVERT OPTIONS (on_error='skip') writes for a row whose image could not be read: no
+#: vector, yet not NULL (a NULL is a row that came after CONVERT, which SEARCH embeds itself)
+UNREADABLE = b""
 
 
 def to_blob(vector: np.ndarray) -> bytes:
