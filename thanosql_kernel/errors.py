@@ -168,6 +168,42 @@ class ServerError(ThanoSQLError):
     ename = "ServerError"
 
 
+class DiskFullError(ThanoSQLError):
+    """The disk a statement writes to (the workspace's, or the database server's) is full.
+    Names the place, the space left and, where the statement knows it, the space it needed;
+    nothing of the statement was kept."""
+
+    ename = "DiskFullError"
+
+    def __init__(self, place: str, *, free: int | None = None, need: int | None = None) -> None:
+        self.place, self.free, self.need = place, free, need
+        left = f" ({size_words(free)} free)" if free is not None else ""
+        needed = f"; this statement needed about {size_words(need)}" if need else ""
+        super().__init__(f"The disk is full under {place}{left}{needed}",
+                         hint="Free space on that disk (or set THANOSQL_WORKSPACE to a folder "
+                              "on a bigger one), then run the statement again: nothing of it "
+                              "was kept, and the kernel needs no restart.")
+
+    def needing(self, need: int) -> DiskFullError:
+        """The same error, saying how much the statement needed (when it did not yet)."""
+        if self.need is not None:
+            return self
+        again = DiskFullError(self.place, free=self.free, need=need)
+        again.at = self.at
+        return again
+
+
+def size_words(size: int) -> str:
+    """A number of bytes as people read it: 512 bytes, 3.2 MB, 1.5 GB."""
+    if size < 1000:
+        return f"{size} bytes"
+    for unit in ("kB", "MB", "GB", "TB"):
+        size /= 1000   # type: ignore[assignment]
+        if size < 1000 or unit == "TB":
+            return f"{size:.1f} {unit}"
+    raise AssertionError   # not reached
+
+
 class InternalError(ThanoSQLError):
     """An unexpected failure inside the kernel (a bug): reported with its Python type."""
 

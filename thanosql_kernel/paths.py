@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import stat
+from pathlib import Path
 
 #: what ``not_a_file`` answers for a folder
 DIRECTORY = "a directory"
@@ -96,3 +99,34 @@ def _decoding_problem(path: str) -> str | None:
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0][:120] if text else type(error).__name__
+
+
+#: what a full disk says, through the layers that report it in words (SQLite, torch's writer)
+_FULL_WORDS = ("no space left on device", "database or disk is full", "disk quota exceeded",
+               "could not extend file", "disk full")
+
+
+def disk_full(error: BaseException | None) -> bool:
+    """Whether ``error`` (or what caused it) is a full disk (or a quota reached)."""
+    seen = 0
+    while error is not None and seen < 8:
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if getattr(error, "sqlite_errorname", None) == "SQLITE_FULL" or \
+                getattr(error, "sqlstate", None) == "53100":   # PostgreSQL's disk_full
+            return True
+        if any(words in str(error).lower() for words in _FULL_WORDS):
+            return True
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return False
+
+
+def free_space(path: str | os.PathLike[str]) -> int | None:
+    """The bytes free on the disk of ``path`` (or of its nearest folder that exists)."""
+    place = Path(path)
+    for folder in (place, *place.parents):
+        try:
+            return shutil.disk_usage(folder).free
+        except OSError:
+            continue
+    return None

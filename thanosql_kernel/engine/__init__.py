@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from ..errors import DamagedIndex, ThanoSQLError
+from ..errors import DamagedIndex, DiskFullError, ThanoSQLError
 from ..options import OptionSpec
 from ..results import Result, Table
 from ..syntax import (
@@ -103,6 +103,9 @@ def execute(node: Node, services: Services, run: Run | None = None) -> Result:
         result = handler(node, services, run)
     except DamagedIndex:   # its files broke while in use: the next use rebuilds it
         services.catalog.damaged()
+        raise
+    except DiskFullError:   # the index is whole, its client maybe not: open it afresh
+        services.catalog.reset()
         raise
     if isinstance(result, Table) and run.row_limit is not None \
             and len(result.rows) > run.row_limit:

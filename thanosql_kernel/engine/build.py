@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..errors import AlreadyExistsError, DataError, NotFoundError, excerpt
+from ..errors import AlreadyExistsError, DataError, DiskFullError, NotFoundError, excerpt
 from ..models import prepare_training
 from ..models.config import SIMCLR_OPTIONS, simclr_config
 from ..options import OptionSpec, read_options
@@ -74,10 +74,13 @@ def build_model(node: BuildModel, services: Services, run: Run) -> Message:
 
     from ..models import save_model
 
-    services.registry.register(node.name, base_model=base, trained_on=_trained_on(node),
-                        row_count=len(paths), card=card,
-                        write=lambda folder: save_model(model, folder),
-                        overwrite=options["overwrite"])
+    try:
+        services.registry.register(node.name, base_model=base, trained_on=_trained_on(node),
+                                   row_count=len(paths), card=card,
+                                   write=lambda folder: save_model(model, folder),
+                                   overwrite=options["overwrite"])
+    except DiskFullError as full:   # the weights, in the cache and in the database
+        raise full.needing(2 * model.weight_bytes) from None
     return Message(f"Success: built {node.name} ({base}{_backbone_words(config)}, "
                    f"{_training_words(model, len(paths), seconds)}, "
                    f"{model.embedding_dim}-d embeddings){_skipped_words(skipped)}")

@@ -199,6 +199,20 @@ class EmbeddingCatalog:
         self._index = None
         self._damaged = not self.settings.chroma_url
 
+    def reset(self) -> None:
+        """Drop the open index and the matrices after a full disk, without taking the index
+        for damaged: Chroma's client may not recover from a write that failed so, and the
+        next use opens it again, once there is space."""
+        from ..vectors.chroma import forget_client
+
+        self._matrices.clear()
+        if self._index is not None:
+            with suppress(Exception):
+                self._index.close()
+        self._index = None
+        if not self.settings.chroma_url:
+            forget_client(self.settings.workspace / "chroma")
+
     def _repaired(self, folder: Path) -> VectorIndex:
         """A new embedded index in ``folder``, holding every embedding column's vectors again;
         the damaged folder is kept aside for whoever wants to look at it."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from ..errors import AlreadyExistsError, NotFoundError, OptionError, excerpt
+from ..errors import AlreadyExistsError, DiskFullError, NotFoundError, OptionError, excerpt
 from ..options import OptionSpec, name_problem, read_options
 from ..results import Progress, Table
 from ..storage import EmbeddingColumn, SqlStore, Transaction
@@ -50,12 +50,12 @@ def convert(node: Convert, services: Services, run: Run) -> Table:
     unreadable = [raw[i] for i in sorted(set(range(len(raw))) - set(kept))] if skipped else []
     if skipped:
         raw, paths = [raw[i] for i in kept], [paths[i] for i in kept]
-    catalog.index   # noqa: B018 - a vector index that cannot be opened fails before any work
-    catalog.ensure()
     started = time.monotonic()
     key, title = f"convert-{node.model}-{started}", f"CONVERT USING {node.model}"
     collection = collection_name(table, column)
     try:
+        catalog.index   # noqa: B018 - an index that cannot be opened fails before any work
+        catalog.ensure()
         # the small network embeds about as fast as the next batch decodes, so those threads
         # get a core of their own: on 2 cores 1 torch thread beat 2 by 1.1-1.3x, quiet and
         # busy (bench/busy_cpu.py); a torchvision network's embedding is nearly all the work
@@ -78,8 +78,11 @@ def convert(node: Convert, services: Services, run: Run) -> Table:
                 catalog.write(tx, table, column, image_col, [(p, UNREADABLE) for p in unreadable])
             catalog.publish(tx, EmbeddingColumn(table, column, node.model, image_col,
                                                 model.embedding_dim, collection, 0, entry.digest))
-    except BaseException:
+    except BaseException as error:
         catalog.drop_collection(collection)   # the statement's own error is the one to report
+        if isinstance(error, DiskFullError):
+            # each vector goes to the column, the write-ahead log and the index: about 3x
+            raise error.needing(3 * len(raw) * (4 * model.embedding_dim + 64)) from None
         raise
     if old is not None:
         catalog.drop_collection(old.collection)

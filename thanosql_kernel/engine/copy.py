@@ -8,7 +8,14 @@ import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import AlreadyExistsError, DataError, NotFoundError, OptionError, excerpt
+from ..errors import (
+    AlreadyExistsError,
+    DataError,
+    DiskFullError,
+    NotFoundError,
+    OptionError,
+    excerpt,
+)
 from ..imports import import_whole
 from ..options import OptionSpec, read_options
 from ..paths import DIRECTORY, not_a_file
@@ -19,6 +26,8 @@ from .services import Services
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from ..storage import SqlStore
 
 COPY_OPTIONS = (
     OptionSpec("overwrite", (bool,), False, "True replaces an existing table (default False)"),
@@ -37,6 +46,16 @@ def copy(node: Copy, services: Services, _: Run) -> Message:
     store.check_user_table(node.table, "COPY")
     path = services.settings.resolve(node.path)
     frame = read_table_file(path, node.path)
+    try:
+        _write(store, node, frame, mode)
+    except DiskFullError as full:   # the rows take about their memory's size, twice (WAL)
+        raise full.needing(2 * int(frame.memory_usage(deep=True).sum())) from None
+    verb = {"append": "appended to", "replace": "copied into"}.get(mode, "copied into")
+    rows = len(frame)
+    return Message(f"Success: {rows:,} row{'s' if rows != 1 else ''} {verb} {node.table}")
+
+
+def _write(store: SqlStore, node: Copy, frame: pd.DataFrame, mode: str) -> None:
     with store.begin(write=True) as conn:
         exists = store.has_table(conn, node.table)
         if exists and mode == "fail":
@@ -57,9 +76,6 @@ def copy(node: Copy, services: Services, _: Run) -> Message:
                     hint=f"The table's columns are {', '.join(columns)}. Rename the file's "
                          "columns, or COPY it into a new table.")
         store.insert_frame(conn, node.table, frame)
-    verb = {"append": "appended to", "replace": "copied into"}.get(mode, "copied into")
-    rows = len(frame)
-    return Message(f"Success: {rows:,} row{'s' if rows != 1 else ''} {verb} {node.table}")
 
 
 def _mode(options: dict[str, object]) -> str:

@@ -65,6 +65,12 @@ class TrainedModel:
         return self.spec.image_size
 
     @property
+    def weight_bytes(self) -> int:
+        """The size of the model's weights (what saving it writes, about)."""
+        return sum(t.numel() * t.element_size()
+                   for part in (self.encoder, self.head) for t in part.state_dict().values())
+
+    @property
     def channels(self) -> int:
         return self.spec.channels
 

@@ -23,7 +23,8 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,11 +34,13 @@ import sqlalchemy as sa
 from ..errors import (
     AlreadyExistsError,
     DataError,
+    DiskFullError,
     NotFoundError,
     ThanoSQLError,
     did_you_mean,
     excerpt,
 )
+from ..paths import disk_full, free_space
 from .schema import MODEL_FILES, MODELS, add_missing_columns, create_once
 from .sql import SqlStore, database_errors
 
@@ -193,10 +196,11 @@ class ModelRegistry:
         self._ensure()
         self._ready_cache()
         staging = self.cache / f".new-{name}-{uuid.uuid4().hex[:8]}"
-        staging.mkdir()
         try:
-            write(staging)
-            (staging / CARD_FILE).write_text(json.dumps(card, indent=2, default=str) + "\n")
+            with _disk_full_said(self.cache):
+                staging.mkdir()
+                write(staging)
+                (staging / CARD_FILE).write_text(json.dumps(card, indent=2, default=str) + "\n")
             files = manifest(staging)
             digest = content_digest(files)
             with self.store.begin(write=True) as conn:
@@ -217,7 +221,8 @@ class ModelRegistry:
                 if old is not None and old.digest not in (None, digest):
                     _drop_unused_files(conn, old.digest)
             # committed: the staged folder becomes this content's cached copy
-            _move(staging, self.cache / digest)
+            with _disk_full_said(self.cache):
+                _move(staging, self.cache / digest)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         if old is not None and old.digest != digest:
@@ -429,3 +434,21 @@ def _entry(row: Any) -> ModelEntry:
 
 __all__ = ["CARD_FILE", "CHUNK_BYTES", "ModelEntry", "ModelRegistry", "check_name",
            "content_digest", "manifest"]
+
+
+#: below this much free space, a failed write of model files is taken for a full disk (torch's
+#: writer reports one as "unexpected pos 64 vs 0", without the words)
+_NEARLY_FULL = 1 << 20
+
+
+@contextmanager
+def _disk_full_said(folder: Path) -> Iterator[None]:
+    """A write of model files that fails for want of space is a DiskFullError naming
+    ``folder``, whatever layer (Python, torch's zip writer) noticed it."""
+    try:
+        yield
+    except (OSError, RuntimeError) as e:
+        free = free_space(folder)
+        if disk_full(e) or (free is not None and free < _NEARLY_FULL):
+            raise DiskFullError(str(folder), free=free) from None
+        raise

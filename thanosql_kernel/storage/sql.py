@@ -5,18 +5,27 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
+import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy import event, exc
 
-from ..errors import DatabaseError, NotFoundError, ServerError, did_you_mean, excerpt
+from ..errors import (
+    DatabaseError,
+    DiskFullError,
+    NotFoundError,
+    ServerError,
+    did_you_mean,
+    excerpt,
+)
 from ..imports import import_whole
+from ..paths import disk_full, free_space
 from ..results import Message, Table
 from ..syntax.statements import SQL_PHRASES
 
@@ -123,6 +132,14 @@ def _first_line(text: str) -> str:
     return str(text).strip().splitlines()[0] if str(text).strip() else str(text)
 
 
+def _full(shown_url: str) -> DiskFullError:
+    """The full disk under the database: the workspace's folder, or the server's."""
+    if shown_url.startswith("sqlite:///"):
+        folder = Path(shown_url.removeprefix("sqlite:///")).parent
+        return DiskFullError(str(folder), free=free_space(folder))
+    return DiskFullError(f"the database server at {shown_url}")
+
+
 def _lost(shown_url: str, message: str) -> ServerError:
     return ServerError(
         f"The connection to the database at {shown_url} was lost: {_first_line(message)}",
@@ -143,6 +160,8 @@ def database_errors(shown_url: str = "the database", sql: str | None = None) -> 
             raise KeyboardInterrupt from None
         if e.connection_invalidated:
             raise _lost(shown_url, message) from None
+        if disk_full(e.orig):
+            raise _full(shown_url) from None
         kind, name, offset = _classify(e.orig, message, sql)
         raise DatabaseError(f"The database refused the statement: {_first_line(message)}",
                             hint=_KIND_HINTS[kind], kind=kind, name=name, offset=offset) \
@@ -308,11 +327,39 @@ class SqlStore:
 
         ``write`` says the transaction will write, so it waits for the write lock first.
         """
-        with database_errors(self.shown_url), self._connect() as conn:
-            if write:
-                conn = conn.execution_options(thanosql_write=True)
-            with conn.begin():
-                yield conn
+        wal = write and self.dialect == "sqlite"
+        try:
+            with database_errors(self.shown_url), self._connect() as conn:
+                if write:
+                    conn = conn.execution_options(thanosql_write=True)
+                with conn.begin():
+                    yield conn
+        except DiskFullError as full:
+            if not wal:
+                raise
+            wal = False
+            self._give_back_wal()   # then say how much is free, the failed write's pages gone
+            raise DiskFullError(full.place, free=free_space(full.place), need=full.need) \
+                from None
+        finally:
+            if wal:   # committed, or failed otherwise (a stop, a refused statement)
+                self._give_back_wal()
+
+    def _give_back_wal(self) -> None:
+        """Empty SQLite's write-ahead log once a writing transaction has ended. Left alone it
+        keeps the size of the largest transaction ever made, and the pages a failed one
+        wrote: after a COPY that filled the disk, every later write failed for lack of the
+        space the failed COPY still held. Costs about a millisecond; a reader in another
+        kernel makes it wait for the next time (timeout 0), never blocks."""
+        database = self.engine.url.database
+        if not database or database == ":memory:":
+            return
+        with suppress(sqlite3.Error):
+            connection = sqlite3.connect(database, timeout=0)
+            try:
+                connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                connection.close()
 
     # -- statements --------------------------------------------------------------------
     def check_user_table(self, name: str, statement: str) -> None:
@@ -488,6 +535,8 @@ class SqlStore:
                 raise KeyboardInterrupt from None
             if isinstance(wrapped, exc.DBAPIError) and wrapped.connection_invalidated:
                 raise _lost(self.shown_url, str(cause)) from None   # as CONVERT and BUILD say
+            if disk_full(cause if isinstance(cause, BaseException) else None):
+                raise _full(self.shown_url) from None
             raise DatabaseError(f"The database refused the rows of COPY {table}: "
                                 f"{_first_line(str(cause))}") from None
 

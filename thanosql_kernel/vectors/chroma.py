@@ -45,8 +45,16 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from ..errors import DamagedIndex, DataError, NotFoundError, OptionError, ServerError
+from ..errors import (
+    DamagedIndex,
+    DataError,
+    DiskFullError,
+    NotFoundError,
+    OptionError,
+    ServerError,
+)
 from ..imports import import_whole
+from ..paths import disk_full, free_space
 from .locking import FileLock, NoLock
 
 if TYPE_CHECKING:
@@ -92,7 +100,12 @@ def _reaching_server(method: _Call) -> _Call:
         if self._url is None:
             try:
                 return method(self, *args, **kwargs)
-            except (self._chroma_internal, sqlite3.DatabaseError) as e:
+            except (self._chroma_internal, sqlite3.DatabaseError, OSError, RuntimeError) as e:
+                if disk_full(e):   # a healthy index on a full disk: not damaged
+                    raise DiskFullError(str(self._path), free=free_space(self._path)) from None
+                if isinstance(e, (OSError, RuntimeError)) and \
+                        not isinstance(e, self._chroma_internal):
+                    raise
                 raise DamagedIndex(self._path, e) from None
         import httpx
 
@@ -117,6 +130,8 @@ class ChromaIndex:
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as e:   # something else stands where the index's folder should be
+            if disk_full(e):
+                raise DiskFullError(str(path), free=free_space(path)) from None
             raise DamagedIndex(path, e) from None
         lock = FileLock(path / LOCK_FILE)
         self._path = path
@@ -129,6 +144,8 @@ class ChromaIndex:
                         url=None)
         except (chromadb.errors.ChromaError, sqlite3.DatabaseError) as e:
             forget_client(path)
+            if disk_full(e):
+                raise DiskFullError(str(path), free=free_space(path)) from None
             raise DamagedIndex(path, e) from None
 
     @classmethod
