@@ -169,30 +169,45 @@ def test_a_manifest_that_names_paths_outside_the_cache_is_damaged(built: Engine)
     assert not list(built.cwd.rglob("escaped.txt"))
 
 
-def test_model_files_that_pass_their_checksum_yet_do_not_load(built: Engine) -> None:
-    """A consistent but broken model: its description garbled, the checksums made to match
+def _replace_model_file(built: Engine, name: str, data: bytes) -> None:
+    """Model m with its file ``name`` replaced by ``data``, the checksums made to match
     (SQLite: the fault suite runs on the embedded defaults)."""
     import hashlib
 
     from thanosql_kernel.storage.registry import content_digest
 
     entry = built.services.registry.get("m")
-    broken = b'{"format": 2, "architecture": '
-    files = {**entry.files, "model.json": {"size": len(broken),
-                                           "sha256": hashlib.sha256(broken).hexdigest()}}
+    files = {**entry.files, name: {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}}
     digest = content_digest(files)
     with built.services.store.begin(write=True) as tx:
         tx.exec_driver_sql("INSERT INTO thanosql_model_files (digest, file, seq, data) "
                            "SELECT ?, file, seq, data FROM thanosql_model_files "
-                           "WHERE digest = ? AND file != 'model.json'", (digest, entry.digest))
-        tx.exec_driver_sql("INSERT INTO thanosql_model_files VALUES (?, 'model.json', 0, ?)",
-                           (digest, broken))
+                           "WHERE digest = ? AND file != ?", (digest, entry.digest, name))
+        tx.exec_driver_sql("INSERT INTO thanosql_model_files VALUES (?, ?, 0, ?)",
+                           (digest, name, data))
         tx.exec_driver_sql("UPDATE thanosql_models SET digest = ?, files = ? WHERE name = 'm'",
                            (digest, json.dumps(files)))
     built.services.loader.forget()
+
+
+def test_model_files_that_pass_their_checksum_yet_do_not_load(built: Engine) -> None:
+    """A consistent but broken model: its description garbled."""
+    _replace_model_file(built, "model.json", b'{"format": 2, "architecture": ')
     with pytest.raises(DataError, match="cannot be loaded") as caught:
         built.run(SEARCH)
     assert "BUILD MODEL m" in (caught.value.hint or "")
+
+
+def test_weights_that_are_a_pickle_are_refused_in_one_line(built: Engine) -> None:
+    import pickle
+
+    from thanosql_kernel.models.train import WEIGHTS_FILE
+
+    _replace_model_file(built, WEIGHTS_FILE, pickle.dumps({"encoder": Path("/")}, protocol=2))
+    with pytest.raises(DataError, match="cannot be loaded") as caught:
+        built.run(SEARCH)
+    assert "pickled Python objects" in str(caught.value), caught.value
+    assert len(caught.value.message) < 300 and "\n" not in caught.value.message
 
 
 def test_a_damaged_vector_index_is_rebuilt_from_the_columns(built: Engine) -> None:
@@ -439,6 +454,50 @@ def test_huge_input_gets_a_short_error(engine: Engine) -> None:
         engine.run("PRINT IMAGE OPTIONS (width='" + "x" * 15_000 + "') AS SELECT 1 AS x")
     assert "xxx…" in str(caught.value) and len(str(caught.value)) < 1_000
     assert len(parse("LIST TABLE;" * 40_000)) == 40_000
+
+
+def test_the_rarer_faults_each_get_a_clean_error(built: Engine) -> None:
+    built.run("CONVERT USING m AS SELECT * FROM imgs")
+    # a text value written into the embedding column: both SEARCH paths say what is wrong
+    built.run("UPDATE imgs SET m_simclr = 'not a vector' WHERE image_path = 'imgs/4.png'")
+    for cell in (SEARCH, SEARCH.replace("SELECT * FROM imgs", "SELECT image_path, m_simclr "
+                                        "FROM imgs")):
+        with pytest.raises(DataError, match="not embeddings|holds no embeddings"):
+            built.run(cell)
+    built.run("CONVERT USING m AS SELECT * FROM imgs")
+    assert built.one(SEARCH).rows[0][0] == "imgs/3.png"
+    # 300 parentheses around a sub-query: an answer, or the database's own refusal
+    deep = "SELECT * FROM " + "(SELECT * FROM " * 300 + "(SEARCH IMAGE images='imgs/3.png' " \
+        "USING m AS SELECT * FROM imgs)" + " AS t)" * 300 + " AS t LIMIT 1"
+    try:
+        built.run(deep)
+    except ThanoSQLError as error:
+        assert error.ename in ("DatabaseError", "ThanoSQLSyntaxError"), error
+        assert len(str(error)) < 5_000
+    # a time in the catalog that is not ISO: listed, searched, never an InternalError
+    with built.services.store.begin(write=True) as tx:
+        tx.exec_driver_sql("UPDATE thanosql_models SET last_updated_utc = 'last Tuesday'")
+        tx.exec_driver_sql("UPDATE thanosql_embeddings SET updated_utc = '31/12/2026'")
+    built.reopen()
+    listed = built.one("LIST MODEL")
+    assert listed.rows[0][0] == "m"
+    assert built.one(SEARCH).rows[0][0] == "imgs/3.png"
+    # a folder where the index's lock file should be: the index is set aside and rebuilt
+    built.services.close()
+    from thanosql_kernel.vectors.chroma import LOCK_FILE
+
+    lock = built.cwd / ".thanosql" / "chroma" / LOCK_FILE
+    lock.unlink(missing_ok=True)
+    lock.mkdir()
+    built.reopen()
+    for _ in range(2):   # the first use may find it damaged; the next is rebuilt
+        try:
+            built.run("CONVERT USING m AS SELECT * FROM imgs")
+            break
+        except DataError as error:
+            assert "damaged" in str(error)
+    assert built.one(SEARCH).rows[0][0] == "imgs/3.png"
+    assert list((built.cwd / ".thanosql").glob("chroma.damaged-*"))
 
 
 # -- stops and kills, through the real kernel -----------------------------------------------

@@ -559,7 +559,9 @@ def _model_help(entry: Any) -> tuple[str, list[str]]:
     card = entry.card
     losses = ", ".join(f"{x:.4f}" for x in card.get("loss_per_epoch", []))
     options = card.get("options", {})
-    lines = [f"- status: {entry.status}, last updated {entry.last_updated_utc:%Y-%m-%d %H:%M} UTC",
+    updated = (f"{entry.last_updated_utc:%Y-%m-%d %H:%M} UTC" if entry.last_updated_utc
+               else "at a time the catalog cannot read")
+    lines = [f"- status: {entry.status}, last updated {updated}",
              f"- base model: {entry.base_model}",
              f"- trained on: `{entry.trained_on}` ({entry.row_count:,} rows)",
              f"- image size: {card.get('image_size')} x {card.get('image_size')}, "

@@ -209,7 +209,7 @@ def _trained_on(node: BuildModel) -> str:
 
 def list_models(_: ListModels, services: Services, __: Run) -> Table:
     rows = tuple((e.name, e.base_model, e.trained_on, e.status,
-                  e.last_updated_utc.replace(microsecond=0))
+                  e.last_updated_utc and e.last_updated_utc.replace(microsecond=0))
                  for e in services.registry.entries())
     return Table(statement_for(ListModels).columns, rows)
 

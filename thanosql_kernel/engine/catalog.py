@@ -9,7 +9,6 @@ those (``vectors.cosine_scores``), so every path shows the same numbers.
 
 from __future__ import annotations
 
-import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,15 +20,12 @@ from typing import TYPE_CHECKING
 from ..errors import DamagedIndex, ThanoSQLError
 from ..results import Table
 from ..settings import Settings
-from ..storage import EmbeddingColumn, EmbeddingColumns, SqlStore, Transaction
+from ..storage import EmbeddingColumn, EmbeddingColumns, SqlStore, Transaction, reshapes
 
 if TYPE_CHECKING:
     import numpy as np
 
     from ..vectors import VectorIndex
-
-#: the words of SQL statements that can drop or rename a table or a column
-_RESHAPES = re.compile(r"\b(alter|drop|rename)\b", re.IGNORECASE)
 
 #: a nearest-neighbour answer may be short when rows changed since CONVERT; ask for a margin
 _INDEX_MARGIN = 2
@@ -127,7 +123,7 @@ class EmbeddingCatalog:
         is gone are forgotten, their collections added to ``gone`` (to drop once the
         transaction has committed); the others get their indexes back. A statement that fails
         rolls all of it back with its transaction."""
-        if not _RESHAPES.search(sql):
+        if not reshapes(sql):
             yield
             return
         entries = self.entries(tx)

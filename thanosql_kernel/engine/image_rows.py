@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import re
 from typing import Any
 
 from ..errors import DataError, NotFoundError, did_you_mean, excerpt
@@ -97,7 +96,8 @@ def _write_listing(settings: Settings, statement: str, problems: list[tuple[str,
     """Every unreadable image and why, as a CSV in the workspace's problems/ folder (its path;
     None when it cannot be written, a full disk say: the error names the first few anyway)."""
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-    name = re.sub(r"[^a-z0-9]+", "-", statement.lower()).strip("-")
+    words = "".join(c if c.isascii() and c.isalnum() else " " for c in statement.lower())
+    name = "-".join(words.split())
     path = settings.workspace / "problems" / f"{name}-{stamp}.csv"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

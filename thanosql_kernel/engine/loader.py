@@ -33,8 +33,7 @@ class ModelLoader:
             except ThanoSQLError:
                 raise
             except Exception as e:  # noqa: BLE001 - files that passed their checksum yet do not load
-                raise DataError(f"The model {name!r} cannot be loaded: {type(e).__name__}: "
-                                f"{str(e)[:200]}",
+                raise DataError(f"The model {name!r} cannot be loaded: {_load_problem(e)}",
                                 hint=f"Build it again: BUILD MODEL {name} … OPTIONS "
                                      "(overwrite=True).") from None
             self._loaded[name] = held = (entry.digest, model)
@@ -46,3 +45,13 @@ class ModelLoader:
             self._loaded.clear()
         else:
             self._loaded.pop(name, None)
+
+
+def _load_problem(error: BaseException) -> str:
+    """One line on why the model's files do not load (torch's own words run to a page)."""
+    text = str(error).strip()
+    if "weights only load failed" in text.lower() or type(error).__name__ == "UnpicklingError":
+        return ("its weights file holds pickled Python objects, which the kernel never loads "
+                "(it reads tensors only, torch.load(weights_only=True))")
+    first = text.splitlines()[0] if text else ""
+    return f"{type(error).__name__}: {first[:160]}"

@@ -3,8 +3,6 @@ both read."""
 
 from __future__ import annotations
 
-import re
-
 #: the similarity column of the second generation's SEARCH, unless result_col names it
 SEARCH_RESULT = "search_result"
 
@@ -31,7 +29,6 @@ def similarity_columns(model: str, base_model: str, count: int, *, second: bool,
 #: columns every row has without being declared: SQLite's row ids, PostgreSQL's system columns
 HIDDEN_COLUMNS = frozenset({"rowid", "oid", "_rowid_", "ctid", "xmin", "xmax", "cmin", "cmax",
                             "tableoid"})
-_SEARCH_MADE = re.compile(rf"(.+_similarity|{SEARCH_RESULT})\d*")
 
 
 def embedding_column_problem(name: str) -> str | None:
@@ -40,6 +37,7 @@ def embedding_column_problem(name: str) -> str | None:
     name = name.lower()
     if name in HIDDEN_COLUMNS:
         return f"is a column every row already has in SQLite or PostgreSQL ({name})"
-    if _SEARCH_MADE.fullmatch(name):
+    stem = name.rstrip("0123456789")
+    if stem == SEARCH_RESULT or (stem.endswith("_similarity") and stem != "_similarity"):
         return "is a name SEARCH gives the similarity columns it adds"
     return None

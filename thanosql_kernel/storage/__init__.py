@@ -10,7 +10,7 @@ from sqlalchemy import Connection as Transaction
 
 from .embeddings import EmbeddingColumn, EmbeddingColumns
 from .registry import ModelEntry, ModelRegistry
-from .sql import INTERNAL_PREFIX, SqlStore, writes
+from .sql import INTERNAL_PREFIX, SqlStore, reshapes, writes
 
 __all__ = ["INTERNAL_PREFIX", "EmbeddingColumn", "EmbeddingColumns", "ModelEntry",
-           "ModelRegistry", "SqlStore", "Transaction", "writes"]
+           "ModelRegistry", "SqlStore", "Transaction", "reshapes", "writes"]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from ..errors import DataError, excerpt
 from ..results import Table
 from .schema import EMBEDDINGS, add_column, add_missing_columns, create_once
 from .sql import SqlStore, database_errors
@@ -158,6 +159,14 @@ class EmbeddingColumns:
         with database_errors(self.store.shown_url):
             found = conn.execute(sa.select(target.c[entry.image_col], target.c[entry.column_name])
                                  .where(target.c[entry.column_name].is_not(None))).all()
+        for _, blob in found:
+            if not isinstance(blob, (bytes, bytearray, memoryview)):
+                # SQLite keeps whatever a user's UPDATE wrote in the column
+                raise DataError(
+                    f"{entry.table_name}.{entry.column_name} holds values that are not "
+                    f"embeddings (such as {excerpt(blob)})",
+                    hint=f"Run CONVERT USING {entry.model} AS SELECT * FROM {entry.table_name} "
+                         "to embed the rows anew.")
         blob_of = {str(path): bytes(blob) for path, blob in found if len(blob)}
         return list(blob_of), list(blob_of.values()), len(found)
 

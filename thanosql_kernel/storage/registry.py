@@ -65,7 +65,8 @@ class ModelEntry:
     trained_on: str
     row_count: int
     status: str
-    last_updated_utc: dt.datetime
+    #: None where the catalog holds a time that cannot be read (SQLite keeps any text)
+    last_updated_utc: dt.datetime | None
     card: dict[str, Any]
     #: sha256 of ``files``; None for a model whose files never reached the database
     digest: str | None

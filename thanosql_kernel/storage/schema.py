@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from typing import Any
+
 import sqlalchemy as sa
 
 from ..errors import DatabaseError
@@ -10,6 +13,30 @@ from .sql import INTERNAL_PREFIX, SqlStore
 METADATA = sa.MetaData()
 
 #: one row per model: what LIST MODEL shows, its card, and which files make it
+class _LenientTime(sa.types.TypeDecorator[dt.datetime]):
+    """A catalog time in SQLite, which stores it as text and keeps any text a hand-made
+    UPDATE wrote there: read as None unless it is ISO 8601 (SQLAlchemy's own reader raised
+    ValueError on 'last Tuesday', and the model or column became unusable)."""
+
+    impl = sa.String
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: sa.Dialect) -> str | None:
+        return None if value is None else value.isoformat(sep=" ")
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> dt.datetime | None:
+        if value is None or isinstance(value, dt.datetime):
+            return value
+        try:
+            return dt.datetime.fromisoformat(str(value))
+        except ValueError:
+            return None
+
+
+#: a catalog time: a timestamp in PostgreSQL, ISO text read leniently in SQLite
+CatalogTime = sa.DateTime().with_variant(_LenientTime(), "sqlite")
+
+
 MODELS = sa.Table(
     f"{INTERNAL_PREFIX}models", METADATA,
     sa.Column("name", sa.String(128), primary_key=True),
@@ -17,7 +44,7 @@ MODELS = sa.Table(
     sa.Column("trained_on", sa.Text, nullable=False),
     sa.Column("row_count", sa.Integer, nullable=False),
     sa.Column("status", sa.String(32), nullable=False),
-    sa.Column("last_updated_utc", sa.DateTime, nullable=False),
+    sa.Column("last_updated_utc", CatalogTime, nullable=False),
     sa.Column("card", sa.Text, nullable=False),
     # sha256 of the manifest below; NULL for a model an earlier version kept only in the
     # workspace folder of the kernel that built it
@@ -45,7 +72,7 @@ EMBEDDINGS = sa.Table(
     sa.Column("dim", sa.Integer, nullable=False),
     sa.Column("collection", sa.String(256), nullable=False),
     sa.Column("row_count", sa.Integer, nullable=False),
-    sa.Column("updated_utc", sa.DateTime, nullable=False),
+    sa.Column("updated_utc", CatalogTime, nullable=False),
     # the digest of the model that made the column (models.digest), so a rebuilt model's
     # search never reads the vectors of the one before
     sa.Column("model_digest", sa.String(64), nullable=True),

@@ -121,6 +121,15 @@ def writes(sql: str) -> bool:
     return not _READ_ONLY.match(sql)
 
 
+#: the words of SQL statements that can drop or rename a table or a column
+_RESHAPES = re.compile(r"\b(alter|drop|rename)\b", re.IGNORECASE)
+
+
+def reshapes(sql: str) -> bool:
+    """Whether a plain SQL statement may drop or rename a table or a column."""
+    return bool(_RESHAPES.search(sql))
+
+
 def _placeholder(style: str, number: int) -> str:
     """The driver's mark for its ``number``-th bound value (from 1), in DB-API ``style``."""
     return {"qmark": "?", "format": "%s", "numeric": f":{number}",

@@ -40,7 +40,7 @@ def _parse(sql: str, dialect: str | None) -> exp.Expression | None:
 
     try:
         parsed = sqlglot.parse(sql, read=_DIALECTS.get(dialect or "", dialect or None))
-    except (ParseError, TokenError, ValueError):
+    except (ParseError, TokenError, ValueError, RecursionError):   # 300 nested parentheses
         return None
     if len(parsed) != 1 or not isinstance(parsed[0], exp.Expression):
         return None

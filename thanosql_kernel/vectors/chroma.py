@@ -103,9 +103,10 @@ def _reaching_server(method: _Call) -> _Call:
             except (self._chroma_internal, sqlite3.DatabaseError, OSError, RuntimeError) as e:
                 if disk_full(e):   # a healthy index on a full disk: not damaged
                     raise DiskFullError(str(self._path), free=free_space(self._path)) from None
-                if isinstance(e, (OSError, RuntimeError)) and \
-                        not isinstance(e, self._chroma_internal):
+                if isinstance(e, RuntimeError) and not isinstance(e, self._chroma_internal):
                     raise
+                # an OSError here is the index's own files (a folder where its lock file
+                # should be …): damaged, set aside and rebuilt like unreadable files
                 raise DamagedIndex(self._path, e) from None
         import httpx
 
@@ -142,7 +143,7 @@ class ChromaIndex:
                     settings=Settings(anonymized_telemetry=False, allow_reset=False))
             self._setup(client, lock, FileLock(path / SWAP_LOCK_FILE), hnsw, stale_after=0.0,
                         url=None)
-        except (chromadb.errors.ChromaError, sqlite3.DatabaseError) as e:
+        except (chromadb.errors.ChromaError, sqlite3.DatabaseError, OSError) as e:
             forget_client(path)
             if disk_full(e):
                 raise DiskFullError(str(path), free=free_space(path)) from None
