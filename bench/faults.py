@@ -9,13 +9,25 @@ Five categories, with the numbers of tries the review made:
                  with new random damage
   stop       23  the stop button at a random moment of COPY, BUILD, CONVERT, SEARCH, GET
   import     17  the stop button while a fresh kernel's first BUILD imports torch
+  rows       12  CONVERT and BUILD over rows whose images are missing, not images, truncated,
+                 with the default (stop, name them all) and with on_error='skip' (go on)
+  disk       12  COPY, BUILD and CONVERT on a full disk (a small tmpfs in a private mount
+                 namespace, root or unshare -r), four times, freed in between
+  server      8  PostgreSQL stopped in the middle of COPY, CONVERT and BUILD (the README's
+                 recipe, on free ports), started again
 
 A try is clean when every statement ends in a result or one error of the kernel's own classes
 (never another Python exception, a hang, or a dead kernel), the kernel answers the next
 statement, and what a failed statement touched is as it was (a canary table, files outside the
 workspace). Usage:
 
-    python bench/faults.py [--only grammar,hostile,corrupt,stop,import] [--scale 1.0]
+    python bench/faults.py [--only grammar,hostile,corrupt,stop,import,rows,disk,server]
+                           [--scale 1.0]
+
+A try of rows, disk or server is clean only when the answer is also the right one: all the
+unreadable rows counted in one error (or left out with on_error='skip'); a full disk said as
+such, naming the folder, every statement working again once space is freed, the index not set
+aside; the database lost named as a ServerError, nothing kept, the statement working again.
 """
 
 from __future__ import annotations
@@ -509,21 +521,238 @@ def first_import(tally: Tally, count: int, rng: random.Random) -> None:
             tally.add("import", problem)
 
 
+# -- bad rows, a full disk, a server gone: through the kernel -------------------------------
+
+def _reply_problem(reply: object, wanted: str | None, *words: str) -> str | None:
+    """None when ``reply`` is an error of class ``wanted`` (None: a success) whose text holds
+    every one of ``words``, with no traceback; else what it was."""
+    status, content = reply.status, reply.content  # type: ignore[attr-defined]
+    texts = reply.texts  # type: ignore[attr-defined]
+    text = content.get("evalue", "") if status != "ok" else " ".join(texts)
+    if wanted is None and status != "ok":
+        return f"{content['ename']}: {text[:120]}"
+    if wanted is not None and (status == "ok" or content["ename"] != wanted):
+        return f"{'success' if status == 'ok' else content['ename']}: {text[:120]}"
+    missing = [w for w in words if w not in text]
+    if missing or "Traceback" in text:
+        return f"{content.get('ename', 'ok')} without {missing}: {text[:120]}"
+    return None
+
+
+def bad_rows(tally: Tally, count: int, rng: random.Random) -> None:
+    del rng
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        make_images(folder / "imgs", count=16)
+        whole = (folder / "imgs" / "5.png").read_bytes()
+        for n in (1, 2):
+            (folder / "imgs" / f"cut{n}.png").write_bytes(whole[:len(whole) // (n + 1)])
+            (folder / "imgs" / f"text{n}.png").write_text("not an image")
+        kinds = {"missing": ["imgs/gone1.png", "imgs/gone2.png", "imgs/gone3.png"],
+                 "not an image": ["imgs/text1.png", "imgs/text2.png"],
+                 "truncated": ["imgs/cut1.png", "imgs/cut2.png"]}
+        kernel = KernelSession(folder)
+        try:
+            assert kernel.execute("COPY imgs FROM 'imgs.csv'", timeout=120).status == "ok"
+            assert kernel.execute(f"BUILD MODEL m USING SimCLR {TINY} AS SELECT * FROM imgs",
+                                  timeout=300).status == "ok"
+            tries = [(kind, statement, mode) for kind in kinds for statement in ("CONVERT", "BUILD")
+                     for mode in ("error", "skip")]
+            for i, (kind, statement, mode) in enumerate(tries[:count]):
+                table = f"bad{i}"
+                values = ", ".join(f"('{p}', 0)" for p in kinds[kind])
+                kernel.execute(f"COPY {table} FROM 'imgs.csv'; "
+                               f"INSERT INTO {table} (image_path, label) VALUES {values}")
+                options = "" if mode == "error" else "OPTIONS (on_error='skip') "
+                cell = (f"CONVERT USING m {options}AS SELECT * FROM {table}"
+                        if statement == "CONVERT" else
+                        f"BUILD MODEL b{i} USING SimCLR "
+                        f"{TINY[:-1] + ', on_error=' + repr('skip') + ')' if options else TINY} "
+                        f"AS SELECT * FROM {table}")
+                reply = kernel.execute(cell, timeout=300)
+                bad = len(kinds[kind])
+                if mode == "error":
+                    problem = _reply_problem(reply, "NotFoundError" if kind == "missing"
+                                             else "DataError",
+                                             f"{len(kinds[kind])} of {16 + len(kinds[kind])} "
+                                             "images cannot be read", kinds[kind][0])
+                else:
+                    problem = _reply_problem(reply, None)
+                    if problem is None and statement == "CONVERT":
+                        found = kernel.execute(
+                            f"SELECT image_path FROM (SEARCH IMAGE images='imgs/3.png' USING m "
+                            f"AS SELECT * FROM {table}) ORDER BY m_simclr_similarity1 DESC "
+                            "LIMIT 40", timeout=120)
+                        if found.status != "ok" or any(p in found.texts[-1] for p in kinds[kind]):
+                            problem = f"SEARCH after a skipping CONVERT: {found.texts[-1:]}"
+                    elif problem is None and "left out" not in " ".join(reply.texts):
+                        problem = f"BUILD did not say it left {bad} out"
+                tally.add("rows", problem)
+        finally:
+            kernel.close()
+    _time_checks(200_000)
+
+
+def _time_checks(rows: int) -> None:
+    """How long CONVERT and BUILD take to answer over ``rows`` rows whose paths are all but
+    1,000 missing (what the issue timed: the answer came after the first missing file)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        make_images(folder / "imgs", count=16)
+        lines = ["image_path,label"] + [f"imgs/{i % 16}.png,0" if i < 1_000
+                                        else f"imgs/x{i:06d}.jpg,0" for i in range(rows)]
+        (folder / "many.csv").write_text("\n".join(lines) + "\n")
+        kernel = KernelSession(folder)
+        try:
+            for cell in ("COPY imgs FROM 'imgs.csv'; COPY many FROM 'many.csv'",
+                         f"BUILD MODEL m USING SimCLR {TINY} AS SELECT * FROM imgs"):
+                assert kernel.execute(cell, timeout=300).status == "ok"
+            for cell in ("CONVERT USING m AS SELECT * FROM many",
+                         f"BUILD MODEL n USING SimCLR {TINY} AS SELECT * FROM many"):
+                started = time.monotonic()
+                reply = kernel.execute(cell, timeout=600)
+                print(f"rows: {cell.split(' AS')[0]} over {rows:,} rows ({rows - 1_000:,} "
+                      f"missing) answered in {time.monotonic() - started:.1f} s: "
+                      f"{reply.content.get('evalue', 'ok')[:150]!r}", flush=True)
+        finally:
+            kernel.close()
+
+
+DISK_MB = 48
+DISK_LEFT = 160_000
+
+
+def full_disk(tally: Tally, count: int, rng: random.Random) -> None:
+    """Re-run this bench inside a private mount namespace on a small tmpfs."""
+    del rng
+    with tempfile.TemporaryDirectory() as tmp:
+        mount = Path(tmp) / "disk"
+        mount.mkdir()
+        unshare = ["unshare", "-m"] if os.geteuid() == 0 else ["unshare", "-rm"]
+        script = (f"mount -t tmpfs -o size={DISK_MB}m tmpfs {mount} && exec {sys.executable} "
+                  f"{Path(__file__).resolve()} --inside-disk {mount} --scale {count}")
+        import subprocess
+
+        done = subprocess.run([*unshare, "sh", "-c", script], capture_output=True, text=True,
+                              timeout=1800, env={**os.environ,
+                                                 "PYTHONPATH": os.environ.get("PYTHONPATH",
+                                                                              str(ROOT))})
+        print(done.stderr[-2000:] if done.returncode else "", end="")
+        for line in done.stdout.splitlines():
+            if line.startswith("TRY "):
+                outcome = line[4:]
+                tally.add("disk", None if outcome == "clean" else outcome)
+            else:
+                print(line)
+
+
+def _inside_disk(home: Path, count: int) -> None:
+    """In the namespace: fill the tmpfs, try COPY, BUILD and CONVERT, free it, check them."""
+    make_images(home / "imgs", count=32)
+    rows = ["image_path,label"] + [f"imgs/{i % 32}.png,{i}" for i in range(60_000)]
+    (home / "big.csv").write_text("\n".join(rows) + "\n")
+    workspace = home / ".thanosql"
+    kernel = KernelSession(home)
+    cells = {"COPY": "COPY big OPTIONS (overwrite=True) FROM 'big.csv'",
+             "BUILD": "BUILD MODEL m2 USING SimCLR OPTIONS (max_epochs=1, batch_size=8, seed=1, "
+                      "overwrite=True) AS SELECT * FROM imgs",
+             "CONVERT": "CONVERT USING m AS SELECT * FROM imgs"}
+    try:
+        for cell in ("COPY imgs FROM 'imgs.csv'",
+                     f"BUILD MODEL m USING SimCLR {TINY} AS SELECT * FROM imgs",
+                     "CONVERT USING m AS SELECT * FROM imgs"):
+            assert kernel.execute(cell, timeout=300).status == "ok", cell
+        tried = 0
+        while tried < count:
+            ballast = home / "ballast"
+            free = shutil.disk_usage(home).free
+            with open(ballast, "wb") as file:
+                os.posix_fallocate(file.fileno(), 0, max(1, free - DISK_LEFT))
+            said = {}
+            for name, cell in cells.items():
+                said[name] = _reply_problem(kernel.execute(cell, timeout=300), "DiskFullError",
+                                            "disk is full", str(workspace))
+            damaged = list(workspace.glob("chroma.damaged-*"))
+            ballast.unlink()
+            for name, cell in cells.items():
+                if tried >= count:
+                    break
+                problem = said[name]
+                again = kernel.execute(cell, timeout=300)
+                if problem is None and again.status != "ok":
+                    problem = f"after space was freed: {again.content.get('evalue', '')[:120]}"
+                if problem is None and damaged:
+                    problem = f"the index was set aside as damaged ({len(damaged)} folders)"
+                print(f"TRY {'clean' if problem is None else name + ': ' + problem}", flush=True)
+                tried += 1
+    finally:
+        kernel.close()
+
+
+def server_gone(tally: Tally, count: int, rng: random.Random) -> None:
+    from tests.test_scale_out import _servers, recipe, server_folder, stop_line
+
+    with server_folder() as work, tempfile.TemporaryDirectory() as tmp:
+        started = _servers(work)   # held: its clean-up stops the servers
+        servers = next(started)
+        folder = Path(tmp)
+        os.chmod(folder, 0o755)
+        make_images(folder / "imgs", count=64)
+        rows = ["image_path,label"] + [f"imgs/{i % 64}.png,{i}" for i in range(300_000)]
+        (folder / "big.csv").write_text("\n".join(rows) + "\n")
+        url = servers.env["THANOSQL_DATABASE_URL"]
+        [start] = [line for line in recipe("postgresql").splitlines() if " start" in line]
+        kernel = KernelSession(folder, servers.env)
+        work_cells = ["COPY big OPTIONS (overwrite=True) FROM 'big.csv'",
+                      "CONVERT USING m OPTIONS (batch_size=4) AS SELECT * FROM imgs",
+                      "BUILD MODEL m2 USING SimCLR OPTIONS (max_epochs=4, batch_size=8, seed=2, "
+                      "overwrite=True) AS SELECT * FROM imgs"]
+        try:
+            for cell in ("COPY imgs FROM 'imgs.csv'",
+                         f"BUILD MODEL m USING SimCLR {TINY} AS SELECT * FROM imgs",
+                         "CONVERT USING m AS SELECT * FROM imgs"):
+                assert kernel.execute(cell, timeout=300).status == "ok", cell
+            for i in range(count):
+                cell = work_cells[i % len(work_cells)]
+                msg_id = kernel.kc.execute(cell)
+                time.sleep(rng.uniform(0.8, 1.6))
+                servers.shell.run(stop_line("pg_ctl"))
+                reply = kernel.collect(msg_id, timeout=300)
+                problem = None if reply.status == "ok" else _reply_problem(
+                    reply, "ServerError", url, "nothing of this statement was kept")
+                servers.shell.run(start)
+                again = kernel.execute(cell, timeout=300)
+                if problem is None and again.status != "ok":
+                    problem = f"after the restart: {again.content.get('evalue', '')[:120]}"
+                tally.add("server", problem)
+        finally:
+            kernel.close()
+            started.close()
+
+
 CATEGORIES = {"grammar": (grammar, 475), "hostile": (hostile, 275), "corrupt": (corrupt, 492),
-              "stop": (stop, 23), "import": (first_import, 17)}
+              "stop": (stop, 23), "import": (first_import, 17), "rows": (bad_rows, 12),
+              "disk": (full_disk, 12), "server": (server_gone, 8)}
 LABELS = {"grammar": "grammar fuzzing (mutated tutorial statements, huge and odd cells)",
           "hostile": "injection, path traversal, hostile files",
           "corrupt": "corrupted state (model files, cache, catalog rows, index, database, "
                      "workspace)",
           "stop": "stop (interrupt) at random moments",
-          "import": "stop while the first AI statement of a kernel loads torch"}
+          "import": "stop while the first AI statement of a kernel loads torch",
+          "rows": "rows whose images are missing, not images, truncated (CONVERT, BUILD)",
+          "disk": "a full disk under COPY, BUILD, CONVERT; then freed",
+          "server": "PostgreSQL stopped in the middle of COPY, CONVERT, BUILD"}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default=",".join(CATEGORIES))
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every count")
+    parser.add_argument("--inside-disk", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.inside_disk is not None:   # the disk category, in its namespace
+        _inside_disk(args.inside_disk, int(args.scale))
+        return
     tally = Tally()
     for name in args.only.split(","):
         run, count = CATEGORIES[name]
