@@ -197,11 +197,12 @@ def size_words(size: int) -> str:
     """A number of bytes as people read it: 512 bytes, 3.2 MB, 1.5 GB."""
     if size < 1000:
         return f"{size} bytes"
+    scaled = float(size)
     for unit in ("kB", "MB", "GB", "TB"):
-        size /= 1000   # type: ignore[assignment]
-        if size < 1000 or unit == "TB":
-            return f"{size:.1f} {unit}"
-    raise AssertionError   # not reached
+        scaled /= 1000
+        if scaled < 1000 or unit == "TB":
+            break
+    return f"{scaled:.1f} {unit}"
 
 
 class InternalError(ThanoSQLError):
