@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import importlib.metadata
 import re
 import sqlite3
 import threading
@@ -617,6 +618,11 @@ def _import_driver(url: sa.URL) -> None:
         return
     for module in (f"sqlalchemy.dialects.{backend}.{driver}", driver):
         try:
-            import_whole(module)
+            imported = import_whole(module)
         except ImportError:
             return
+    if getattr(imported, "__version__", None) == "0.0.0.0":
+        # psycopg says so when reading its own package metadata failed, as it did once in CI
+        # (the cause not found); SQLAlchemy then refuses the driver as too old. Read again.
+        with suppress(Exception):
+            setattr(imported, "__version__", importlib.metadata.version(driver))  # noqa: B010
