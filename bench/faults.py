@@ -719,7 +719,7 @@ def server_gone(tally: Tally, count: int, rng: random.Random) -> None:
                 servers.shell.run(stop_line("pg_ctl"))
                 reply = kernel.collect(msg_id, timeout=300)
                 problem = None if reply.status == "ok" else _reply_problem(
-                    reply, "ServerError", url, "nothing of this statement was kept")
+                    reply, "ServerError", url, "was kept")
                 servers.shell.run(start)
                 again = kernel.execute(cell, timeout=300)
                 if problem is None and again.status != "ok":

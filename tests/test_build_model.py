@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ from PIL import Image
 from thanosql_kernel.errors import (
     AlreadyExistsError,
     DataError,
+    DiskFullError,
     NotFoundError,
     OptionError,
     ThanoSQLSyntaxError,
@@ -103,10 +105,10 @@ def test_failed_build_leaves_the_old_model(images: Engine, monkeypatch) -> None:
 
     def broken_save(model, directory):
         (directory / "weights.pt").write_bytes(b"half")
-        raise OSError("disk full")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(train, "save_model", broken_save)
-    with pytest.raises(OSError):
+    with pytest.raises(DiskFullError, match="needed about"):
         build(images, extra=", overwrite=True")
     assert images.one("LIST MODEL").rows == before
     assert images.services.registry.get("m") == entry

@@ -63,7 +63,7 @@ def test_a_catalog_created_by_another_kernel_at_the_same_moment_is_fine(engine, 
     """PostgreSQL can let two sessions both see 'missing' and refuse the second CREATE."""
     import sqlalchemy as sa
 
-    from thanosql_kernel.errors import DatabaseError
+    from thanosql_kernel.errors import DatabaseError, DiskFullError
     from thanosql_kernel.storage import EmbeddingColumns, ModelRegistry, schema
 
     store = engine.services.store
@@ -79,15 +79,27 @@ def test_a_catalog_created_by_another_kernel_at_the_same_moment_is_fine(engine, 
         assert sa.inspect(conn).has_table(schema.EMBEDDINGS.name)
 
     def broken(conn, tables, checkfirst):
-        raise sa.exc.OperationalError("CREATE TABLE", {}, Exception("disk full"))
+        raise sa.exc.OperationalError("CREATE TABLE", {}, Exception("attempt to write a "
+                                                                    "readonly database"))
 
     monkeypatch.setattr(schema.METADATA, "create_all", broken)
     try:
         ModelRegistry(store, engine.cwd).entries()
     except DatabaseError as e:
-        assert "disk full" in str(e)
+        assert "readonly database" in str(e)
     else:
         raise AssertionError("a catalog that could not be made was not reported")
+
+    def full(conn, tables, checkfirst):   # the same on a full disk: said as such
+        raise sa.exc.OperationalError("CREATE TABLE", {}, Exception("database or disk is full"))
+
+    monkeypatch.setattr(schema.METADATA, "create_all", full)
+    try:
+        ModelRegistry(store, engine.cwd).entries()
+    except DiskFullError as e:
+        assert "The disk is full under" in str(e)
+    else:
+        raise AssertionError("a catalog that a full disk kept from being made was not said")
 
 
 def test_a_writer_waits_out_another_writers_lock_then_gives_a_clear_error(tmp_path: Path,

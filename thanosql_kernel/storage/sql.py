@@ -307,7 +307,8 @@ class SqlStore:
             raise ServerError(
                 f"Cannot connect to the database at {self.shown_url}: {message}",
                 hint="Start the database server (or check THANOSQL_DATABASE_URL), then run the "
-                     "statement again: the kernel reconnects by itself.") from None
+                     "statement again: nothing of it was kept, and the kernel reconnects by "
+                     "itself.") from None
 
     @property
     def dialect(self) -> str:
