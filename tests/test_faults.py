@@ -349,6 +349,31 @@ def _bad_rows(built: Engine) -> None:
               "('imgs/text.png', 0), ('imgs/cut.png', 0)")
 
 
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP"])
+def test_the_look_before_the_work_tells_whole_images_from_broken_ones(tmp_path: Path,
+                                                                     fmt: str) -> None:
+    from PIL import Image
+
+    from thanosql_kernel.paths import image_problem
+
+    pixels = (np.random.default_rng(1).random((24, 24, 3)) * 255).astype(np.uint8)
+    whole = tmp_path / f"x.{fmt.lower()}"
+    Image.fromarray(pixels).save(whole, fmt)
+    assert image_problem(str(whole)) is None
+    if fmt in ("PNG", "JPEG", "GIF"):   # formats with a fixed end: a cut file is found
+        cut = tmp_path / f"cut.{fmt.lower()}"
+        cut.write_bytes(whole.read_bytes()[:len(whole.read_bytes()) // 2])
+        assert image_problem(str(cut)).startswith(f"truncated or damaged {fmt}")
+    (tmp_path / "text.png").write_text("not an image")
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    os.mkfifo(tmp_path / "pipe.png")
+    assert image_problem(str(tmp_path / "text.png")).startswith("not an image")
+    assert image_problem(str(tmp_path / "empty.jpg")) == "not an image (the file is empty)"
+    assert image_problem(str(tmp_path / "pipe.png")).startswith("not a regular file")
+    assert image_problem(str(tmp_path)) == "a directory"
+    assert image_problem(str(tmp_path / "gone.png")) == "missing"
+
+
 def test_unreadable_rows_are_counted_named_and_listed_before_any_work(built: Engine) -> None:
     _bad_rows(built)
     for cell in ("CONVERT USING m AS SELECT * FROM bad",

@@ -62,29 +62,34 @@ def image_problem(path: str) -> str | None:
                 else "not a regular file (a pipe or a device)"
         size = info.st_size
         head = os.pread(fd, 16, 0)
-        for magic, _, end in _SIGNATURES:
+        known = None
+        for magic, kind, end in _SIGNATURES:
             if head.startswith(magic):
                 if end is None or end in os.pread(fd, len(end) + 16, max(0, size - len(end) - 16)):
                     return None
-                break   # no proper end: decode it to tell
+                known = kind   # no proper end: decode it to tell
+                break
     except OSError as e:
         return f"not readable ({e.strerror or e})"
     finally:
         os.close(fd)
     if size == 0:
         return "not an image (the file is empty)"
-    return _decoding_problem(path)
+    # another format (WebP, ...): Pillow reads its header, and decoding tells the rest later
+    return _decoding_problem(path, known)
 
 
-def _decoding_problem(path: str) -> str | None:
-    """What Pillow says when it decodes the whole file (None: it decodes)."""
+def _decoding_problem(path: str, known: str | None) -> str | None:
+    """What Pillow says when it opens the file, and when it decodes all of it for a ``known``
+    format whose end is missing (None: it does)."""
     from PIL import Image
 
     try:
         with Image.open(path) as image:
             kind = image.format or "image"
             try:
-                image.load()
+                if known:
+                    image.load()
             except Image.DecompressionBombError:
                 raise
             except Exception as e:  # noqa: BLE001 - its words are the answer
@@ -92,6 +97,8 @@ def _decoding_problem(path: str) -> str | None:
     except Image.DecompressionBombError:
         return "not read (it claims more pixels than Pillow's limit against decompression bombs)"
     except Exception as e:  # noqa: BLE001 - its words are the answer
+        if known:   # it starts as one, and breaks off
+            return f"truncated or damaged {known} ({_first_line(e)})"
         return f"not an image ({_first_line(e)})"
     return None
 

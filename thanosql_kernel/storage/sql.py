@@ -338,9 +338,10 @@ class SqlStore:
 
         ``write`` says the transaction will write, so it waits for the write lock first.
         """
-        wal = write and self.dialect == "sqlite"
+        wal = False   # whether SQLite's write-ahead log is to be emptied at the end
         try:
             with database_errors(self.shown_url), self._connect() as conn:
+                wal = write and conn.dialect.name == "sqlite"
                 if write:
                     conn = conn.execution_options(thanosql_write=True)
                 with conn.begin():
