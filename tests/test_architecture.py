@@ -92,6 +92,7 @@ LAYERS = (
     ("options",),
     ("settings", "syntax"),
     ("storage", "vectors", "models", "datasets"),
+    ("cluster",),
     ("engine",),
     ("display", "lexer"),
     ("frontend", "editing"),

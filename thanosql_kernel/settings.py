@@ -45,6 +45,15 @@ def _threads(text: str) -> int | None:
     return None if text.strip().lower() == "auto" else _whole(1)(text)
 
 
+def _ray_address(text: str) -> str:
+    """A Ray head's host:port, or ray://host:port for Ray Client."""
+    text = text.strip()
+    parts = urlsplit(text if "://" in text else f"tcp://{text}")
+    if parts.scheme not in ("tcp", "ray") or not parts.hostname or not parts.port:
+        raise ValueError(text)
+    return text
+
+
 def _server_url(text: str) -> str:
     parts = urlsplit(text.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -61,6 +70,8 @@ VARIABLES = {v.name: v for v in (
              _threads),
     Variable("THANOSQL_CHROMA_URL", "unset: the embedded index in the workspace",
              "a Chroma server's http://host:port or https://host:port", _server_url),
+    Variable("THANOSQL_RAY_ADDRESS", "unset: CONVERT runs in the kernel",
+             "a Ray cluster's head as host:port, or ray://host:port (Ray Client)", _ray_address),
 )}
 
 
@@ -95,6 +106,8 @@ class Settings:
     #: THANOSQL_THREADS: None for 'auto' (torch gets the cores other processes leave free),
     #: or a fixed count
     threads: int | None = None
+    #: THANOSQL_RAY_ADDRESS: the Ray cluster CONVERT runs on, or None (in the kernel)
+    ray_address: str | None = None
 
     @classmethod
     def from_env(cls, cwd: Path | None = None, env: Mapping[str, str] | None = None
@@ -110,7 +123,7 @@ class Settings:
         return cls(cwd, workspace, url, _value(env, "THANOSQL_CHROMA_URL"),
                    DEFAULT_DISPLAY_LIMIT if limit is None else limit,
                    DEFAULT_EXACT_SEARCH_MAX_ROWS if exact is None else exact,
-                   _value(env, "THANOSQL_THREADS"))
+                   _value(env, "THANOSQL_THREADS"), _value(env, "THANOSQL_RAY_ADDRESS"))
 
     def resolve(self, path: str) -> Path:
         """A path from a statement or a table: relative ones are relative to the kernel's cwd."""

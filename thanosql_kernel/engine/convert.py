@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from typing import Any
 
 from ..errors import AlreadyExistsError, DiskFullError, NotFoundError, OptionError, excerpt
 from ..options import OptionSpec, name_problem, read_options
@@ -31,7 +33,7 @@ CONVERT_OPTIONS = (
 
 
 def convert(node: Convert, services: Services, run: Run) -> Table:
-    from ..models import cpu_share, embed, iter_image_batches
+    from ..models import cpu_share
     from ..vectors import UNREADABLE, collection_name, to_blob
 
     options = read_options(node.options, CONVERT_OPTIONS, "CONVERT USING")
@@ -64,16 +66,21 @@ def convert(node: Convert, services: Services, run: Run) -> Table:
                 store.begin(write=True) as tx:
             old = _prepare(store, catalog, tx, table, column, image_col, statement)
             done = 0
-            for batch in iter_image_batches(paths, options["batch_size"], model.image_size,
-                                            model.channels):
-                embedded = embed(model, batch, batch_size=options["batch_size"])
+            where = f"into {table}.{column}"
+            if services.cluster.configured:
+                workers, batches = services.cluster.embed(services.registry.files(entry),
+                                                          paths, options["batch_size"])
+                where += f" on {workers} workers of the Ray cluster at " \
+                         f"{services.cluster.address}"
+            else:
+                batches = _local_batches(model, paths, options["batch_size"], cpu)
+            for start, embedded in batches:
                 catalog.write(tx, table, column, image_col, [
-                    (p, to_blob(v)) for p, v in zip(raw[done:done + len(embedded)], embedded,
+                    (p, to_blob(v)) for p, v in zip(raw[start:start + len(embedded)], embedded,
                                                     strict=True)])
                 done += len(embedded)
-                cpu.tick()
                 run.report(Progress(key, title, done, len(paths), "images",
-                                    time.monotonic() - started, detail=f"into {table}.{column}"))
+                                    time.monotonic() - started, detail=where))
             if unreadable:   # marked, so SEARCH leaves them out instead of embedding them
                 catalog.write(tx, table, column, image_col, [(p, UNREADABLE) for p in unreadable])
             catalog.publish(tx, EmbeddingColumn(table, column, node.model, image_col,
@@ -88,9 +95,22 @@ def convert(node: Convert, services: Services, run: Run) -> Table:
         catalog.drop_collection(old.collection)
     left_out = f"; {skipped:,} left out, the image unreadable" if skipped else ""
     run.report(Progress(key, title, len(paths), len(paths), "images", time.monotonic() - started,
-                        detail=f"into {table}.{column}{left_out}", finished=True))
+                        detail=f"{where}{left_out}", finished=True))
     result = run.rows(node.query)
     return Table(result.columns, result.rows, vector_columns=frozenset({column}))
+
+
+def _local_batches(model: Any, paths: list[str], batch_size: int, cpu: Any
+                   ) -> Iterator[tuple[int, Any]]:
+    """(the index of the first path, the embeddings) of each batch, embedded in the kernel."""
+    from ..models import embed, iter_image_batches
+
+    done = 0
+    for batch in iter_image_batches(paths, batch_size, model.image_size, model.channels):
+        embedded = embed(model, batch, batch_size=batch_size)
+        yield done, embedded
+        done += len(embedded)
+        cpu.tick()
 
 
 def _prepare(store: SqlStore, catalog: EmbeddingCatalog, tx: Transaction, table: str,

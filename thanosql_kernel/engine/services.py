@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..cluster import Cluster
 from ..settings import Settings
 from ..storage import ModelRegistry, SqlStore
 from .catalog import EmbeddingCatalog
@@ -28,6 +29,8 @@ class Services:
     registry: ModelRegistry
     catalog: EmbeddingCatalog
     loader: ModelLoader
+    #: the Ray cluster CONVERT runs on (``configured`` False: none, everything in the kernel)
+    cluster: Cluster
     notify: Callable[[str], None] = _unheard
 
     @classmethod
@@ -36,9 +39,10 @@ class Services:
         store = SqlStore(settings.database_url)
         registry = ModelRegistry(store, settings.workspace, notify)
         return cls(settings, store, registry, EmbeddingCatalog(store, settings, notify),
-                   ModelLoader(registry), notify)
+                   ModelLoader(registry), Cluster(settings.ray_address), notify)
 
     def close(self) -> None:
         """Release the vector index, if one was opened, and the database."""
         self.catalog.close()
+        self.cluster.close()
         self.store.dispose()

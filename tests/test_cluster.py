@@ -1,0 +1,262 @@
+"""CONVERT on a real two-node Ray cluster, through the real kernel.
+
+Ray binds the machine's outward address unless it has none, so the cluster and the kernels
+run in a network namespace that has only loopback (``unshare -n`` as root, ``unshare -rn``
+otherwise, then ``ip link set lo up``). Each node is a ``ray start --block`` of its own
+process group, one CPU, the object store capped, the dashboard and usage stats off; the test
+stops them by their process groups, never by name.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_convert_on_a_two_node_ray_cluster(tmp_path: Path) -> None:
+    unshare = ["unshare", "-n"] if os.geteuid() == 0 else ["unshare", "-rn"]
+    script = (f"ip link set lo up && exec {sys.executable} -c "
+              f"'from tests.test_cluster import scenario; scenario(\"{tmp_path}\")'")
+    done = subprocess.run([*unshare, "sh", "-c", script], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-6000:]
+    assert "cluster: all checks passed" in done.stdout, done.stdout[-3000:]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Node:
+    """One Ray node, started in its own process group, stopped by it."""
+
+    def __init__(self, args: list[str], log: Path) -> None:
+        ray = Path(sys.executable).parent / "ray"
+        self.process = subprocess.Popen(
+            [str(ray), "start", "--block", "--num-cpus=1", "--object-store-memory=120000000",
+             "--node-ip-address=127.0.0.1", "--disable-usage-stats", *args],
+            stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait(timeout=30)
+
+
+def _wait_for_nodes(address: str, count: int) -> None:
+    code = (f"import ray, time; ray.init(address='{address}', logging_level='ERROR', "
+            f"log_to_driver=False)\n"
+            f"for _ in range(120):\n"
+            f"    if sum(n['Alive'] for n in ray.nodes()) >= {count}: break\n"
+            f"    time.sleep(0.5)\n"
+            f"else: raise SystemExit('nodes did not come up')")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120,
+                   env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+
+
+def scenario(folder: str) -> None:
+    """Run in the namespace: two nodes, kernels on them, the checks."""
+    from tests.conftest import KernelSession
+    from tests.helpers import TINY, make_images
+
+    home = Path(folder)
+    make_images(home / "imgs", count=64, size=24)
+    port = _free_port()
+    address = f"127.0.0.1:{port}"
+    head = Node(["--head", f"--port={port}", "--include-dashboard=false"], home / "head.log")
+    nodes = [head]
+    kernels: list[KernelSession] = []
+    try:
+        _wait_for_nodes(address, 1)
+        nodes.append(Node([f"--address={address}"], home / "node2.log"))
+        _wait_for_nodes(address, 2)
+        (home / "local").mkdir()
+        local = KernelSession(home / "local")
+        kernels.append(local)
+        (home / "local" / "imgs").symlink_to(home / "imgs")
+        (home / "local" / "imgs.csv").write_text((home / "imgs.csv").read_text())
+        on_cluster = {"THANOSQL_RAY_ADDRESS": address, "RAY_USAGE_STATS_ENABLED": "0",
+                      "THANOSQL_WORKSPACE": str(home / "local" / ".thanosql")}
+        remote = KernelSession(home / "local", on_cluster)
+        kernels.append(remote)
+
+        def ok(kernel: KernelSession, cell: str) -> list[str]:
+            reply = kernel.execute(cell, timeout=300)
+            assert reply.status == "ok", (cell, reply.content.get("evalue"))
+            return reply.texts
+
+        ok(local, "COPY imgs FROM 'imgs.csv'; COPY imgs2 FROM 'imgs.csv'")
+        ok(local, f"BUILD MODEL m USING SimCLR {TINY.format(extra='')} AS SELECT * FROM imgs")
+        ok(local, "CONVERT USING m AS SELECT * FROM imgs")
+        # the same workspace, CONVERT on the cluster: the same vectors
+        started = time.monotonic()
+        texts = ok(remote, "CONVERT USING m OPTIONS (batch_size=8) AS SELECT * FROM imgs2")
+        print(f"cluster CONVERT of 64 images: {time.monotonic() - started:.1f} s", flush=True)
+        assert any("on 2 workers of the Ray cluster" in t for t in texts), texts
+        mine, theirs = _vectors(home, "imgs"), _vectors(home, "imgs2")
+        assert mine.keys() == theirs.keys() and len(mine) == 64
+        worst = _largest_difference(mine, theirs)
+        assert worst <= 1e-4, worst
+        print(f"cluster: max |difference| from the local CONVERT {worst:.2e}", flush=True)
+        search = ("SELECT image_path FROM (SEARCH IMAGE images='imgs/3.png' USING m AS SELECT * "
+                  "FROM imgs2) ORDER BY m_simclr_similarity1 DESC LIMIT 1")
+        assert ok(remote, search)[-1].splitlines()[2].strip() == "imgs/3.png"
+
+        # the stop button: within 2 s, nothing kept, the cluster's CPUs free within 15 s
+        before = ok(remote, "SELECT COUNT(*) AS n FROM imgs2 WHERE m_simclr IS NOT NULL")
+        make_images(home / "local" / "big", count=400, size=24)
+        many = ["image_path,label"] + [f"big/{i}.png,0" for i in range(400)]
+        (home / "local" / "big.csv").write_text("\n".join(many) + "\n")
+        ok(remote, "COPY big FROM 'big.csv'")
+        pressed = time.monotonic() + 1.5
+        reply = remote.execute("CONVERT USING m OPTIONS (batch_size=1) AS SELECT * FROM big",
+                               timeout=60, interrupt_after=1.5)
+        stopped = time.monotonic()
+        assert reply.status == "error" and reply.content["ename"] == "KeyboardInterrupt", \
+            reply.content
+        print(f"cluster: the stop answered {stopped - pressed:.2f} s after it was pressed",
+              flush=True)
+        assert stopped - pressed <= 2.0, stopped - pressed
+        assert ok(remote, "SELECT COUNT(*) AS n FROM imgs2 WHERE m_simclr IS NOT NULL") == before
+        assert "m_simclr" not in ok(remote, "SELECT * FROM big LIMIT 1")[-1].splitlines()[0]
+        _wait_for_free_cpus(address, 2, deadline=stopped + 15)
+        print(f"cluster: stopped, CPUs free {time.monotonic() - stopped:.1f} s after", flush=True)
+
+        # the work runs on the cluster: the kernel's own CPU time is a small part of the wall
+        pid = remote.km.provisioner.process.pid
+        cpu_before, wall_before = _cpu_seconds(pid), time.monotonic()
+        ok(remote, "CONVERT USING m OPTIONS (batch_size=16) AS SELECT * FROM big")
+        cpu, wall = _cpu_seconds(pid) - cpu_before, time.monotonic() - wall_before
+        print(f"cluster: CONVERT of 400 images {wall:.1f} s, the kernel's CPU {cpu:.1f} s",
+              flush=True)
+        assert cpu < 0.5 * wall, (cpu, wall)
+        converted = _vectors(home, "big")
+
+        # two kernels at once on one cluster: both complete
+        other = KernelSession(home / "local", on_cluster)
+        kernels.append(other)
+        ok(other, "COPY big2 FROM 'big.csv'")
+        first = remote.kc.execute("CONVERT USING m OPTIONS (batch_size=16) AS SELECT * FROM big")
+        second = other.kc.execute("CONVERT USING m OPTIONS (batch_size=16) AS SELECT * FROM big2")
+        for kernel, msg_id in ((remote, first), (other, second)):
+            reply = kernel.collect(msg_id, timeout=300)
+            assert reply.status == "ok", reply.content.get("evalue")
+        print("cluster: two kernels converted at once", flush=True)
+
+        # a node killed in the middle: a retry, not the statement; every row once
+        msg_id = remote.kc.execute("CONVERT USING m OPTIONS (batch_size=2) AS SELECT * FROM big")
+        time.sleep(1.5)
+        nodes[1].kill()
+        killed = time.monotonic()
+        reply = remote.collect(msg_id, timeout=300)
+        assert reply.status == "ok", reply.content.get("evalue")
+        count = ok(remote, "SELECT COUNT(*) AS n FROM big WHERE m_simclr IS NOT NULL")
+        assert count[-1].split()[-1] == "400", count
+        again = _vectors(home, "big")   # every row once, the same vectors (to rounding:
+        assert again.keys() == converted.keys()   # the batches were 2 images, not 16)
+        assert _largest_difference(again, converted) <= 1e-4
+        print(f"cluster: a node killed mid-CONVERT, CONVERT completed "
+              f"{time.monotonic() - killed:.1f} s later", flush=True)
+
+        # an address nobody answers: one ServerError within 10 s
+        nowhere = KernelSession(home / "local", {**on_cluster,
+                                                 "THANOSQL_RAY_ADDRESS": "127.0.0.1:1"})
+        kernels.append(nowhere)
+        started = time.monotonic()
+        reply = nowhere.execute("CONVERT USING m AS SELECT * FROM imgs2", timeout=60)
+        assert reply.status == "error" and reply.content["ename"] == "ServerError", reply.content
+        assert "127.0.0.1:1" in reply.content["evalue"] and time.monotonic() - started < 10
+        print("cluster: all checks passed", flush=True)
+    finally:
+        for kernel in kernels:
+            kernel.close()
+        for node in reversed(nodes):
+            node.kill()
+
+
+def _vectors(home: Path, table: str) -> dict[str, bytes]:
+    """Each row's embedding, by image path, read from the workspace's database."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(f"sqlite:///{home / 'local' / '.thanosql' / 'thanosql.db'}")
+    try:
+        with engine.connect() as conn:
+            return {str(p): bytes(v) for p, v in conn.exec_driver_sql(
+                f"SELECT image_path, m_simclr FROM {table}").all()}
+    finally:
+        engine.dispose()
+
+
+def _largest_difference(one: dict[str, bytes], other: dict[str, bytes]) -> float:
+    import numpy as np
+
+    return max(float(np.abs(np.frombuffer(one[p], "<f4") - np.frombuffer(other[p], "<f4")).max())
+               for p in one)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """The user and system CPU time of process ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _wait_for_free_cpus(address: str, cpus: int, deadline: float) -> None:
+    code = (f"import ray, time; ray.init(address='{address}', logging_level='ERROR', "
+            f"log_to_driver=False)\n"
+            f"while time.monotonic() < {deadline}:\n"
+            f"    if ray.available_resources().get('CPU', 0) >= {cpus}: break\n"
+            f"    time.sleep(0.2)\n"
+            f"else: raise SystemExit('the cluster kept CPUs after the stop: ' + "
+            f"str(ray.available_resources()))")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60,
+                   env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+
+
+def test_ray_missing_or_an_address_that_is_not_one_is_one_clear_error(tmp_path: Path) -> None:
+    from tests.conftest import KernelSession
+    from tests.helpers import TINY, make_images
+    from thanosql_kernel.errors import OptionError
+    from thanosql_kernel.settings import Settings
+
+    for text in ("nonsense", "http://127.0.0.1:6379", "127.0.0.1"):
+        try:
+            Settings.from_env(cwd=tmp_path, env={"THANOSQL_RAY_ADDRESS": text})
+        except OptionError as error:
+            assert "THANOSQL_RAY_ADDRESS" in str(error) and "host:port" in str(error)
+        else:
+            raise AssertionError(f"{text!r} was taken for a Ray address")
+    # a Python where `import ray` fails, as where the extra was not installed
+    fake = tmp_path / "no-ray"
+    (fake / "ray").mkdir(parents=True)
+    (fake / "ray" / "__init__.py").write_text("raise ImportError('No module named ray')\n")
+    make_images(tmp_path / "imgs", count=16)
+    kernel = KernelSession(tmp_path, {"THANOSQL_RAY_ADDRESS": "127.0.0.1:6390",
+                                      "PYTHONPATH": f"{fake}:{ROOT}"})
+    try:
+        for cell in ("COPY imgs FROM 'imgs.csv'",
+                     f"BUILD MODEL m USING SimCLR {TINY.format(extra='')} AS SELECT * FROM imgs"):
+            assert kernel.execute(cell, timeout=120).status == "ok"
+        started = time.monotonic()
+        reply = kernel.execute("CONVERT USING m AS SELECT * FROM imgs", timeout=60)
+        assert reply.status == "error" and reply.content["ename"] == "ServerError", reply.content
+        assert "127.0.0.1:6390" in reply.content["evalue"]
+        assert "Ray is not installed" in reply.content["evalue"]
+        assert "thanosql-kernel[ray]" in reply.content["evalue"]
+        assert time.monotonic() - started < 10
+        # the table is as it was, and every other statement works
+        assert kernel.execute("SELECT * FROM imgs LIMIT 1").texts[-1].split()[:2] == \
+            ["image_path", "label"]
+    finally:
+        kernel.close()
