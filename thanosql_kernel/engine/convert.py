@@ -72,7 +72,7 @@ def convert(node: Convert, services: Services, run: Run) -> Table:
             if services.cluster.configured:
                 workers, batches = services.cluster.embed(services.registry.files(entry),
                                                           paths, options["batch_size"])
-                where += f" on {workers} workers of the Ray cluster at " \
+                where += f" on {workers} worker{'s' * (workers != 1)} of the Ray cluster at " \
                          f"{services.cluster.address}"
             else:
                 batches = _local_batches(model, paths, options["batch_size"], cpu)
