@@ -12,7 +12,6 @@ from .sql import INTERNAL_PREFIX, SqlStore
 
 METADATA = sa.MetaData()
 
-#: one row per model: what LIST MODEL shows, its card, and which files make it
 class _LenientTime(sa.types.TypeDecorator[dt.datetime]):
     """A catalog time in SQLite, which stores it as text and keeps any text a hand-made
     UPDATE wrote there: read as None unless it is ISO 8601 (SQLAlchemy's own reader raised
@@ -36,7 +35,7 @@ class _LenientTime(sa.types.TypeDecorator[dt.datetime]):
 #: a catalog time: a timestamp in PostgreSQL, ISO text read leniently in SQLite
 CatalogTime = sa.DateTime().with_variant(_LenientTime(), "sqlite")
 
-
+#: one row per model: what LIST MODEL shows, its card, and which files make it
 MODELS = sa.Table(
     f"{INTERNAL_PREFIX}models", METADATA,
     sa.Column("name", sa.String(128), primary_key=True),
