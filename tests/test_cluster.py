@@ -189,6 +189,29 @@ def scenario(folder: str) -> None:
         print(f"cluster: a node killed mid-CONVERT, CONVERT completed "
               f"{time.monotonic() - killed:.1f} s later", flush=True)
 
+        # the head goes in the middle of a CONVERT: a ServerError, the kernel alive (Ray ends a
+        # driver 60 s after it lost its head: the kernel left at once), nothing kept
+        held = _vectors(home, "big2")
+        msg_id = remote.kc.execute("CONVERT USING m OPTIONS (batch_size=1) AS SELECT * FROM big2")
+        time.sleep(1.5)
+        nodes[0].kill()
+        gone = time.monotonic()
+        reply = remote.collect(msg_id, timeout=120)
+        assert reply.status == "error" and reply.content["ename"] == "ServerError", reply.content
+        assert address in reply.content["evalue"], reply.content["evalue"]
+        print(f"cluster: the head went mid-CONVERT: ServerError {time.monotonic() - gone:.1f} s "
+              "later", flush=True)
+        assert _vectors(home, "big2") == held
+        assert ok(remote, "SELECT COUNT(*) AS n FROM big2")[-1].split()[-1] == "400"
+        # the cluster starts again on its address: the same kernel joins it again
+        nodes.append(Node(["--head", f"--port={port}", "--include-dashboard=false"],
+                          home / "head2.log", temp))
+        _wait_for_nodes(address, 1)
+        texts = ok(remote, "CONVERT USING m OPTIONS (batch_size=64) AS SELECT * FROM imgs2")
+        assert any("on 1 worker of the Ray cluster" in t for t in texts), texts
+        print("cluster: the head went mid-CONVERT (ServerError, kernel alive); restarted, "
+              "the kernel joined it again", flush=True)
+
         # an address nobody answers: one ServerError within 10 s
         nowhere = KernelSession(home / "local", {**on_cluster,
                                                  "THANOSQL_RAY_ADDRESS": "127.0.0.1:1"})

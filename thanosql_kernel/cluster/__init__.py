@@ -1,12 +1,18 @@
 """The Ray cluster that CONVERT's heavy work runs on when ``THANOSQL_RAY_ADDRESS`` names one.
 
-Unset, nothing here imports Ray and every statement runs in the kernel. Set, the kernel
-connects lazily, once (again after the cluster restarted), and CONVERT hands the rows' image
-paths to workers on the cluster's nodes (``workers.Embedder``: an actor per CPU, or per GPU
-where the cluster has them, each loading the model once from the object store), two batches
-in flight per worker; the embeddings come back to the kernel, which writes them to the table
-and the index as a local CONVERT does. A worker that dies (its node gone) has its batches
-given to the others; the stop button ends the wait and kills every worker of the statement.
+Unset, nothing here imports Ray and every statement runs in the kernel. Set, CONVERT joins
+the cluster for the time of its work and leaves it after: a Ray driver whose cluster head goes
+away is ended by Ray itself after 60 s ("Failed to connect to GCS ... The program will
+terminate", measured here), and a kernel must outlive its cluster. So a cluster that restarts
+between statements is simply joined again by the next one, and one whose head goes in the
+middle of a CONVERT is noticed by a watch on the head's port, left, and reported.
+
+CONVERT hands the rows' image paths to workers on the cluster's nodes (``workers.Embedder``:
+an actor per CPU, or per GPU where the cluster has them, each loading the model once from the
+object store), two batches in flight per worker; the embeddings come back to the kernel,
+which writes them to the table and the index as a local CONVERT does. A worker that dies (its
+node gone) has its batches given to the others; the stop button ends the wait and kills every
+worker of the statement.
 
 Ray Core's actors rather than Ray Data: a stop must free the cluster within seconds and a
 CONVERT of a few thousand images should not pay for a streaming executor's start-up (Ray
@@ -33,8 +39,11 @@ from ..imports import import_whole
 _IN_FLIGHT = 2
 #: how long the kernel waits on workers that make no progress while no node is alive
 _NO_NODES_S = 30.0
-#: how long the first reach of the cluster's address may take
+#: how long a reach of the cluster's address may take
 _REACH_S = 5.0
+#: how often a CONVERT on the cluster checks that its head still answers (Ray ends a driver
+#: 60 s after it lost the head; the kernel leaves well before)
+_WATCH_S = 2.0
 
 
 class Cluster:
@@ -54,19 +63,26 @@ class Cluster:
                 "the statement again: nothing of it was kept, and the kernel reconnects by "
                 "itself. Unset THANOSQL_RAY_ADDRESS to run everything in the kernel.")
 
+    def check(self) -> None:
+        """Ray is installed and the cluster's head answers; before a statement's work."""
+        self._import()
+        self._reach()
+
+    def _import(self) -> ModuleType:
+        try:
+            return import_whole("ray")
+        except ImportError:
+            raise ServerError(
+                f"THANOSQL_RAY_ADDRESS is {self.address}, but Ray is not installed in "
+                "this kernel's Python",
+                hint="pip install 'thanosql-kernel[ray]' (Ray of the cluster's version), "
+                     "or unset THANOSQL_RAY_ADDRESS to run everything in the kernel.") from None
+
     def ray(self) -> ModuleType:
-        """Ray, connected to the cluster (once; again after ``lost``)."""
+        """Ray, joined to the cluster (``lost`` leaves it)."""
         assert self.address is not None
         with self._lock:
-            try:
-                ray = import_whole("ray")
-            except ImportError:
-                raise ServerError(
-                    f"THANOSQL_RAY_ADDRESS is {self.address}, but Ray is not installed in "
-                    "this kernel's Python",
-                    hint="pip install 'thanosql-kernel[ray]' (Ray of the cluster's version), "
-                         "or unset THANOSQL_RAY_ADDRESS to run everything in the kernel.") \
-                    from None
+            ray = self._import()
             if self._connected and ray.is_initialized():
                 return ray
             self._reach()
@@ -82,8 +98,8 @@ class Cluster:
             return ray
 
     def _reach(self) -> None:
-        """A plain TCP connect to the address first: ray.init waits long for a head that is
-        not there, this answers within seconds."""
+        """A plain TCP connect to the address: ray.init waits long for a head that is not
+        there, this answers within seconds."""
         assert self.address is not None
         text = self.address if "://" in self.address else f"tcp://{self.address}"
         parts = urlsplit(text)
@@ -152,10 +168,18 @@ class Cluster:
         exceptions = ray.exceptions
         #: the batch each task embeds, and the actor it runs on
         tasks: dict[Any, tuple[int, Any]] = {}
-        idle_since = time.monotonic()
+        idle_since = watched = time.monotonic()
+        head_gone: str | None = None
         try:
             with self._failing():
                 while starts or tasks:
+                    if time.monotonic() - watched > _WATCH_S:   # the head still answers?
+                        watched = time.monotonic()
+                        head_gone = self._head_problem()
+                        if head_gone is not None:
+                            raise ServerError(f"The Ray cluster at {self.address} went away in "
+                                              f"the middle of the statement ({head_gone})",
+                                              hint=self._hint())
                     for actor in actors:   # keep each live worker busy, two batches deep
                         while starts and sum(a is actor for _, a in tasks.values()) < _IN_FLIGHT:
                             start = starts.popleft()
@@ -185,11 +209,21 @@ class Cluster:
                             continue
                         yield start, vectors
         finally:
-            for actor in actors:
-                try:
-                    ray.kill(actor, no_restart=True)
-                except Exception:  # noqa: BLE001, S110 - a dead worker needs no killing
-                    pass
+            if head_gone is None:
+                for actor in actors:
+                    try:
+                        ray.kill(actor, no_restart=True)
+                    except Exception:  # noqa: BLE001, S110 - a dead worker needs no killing
+                        pass
+            self.lost()   # leave the cluster: a kernel must not die with its head
+
+    def _head_problem(self) -> str | None:
+        """Why the head does not answer (None: it does)."""
+        try:
+            self._reach()
+        except ServerError as error:
+            return error.message.rsplit("(", 1)[-1].rstrip(")")
+        return None
 
     def _replace(self, ray: ModuleType, worker: Any, actors: list[Any], dead: Any,
                  packed: Any, options: dict[str, Any]) -> list[Any]:

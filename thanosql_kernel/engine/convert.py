@@ -38,7 +38,7 @@ def convert(node: Convert, services: Services, run: Run) -> Table:
 
     options = read_options(node.options, CONVERT_OPTIONS, "CONVERT USING")
     if services.cluster.configured:   # a cluster that cannot be reached fails before any work
-        services.cluster.ray()
+        services.cluster.check()
     model, entry = services.loader.load(node.model)
     store, catalog = services.store, services.catalog
     table = (options["table_name"] or _query_table(node.query, store)).lower()
