@@ -157,6 +157,19 @@ def _lost(shown_url: str, message: str) -> ServerError:
              "Run it again once the server is up: the kernel reconnects by itself.")
 
 
+def _not_refused(e: exc.DBAPIError, shown_url: str) -> BaseException | None:
+    """What a driver error is when it is no refusal of the statement: the stop button
+    (SQLite's "interrupted"), the connection lost, a full disk; None when it is a refusal."""
+    message = str(e.orig) if e.orig is not None else str(e)
+    if "interrupted" in message.lower() and "sqlite" in type(e.orig).__module__:
+        return KeyboardInterrupt()
+    if e.connection_invalidated:
+        return _lost(shown_url, message)
+    if disk_full(e.orig):
+        return _full(shown_url)
+    return None
+
+
 @contextmanager
 def database_errors(shown_url: str = "the database", sql: str | None = None) -> Iterator[None]:
     """Turn driver errors into DatabaseError (with the database's own words, what kind of
@@ -165,13 +178,10 @@ def database_errors(shown_url: str = "the database", sql: str | None = None) -> 
     try:
         yield
     except exc.DBAPIError as e:
+        other = _not_refused(e, shown_url)
+        if other is not None:
+            raise other from None
         message = str(e.orig) if e.orig is not None else str(e)
-        if "interrupted" in message.lower() and "sqlite" in type(e.orig).__module__:
-            raise KeyboardInterrupt from None
-        if e.connection_invalidated:
-            raise _lost(shown_url, message) from None
-        if disk_full(e.orig):
-            raise _full(shown_url) from None
         kind, name, offset = _classify(e.orig, message, sql)
         raise DatabaseError(f"The database refused the statement: {_first_line(message)}",
                             hint=_KIND_HINTS[kind], kind=kind, name=name, offset=offset) \
@@ -542,13 +552,14 @@ class SqlStore:
             frame.to_sql(table, conn, if_exists="append", index=False, chunksize=20_000)
         except (pd.errors.DatabaseError, exc.DBAPIError) as e:
             wrapped = e if isinstance(e, exc.DBAPIError) else e.__cause__
+            # the stop button, a server lost, a full disk: as every other statement says them
+            other = _not_refused(wrapped, self.shown_url) \
+                if isinstance(wrapped, exc.DBAPIError) else None
+            if other is not None:
+                raise other from None
             cause = getattr(wrapped, "orig", None) or wrapped or e
             if "interrupted" in str(cause).lower():   # the stop button, through SQLite
                 raise KeyboardInterrupt from None
-            if isinstance(wrapped, exc.DBAPIError) and wrapped.connection_invalidated:
-                raise _lost(self.shown_url, str(cause)) from None   # as CONVERT and BUILD say
-            if disk_full(cause if isinstance(cause, BaseException) else None):
-                raise _full(self.shown_url) from None
             raise DatabaseError(f"The database refused the rows of COPY {table}: "
                                 f"{_first_line(str(cause))}") from None
 
