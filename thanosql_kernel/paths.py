@@ -26,9 +26,14 @@ def not_a_file(path: str | os.PathLike[str]) -> str | None:
         raise
     except OSError as e:   # a loop of links, a name too long, a folder that is a file …
         return f"not readable ({e.strerror or e})"
-    if stat.S_ISREG(kind):
+    return _mode_problem(kind)
+
+
+def _mode_problem(mode: int) -> str | None:
+    """Why a file of this stat mode is not one to read (None: a regular file)."""
+    if stat.S_ISREG(mode):
         return None
-    return DIRECTORY if stat.S_ISDIR(kind) else "not a regular file (a pipe or a device)"
+    return DIRECTORY if stat.S_ISDIR(mode) else "not a regular file (a pipe or a device)"
 
 
 #: the first bytes of the image formats the kernel meets most, and the bytes a whole file of
@@ -57,9 +62,9 @@ def image_problem(path: str) -> str | None:
         return f"not readable ({e.strerror or e})"
     try:
         info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            return DIRECTORY if stat.S_ISDIR(info.st_mode) \
-                else "not a regular file (a pipe or a device)"
+        problem = _mode_problem(info.st_mode)
+        if problem is not None:
+            return problem
         size = info.st_size
         head = os.pread(fd, 16, 0)
         known = None
