@@ -196,7 +196,7 @@ class Cluster:
                     for ref in done:
                         start, actor = tasks.pop(ref)
                         try:
-                            vectors, _ = ray.get(ref)
+                            vectors = ray.get(ref)
                         except exceptions.RayTaskError as e:
                             cause = getattr(e, "cause", None)
                             if isinstance(cause, ThanoSQLError):

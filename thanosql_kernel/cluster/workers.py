@@ -42,9 +42,9 @@ class Embedder:
         self._model = load_model(Path(self._folder.name), device="auto")
         self.node = f"{socket.gethostname()} (pid {os.getpid()})"
 
-    def embed(self, paths: list[str]) -> tuple[Any, str]:
-        """The float32 embeddings (N, D) of the images at ``paths``, and this worker's name.
-        An image this node cannot read is a DataError naming the node and the path."""
+    def embed(self, paths: list[str]) -> Any:
+        """The float32 embeddings (N, D) of the images at ``paths``. An image this node
+        cannot read is a DataError naming the node and the path."""
         from ..errors import DataError, ThanoSQLError
         from ..models.images import load_images
         from ..models.train import embed
@@ -57,7 +57,4 @@ class Embedder:
                             hint="Every node reads the images by the same paths: mount the "
                                  "shared storage at the same place on each, or give "
                                  "absolute paths that every node sees.") from None
-        return embed(model, images), self.node
-
-    def where(self) -> str:
-        return self.node
+        return embed(model, images)

@@ -77,7 +77,6 @@ def search_image(node: SearchImage, services: Services, run: Run,
     sims = np.stack([cosine_scores(matrix, v) for v in q], axis=1) if len(rows.rows) \
         else np.zeros((0, len(q)))
     # rows CONVERT left out (on_error='skip') have no similarity: SEARCH leaves them out
-    sims[unreadable] = -np.inf
     left_out = set(unreadable)
     order = [i for i in range(len(rows.rows)) if i not in left_out]
     if second or limit is not None:
