@@ -29,6 +29,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.helpers import unshare  # noqa: E402
+
 
 def _port() -> int:
     with socket.socket() as s:
@@ -175,10 +177,9 @@ def main() -> None:
     if args.inside:
         inside(args.images, args.batch)
         return
-    unshare = ["unshare", "-n"] if os.geteuid() == 0 else ["unshare", "-rn"]
     script = (f"ip link set lo up && exec {sys.executable} {Path(__file__).resolve()} "
               f"--inside --images {args.images} --batch {args.batch}")
-    sys.exit(subprocess.run([*unshare, "sh", "-c", script],
+    sys.exit(subprocess.run([*unshare("n"), "sh", "-c", script],
                             env={**os.environ, "PYTHONPATH": str(ROOT)}).returncode)
 
 

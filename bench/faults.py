@@ -51,7 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.conftest import KernelSession  # noqa: E402
-from tests.helpers import make_images  # noqa: E402
+from tests.helpers import make_images, unshare  # noqa: E402
 from tests.test_faults import png_claiming  # noqa: E402
 from thanosql_kernel.engine import Services, execute  # noqa: E402
 from thanosql_kernel.errors import ThanoSQLError  # noqa: E402
@@ -628,12 +628,11 @@ def full_disk(tally: Tally, count: int, rng: random.Random) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         mount = Path(tmp) / "disk"
         mount.mkdir()
-        unshare = ["unshare", "-m"] if os.geteuid() == 0 else ["unshare", "-rm"]
         script = (f"mount -t tmpfs -o size={DISK_MB}m tmpfs {mount} && exec {sys.executable} "
                   f"{Path(__file__).resolve()} --inside-disk {mount} --scale {count}")
         import subprocess
 
-        done = subprocess.run([*unshare, "sh", "-c", script], capture_output=True, text=True,
+        done = subprocess.run([*unshare("m"), "sh", "-c", script], capture_output=True, text=True,
                               timeout=1800, env={**os.environ,
                                                  "PYTHONPATH": os.environ.get("PYTHONPATH",
                                                                               str(ROOT))})

@@ -3,6 +3,7 @@ where a model's files are."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,6 +14,12 @@ if TYPE_CHECKING:
     from .conftest import Engine
 
 TINY = "OPTIONS (max_epochs=2, batch_size=8, embedding_dim=128, seed=1{extra})"
+
+
+def unshare(namespaces: str) -> list[str]:
+    """The ``unshare`` command into new ``namespaces`` ("m": mounts, "n": network): as root
+    directly, otherwise inside a user namespace of one's own (``-r``)."""
+    return ["unshare", f"-{namespaces}" if os.geteuid() == 0 else f"-r{namespaces}"]
 
 
 def make_images(folder: Path, count: int = 16, size: int = 12) -> Path:

@@ -19,14 +19,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from .helpers import unshare
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_convert_on_a_two_node_ray_cluster(tmp_path: Path) -> None:
-    unshare = ["unshare", "-n"] if os.geteuid() == 0 else ["unshare", "-rn"]
     script = (f"ip link set lo up && exec {sys.executable} -c "
               f"'from tests.test_cluster import scenario; scenario(\"{tmp_path}\")'")
-    done = subprocess.run([*unshare, "sh", "-c", script], cwd=ROOT, capture_output=True,
+    done = subprocess.run([*unshare("n"), "sh", "-c", script], cwd=ROOT, capture_output=True,
                           text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-6000:]
     assert "cluster: all checks passed" in done.stdout, done.stdout[-3000:]
@@ -71,14 +72,17 @@ _JOIN = ("import ray, socket, time\n"
          "else: raise SystemExit('the head did not come up')\n")
 
 
+def _on_cluster(address: str, code: str, timeout: float) -> None:
+    """Run ``code`` in a driver of its own, joined to the cluster at ``address``."""
+    subprocess.run([sys.executable, "-c", _JOIN.format(address=address) + code], check=True,
+                   timeout=timeout, env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+
+
 def _wait_for_nodes(address: str, count: int) -> None:
-    code = (_JOIN.format(address=address) +
-            f"for _ in range(120):\n"
-            f"    if sum(n['Alive'] for n in ray.nodes()) >= {count}: break\n"
-            f"    time.sleep(0.5)\n"
-            f"else: raise SystemExit('nodes did not come up')")
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=120,
-                   env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+    _on_cluster(address, f"for _ in range(120):\n"
+                         f"    if sum(n['Alive'] for n in ray.nodes()) >= {count}: break\n"
+                         f"    time.sleep(0.5)\n"
+                         f"else: raise SystemExit('nodes did not come up')", timeout=120)
 
 
 def scenario(folder: str) -> None:
@@ -259,14 +263,11 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def _wait_for_free_cpus(address: str, cpus: int, deadline: float) -> None:
-    code = (_JOIN.format(address=address) +
-            f"while time.monotonic() < {deadline}:\n"
-            f"    if ray.available_resources().get('CPU', 0) >= {cpus}: break\n"
-            f"    time.sleep(0.2)\n"
-            f"else: raise SystemExit('the cluster kept CPUs after the stop: ' + "
-            f"str(ray.available_resources()))")
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=60,
-                   env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+    _on_cluster(address, f"while time.monotonic() < {deadline}:\n"
+                         f"    if ray.available_resources().get('CPU', 0) >= {cpus}: break\n"
+                         f"    time.sleep(0.2)\n"
+                         f"else: raise SystemExit('the cluster kept CPUs after the stop: ' + "
+                         f"str(ray.available_resources()))", timeout=60)
 
 
 def test_ray_missing_or_an_address_that_is_not_one_is_one_clear_error(tmp_path: Path) -> None:

@@ -78,28 +78,21 @@ def test_a_catalog_created_by_another_kernel_at_the_same_moment_is_fine(engine, 
     with store.begin() as conn:
         assert sa.inspect(conn).has_table(schema.EMBEDDINGS.name)
 
-    def broken(conn, tables, checkfirst):
-        raise sa.exc.OperationalError("CREATE TABLE", {}, Exception("attempt to write a "
-                                                                    "readonly database"))
+    # a catalog that cannot be made is said; on a full disk, as such
+    for refusal, error, words in (("attempt to write a readonly database", DatabaseError,
+                                   "readonly database"),
+                                  ("database or disk is full", DiskFullError,
+                                   "The disk is full under")):
+        def broken(conn, tables, checkfirst, refusal=refusal):
+            raise sa.exc.OperationalError("CREATE TABLE", {}, Exception(refusal))
 
-    monkeypatch.setattr(schema.METADATA, "create_all", broken)
-    try:
-        ModelRegistry(store, engine.cwd).entries()
-    except DatabaseError as e:
-        assert "readonly database" in str(e)
-    else:
-        raise AssertionError("a catalog that could not be made was not reported")
-
-    def full(conn, tables, checkfirst):   # the same on a full disk: said as such
-        raise sa.exc.OperationalError("CREATE TABLE", {}, Exception("database or disk is full"))
-
-    monkeypatch.setattr(schema.METADATA, "create_all", full)
-    try:
-        ModelRegistry(store, engine.cwd).entries()
-    except DiskFullError as e:
-        assert "The disk is full under" in str(e)
-    else:
-        raise AssertionError("a catalog that a full disk kept from being made was not said")
+        monkeypatch.setattr(schema.METADATA, "create_all", broken)
+        try:
+            ModelRegistry(store, engine.cwd).entries()
+        except error as e:
+            assert words in str(e)
+        else:
+            raise AssertionError(f"a catalog that could not be made ({refusal}) was not said")
 
 
 def test_a_writer_waits_out_another_writers_lock_then_gives_a_clear_error(tmp_path: Path,

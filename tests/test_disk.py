@@ -16,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .helpers import unshare
+
 ROOT = Path(__file__).resolve().parents[1]
 #: the tmpfs: room for the tables, two models, the index and the kernel's files
 SIZE_MB = 48
@@ -27,11 +29,10 @@ CYCLES = 4
 def test_a_full_disk_is_said_gives_space_back_and_heals_when_freed(tmp_path: Path) -> None:
     mount = tmp_path / "disk"
     mount.mkdir()
-    unshare = ["unshare", "-m"] if os.geteuid() == 0 else ["unshare", "-rm"]
     script = (f"mount -t tmpfs -o size={SIZE_MB}m tmpfs {mount} && "
               f"exec {sys.executable} -c 'from tests.test_disk import scenario; "
               f"scenario(\"{mount}\")'")
-    done = subprocess.run([*unshare, "sh", "-c", script], cwd=ROOT, capture_output=True,
+    done = subprocess.run([*unshare("m"), "sh", "-c", script], cwd=ROOT, capture_output=True,
                           text=True, timeout=900,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
