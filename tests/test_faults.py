@@ -404,6 +404,8 @@ def test_on_error_skip_goes_on_without_them_and_search_leaves_them_out(built: En
     built.progress.clear()
     built.run("CONVERT USING m OPTIONS (on_error='skip') AS SELECT * FROM bad")
     assert "5 left out, the image unreadable" in built.progress[-1].detail
+    assert built.progress[-1].log_line == ("CONVERT USING m: 16 images into bad.m_simclr; "
+                                           "5 left out, the image unreadable")
     shown = built.one("SELECT image_path, m_simclr FROM bad WHERE image_path LIKE '%gone1%'")
     assert shown.rows[0][1] == b""
     from thanosql_kernel.display import table_text

@@ -97,7 +97,10 @@ def convert(node: Convert, services: Services, run: Run) -> Table:
         catalog.drop_collection(old.collection)
     left_out = f"; {skipped:,} left out, the image unreadable" if skipped else ""
     run.report(Progress(key, title, len(paths), len(paths), "images", time.monotonic() - started,
-                        detail=f"{where}{left_out}", finished=True))
+                        detail=f"{where}{left_out}", finished=True,
+                        # a line too, for front ends that show no update (jupyter console)
+                        log_line=f"{title}: {len(paths):,} images {where}{left_out}"
+                        if skipped else None))
     result = run.rows(node.query)
     return Table(result.columns, result.rows, vector_columns=frozenset({column}))
 
