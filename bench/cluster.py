@@ -9,9 +9,13 @@ then times CONVERT through the engine:
   - on a one-node cluster, one CPU, pinned to core 0;
 
 and prints images/s, the ratios the issue asks for (cluster / kernel, two nodes / one) and the
-time to the first batch. Usage:
+time to the first batch. Then BUILD MODEL on --build-images of them (SimCLR, the tutorial's
+defaults but for max_epochs=--epochs) the same three ways: in the kernel, on 1 worker (one
+node) and on 2 workers (two nodes), with the training rate its progress reports (views/s: two
+views an image), the statement's seconds and the time to the first step (Ray Train's start).
+Usage:
 
-    python bench/cluster.py [--images 100000] [--batch 256]
+    python bench/cluster.py [--images 100000] [--batch 256] [--build-images 5000] [--epochs 2]
 """
 
 from __future__ import annotations
@@ -108,7 +112,38 @@ def _convert(folder: Path, address: str | None, batch: int, table: str) -> tuple
         services.close()
 
 
-def inside(images: int, batch: int) -> None:
+def _build(folder: Path, address: str | None, images: int, epochs: int, name: str
+           ) -> tuple[float, float, float]:
+    """(seconds, seconds to the first step, views/s the training reported last) of a BUILD."""
+    from thanosql_kernel.engine import Run, Services, execute
+    from thanosql_kernel.results import Progress
+    from thanosql_kernel.settings import Settings
+    from thanosql_kernel.syntax import parse
+
+    env = {"THANOSQL_RAY_ADDRESS": address} if address else {}
+    services = Services.open(Settings.from_env(cwd=folder, env=env))
+    first: list[float] = []
+    rate: list[float] = []
+
+    def report(progress: Progress) -> None:
+        if progress.unit == "steps" and progress.done and not first:
+            first.append(time.monotonic())
+        if "images/s" in progress.detail:
+            rate.append(float(progress.detail.split(" images/s")[0].rsplit(" ", 1)[1]
+                              .replace(",", "")))
+
+    try:
+        started = time.monotonic()
+        for node in parse(f"BUILD MODEL {name} USING SimCLR OPTIONS (max_epochs={epochs}, "
+                          f"seed=1) AS SELECT * FROM imgs LIMIT {images}"):
+            execute(node, services, Run({}, 1, report))
+        return (time.monotonic() - started, (first[0] - started) if first else float("nan"),
+                2 * rate[-1] if rate else float("nan"))
+    finally:
+        services.close()
+
+
+def inside(images: int, batch: int, build_images: int, epochs: int) -> None:
     from tests.helpers import TINY
     from thanosql_kernel.engine import Services, execute
     from thanosql_kernel.settings import Settings
@@ -126,8 +161,11 @@ def inside(images: int, batch: int) -> None:
                 execute(node, services)
         services.close()
         rows = []
+        builds = []
         seconds, first = _convert(folder, None, batch, "imgs")
         rows.append(("in the kernel (2 cores)", seconds, first))
+        builds.append(("in the kernel (2 cores)", *_build(folder, None, build_images, epochs,
+                                                           "b0")))
         nodes: list[subprocess.Popen[bytes]] = []
         try:
             port = _port()
@@ -138,10 +176,14 @@ def inside(images: int, batch: int) -> None:
             _wait(address, 1)
             seconds, first = _convert(folder, address, batch, "one")
             rows.append(("Ray, 1 node (1 CPU, core 0)", seconds, first))
+            builds.append(("Ray Train, 1 worker (1 node)",
+                           *_build(folder, address, build_images, epochs, "b1")))
             nodes.append(_node([f"--address={address}"], 1, folder / "node2.log", temp))
             _wait(address, 2)
             seconds, first = _convert(folder, address, batch, "two")
             rows.append(("Ray, 2 nodes (1 CPU each, cores 0 and 1)", seconds, first))
+            builds.append(("Ray Train, 2 workers (2 nodes)",
+                           *_build(folder, address, build_images, epochs, "b2")))
         finally:
             _stop(nodes)
     print(f"\nCONVERT of {images:,} 28x28 PNGs, batch_size={batch}, {os.cpu_count()} CPUs\n")
@@ -151,6 +193,12 @@ def inside(images: int, batch: int) -> None:
     kernel, one, two = (images / r[1] for r in rows)
     print(f"\ncluster (2 nodes) / kernel: {two / kernel:.2f}x (goal >= 0.8)")
     print(f"2 nodes / 1 node: {two / one:.2f}x (goal >= 1.8)")
+    print(f"\nBUILD MODEL on {build_images:,} of them, {epochs} epochs, batch_size 256\n")
+    print("| where | seconds | first step after | training views/s |\n|---|---|---|---|")
+    for name, seconds, first, views in builds:
+        print(f"| {name} | {seconds:.1f} | {first:.1f} s | {views:,.0f} |")
+    print(f"\n2 workers / 1 worker, views/s: {builds[2][3] / builds[1][3]:.2f}x; "
+          f"2 workers / the kernel: {builds[2][3] / builds[0][3]:.2f}x")
 
 
 def _images(folder: Path, count: int) -> None:
@@ -172,13 +220,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--build-images", type=int, default=5_000)
+    parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.inside:
-        inside(args.images, args.batch)
+        inside(args.images, args.batch, args.build_images, args.epochs)
         return
     script = (f"ip link set lo up && exec {sys.executable} {Path(__file__).resolve()} "
-              f"--inside --images {args.images} --batch {args.batch}")
+              f"--inside --images {args.images} --batch {args.batch} "
+              f"--build-images {args.build_images} --epochs {args.epochs}")
     sys.exit(subprocess.run([*unshare("n"), "sh", "-c", script],
                             env={**os.environ, "PYTHONPATH": str(ROOT)}).returncode)
 

@@ -70,7 +70,7 @@ VARIABLES = {v.name: v for v in (
              _threads),
     Variable("THANOSQL_CHROMA_URL", "unset: the embedded index in the workspace",
              "a Chroma server's http://host:port or https://host:port", _server_url),
-    Variable("THANOSQL_RAY_ADDRESS", "unset: CONVERT runs in the kernel",
+    Variable("THANOSQL_RAY_ADDRESS", "unset: everything runs in the kernel",
              "a Ray cluster's head as host:port, or ray://host:port (Ray Client)", _ray_address),
 )}
 
@@ -106,7 +106,7 @@ class Settings:
     #: THANOSQL_THREADS: None for 'auto' (torch gets the cores other processes leave free),
     #: or a fixed count
     threads: int | None = None
-    #: THANOSQL_RAY_ADDRESS: the Ray cluster CONVERT runs on, or None (in the kernel)
+    #: THANOSQL_RAY_ADDRESS: the Ray cluster CONVERT and BUILD run on, or None (in the kernel)
     ray_address: str | None = None
 
     @classmethod

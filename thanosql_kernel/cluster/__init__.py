@@ -17,6 +17,13 @@ worker of the statement.
 Ray Core's actors rather than Ray Data: a stop must free the cluster within seconds and a
 CONVERT of a few thousand images should not pay for a streaming executor's start-up (Ray
 Data took 11.8 s for 1,000 trivial rows on the two-node test cluster, here).
+
+BUILD MODEL trains on the cluster with Ray Train (``workers.train``: a ``TorchTrainer`` of
+data-parallel workers, gloo between CPUs, NCCL between GPUs), started from a task of its own
+rather than from the kernel: Ray Train's driver takes over the process's SIGINT handler (and
+exits the process on the third), which a kernel cannot allow, and a stop then only has to
+cancel that task for Ray to end the run's controller and workers with it. Progress and the
+trained model come back through a queue actor.
 """
 
 from __future__ import annotations
@@ -25,14 +32,14 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..errors import ServerError, ThanoSQLError
+from ..errors import OptionError, ServerError, ThanoSQLError
 from ..imports import import_whole
 
 #: batches each worker has in flight: one computing, one waiting (back-pressure)
@@ -177,9 +184,7 @@ class Cluster:
                         watched = time.monotonic()
                         head_gone = self._head_problem()
                         if head_gone is not None:
-                            raise ServerError(f"The Ray cluster at {self.address} went away in "
-                                              f"the middle of the statement ({head_gone})",
-                                              hint=self._hint())
+                            raise self._gone(head_gone)
                     for actor in actors:   # keep each live worker busy, two batches deep
                         while starts and sum(a is actor for _, a in tasks.values()) < _IN_FLIGHT:
                             start = starts.popleft()
@@ -196,12 +201,7 @@ class Cluster:
                     for ref in done:
                         start, actor = tasks.pop(ref)
                         try:
-                            vectors = ray.get(ref)
-                        except exceptions.RayTaskError as e:
-                            cause = getattr(e, "cause", None)
-                            if isinstance(cause, ThanoSQLError):
-                                raise cause from None
-                            raise
+                            vectors = self._get(ray, ref)
                         except (exceptions.RayActorError, exceptions.ActorUnavailableError):
                             # its node went: its batches go to the others (or to new workers)
                             starts.appendleft(start)
@@ -216,6 +216,78 @@ class Cluster:
                     except Exception:  # noqa: BLE001, S110 - a dead worker needs no killing
                         pass
             self.lost()   # leave the cluster: a kernel must not die with its head
+
+    def train(self, paths: list[str], side: int, channels: int, config: Any, seed: int,
+              workers: int | None) -> tuple[int, Generator[tuple[Any, ...], None, None]]:
+        """How many workers train ``config`` on the images at ``paths`` (``workers``, or one per
+        GPU, else one per node with all its CPUs), and the run's messages as they come:
+        ("step", TrainProgress) now and then, ("model", packed model files, where the images
+        stayed) last. Closing the iterator early (a stop, an error) ends the run."""
+        from ray.util.queue import Queue
+
+        from .workers import Training, train
+
+        with self._failing():
+            ray = self.ray()
+            count, cpus, gpu = plan_workers(ray.nodes(), workers)
+            queue = Queue(actor_options={"num_cpus": 0})
+            training = Training(paths, side, channels, config, seed, count, cpus, gpu, queue)
+            task = ray.remote(num_cpus=0, max_retries=0)(train).remote(training)
+        return count, self._run(ray, task, queue)
+
+    def _run(self, ray: ModuleType, task: Any, queue: Any
+             ) -> Generator[tuple[Any, ...], None, None]:
+        from ray.util.queue import Empty
+
+        ended = False
+        watched = time.monotonic()
+        try:
+            with self._failing():
+                while True:
+                    if time.monotonic() - watched > _WATCH_S:
+                        watched = time.monotonic()
+                        head_gone = self._head_problem()
+                        if head_gone is not None:
+                            ended = True   # nothing left to end
+                            raise self._gone(head_gone)
+                    try:
+                        message = queue.get(timeout=0.2)
+                    except Empty:
+                        message = None
+                    if message is None:
+                        if ray.wait([task], timeout=0)[0]:   # the run ended: how?
+                            ended = True
+                            self._get(ray, task)
+                            raise ServerError(f"The Ray cluster at {self.address} ended the "
+                                              "training without a model", hint=self._hint())
+                        continue
+                    yield message
+                    if message[0] == "model":   # let the run end by itself, briefly
+                        ended = bool(ray.wait([task], timeout=10)[0])
+                        return
+        finally:
+            if not ended:
+                ray.cancel(task, force=True)
+            try:
+                ray.kill(queue.actor, no_restart=True)
+            except Exception:  # noqa: BLE001, S110 - a queue gone with its node needs nothing
+                pass
+            self.lost()
+
+    @staticmethod
+    def _get(ray: ModuleType, ref: Any) -> Any:
+        """``ray.get``, a worker's ThanoSQLError raised as itself."""
+        try:
+            return ray.get(ref)
+        except ray.exceptions.RayTaskError as e:
+            cause = getattr(e, "cause", None)
+            if isinstance(cause, ThanoSQLError):
+                raise cause from None
+            raise
+
+    def _gone(self, problem: str) -> ServerError:
+        return ServerError(f"The Ray cluster at {self.address} went away in the middle of the "
+                           f"statement ({problem})", hint=self._hint())
 
     def _head_problem(self) -> str | None:
         """Why the head does not answer (None: it does)."""
@@ -234,6 +306,27 @@ class Cluster:
             return left
         count = max(1, int(ray.available_resources().get("CPU", 1)))
         return [worker.options(**options).remote(packed, 1) for _ in range(count)]
+
+
+def plan_workers(nodes: list[Mapping[str, Any]], workers: int | None) -> tuple[int, int, bool]:
+    """(workers, CPUs each, on GPUs?) for training on the live ``nodes`` (``ray.nodes()``):
+    one worker per GPU where the cluster has GPUs; else ``workers`` (default one per node)
+    with as many CPUs each as lets that many fit on the nodes."""
+    alive = [node.get("Resources", {}) for node in nodes if node.get("Alive")]
+    gpus = sum(int(r.get("GPU", 0)) for r in alive)
+    cpus = [int(r.get("CPU", 0)) for r in alive]
+    if gpus:
+        count, unit, have = workers or gpus, 1, f"{gpus} GPU{'s' * (gpus != 1)}"
+        if count <= gpus:
+            return count, unit, True
+    else:
+        count, have = workers or sum(c >= 1 for c in cpus), f"{sum(cpus)} CPUs"
+        fits = [k for k in range(1, max(cpus, default=0) + 1)
+                if sum(c // k for c in cpus) >= count]
+        if count >= 1 and fits:
+            return count, max(fits), False
+    raise OptionError(f"workers={count}: the Ray cluster has {have} for training workers",
+                      hint="Choose fewer workers, or add nodes to the cluster.")
 
 
 def _alive(ray: ModuleType) -> bool:

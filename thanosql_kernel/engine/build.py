@@ -5,7 +5,14 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..errors import AlreadyExistsError, DataError, DiskFullError, NotFoundError, excerpt
+from ..errors import (
+    AlreadyExistsError,
+    DataError,
+    DiskFullError,
+    NotFoundError,
+    OptionError,
+    excerpt,
+)
 from ..models import prepare_training
 from ..models.config import SIMCLR_OPTIONS, simclr_config
 from ..options import OptionSpec, read_options
@@ -37,6 +44,11 @@ BUILD_OPTIONS = (
                "(default None)"),
     OptionSpec("overwrite", (bool,), False, "True replaces a model of that name (default False)"),
     ON_ERROR,
+    OptionSpec("workers", (int, type(None)), None,
+               "data-parallel training workers on the Ray cluster that THANOSQL_RAY_ADDRESS "
+               "names (default: one per GPU, else one per node)",
+               check=lambda v: None if v is None or v >= 1 else "must be at least 1",
+               allowed="a whole number of at least 1"),
 )
 
 
@@ -54,6 +66,13 @@ def build_model(node: BuildModel, services: Services, run: Run) -> Message:
     base = known[0]
     options = read_options(node.options, build_options(node.base.lower()), "BUILD MODEL")
     config = simclr_config(options)
+    on_cluster = services.cluster.configured and config.max_epochs > 0
+    if options["workers"] is not None and options["workers"] > 1 and not on_cluster:
+        raise OptionError(f"workers={options['workers']} trains on a Ray cluster, and "
+                          + ("max_epochs=0 trains nothing" if services.cluster.configured
+                             else "none is configured"),
+                          hint="Set THANOSQL_RAY_ADDRESS to the cluster's head (see the "
+                               "README), or leave workers out to train in the kernel.")
     check_name(node.name)
     if not options["overwrite"] and services.registry.exists(node.name):
         raise AlreadyExistsError(f"A model named {excerpt(node.name)} already exists",
@@ -63,14 +82,21 @@ def build_model(node: BuildModel, services: Services, run: Run) -> Message:
         from ..models.pretrained import ensure_weights
 
         ensure_weights(config.backbone)
+    if on_cluster:   # a cluster that cannot be reached fails before any work
+        services.cluster.check()
     prepare_training()   # imports behind the reading of the rows and images
     paths, skipped = _training_paths(node, services, run, options)
     started = time.monotonic()
-    model = _train(node, services, run, paths, config, started)
+    if on_cluster:
+        model, workers = _train_on_cluster(node, services, run, paths, config, started,
+                                           options["workers"])
+    else:
+        model, workers = _train(node, services, run, paths, config, started), 1
     seconds = time.monotonic() - started
     card = {"name": node.name, **model.card_fields(), "trained_on": _trained_on(node),
             "row_count": len(paths), "rows_skipped": skipped, "image_col": options["image_col"],
-            "label_col": options["label_col"], "seconds_total": round(seconds, 3)}
+            "label_col": options["label_col"], "seconds_total": round(seconds, 3),
+            "workers": workers, "ray_address": services.cluster.address if on_cluster else None}
 
     from ..models import save_model
 
@@ -81,8 +107,10 @@ def build_model(node: BuildModel, services: Services, run: Run) -> Message:
                                    overwrite=options["overwrite"])
     except DiskFullError as full:   # the weights, in the cache and in the database
         raise full.needing(2 * model.weight_bytes) from None
+    where = (f" on {workers} worker{'s' * (workers != 1)} of the Ray cluster at "
+             f"{services.cluster.address}" if on_cluster else "")
     return Message(f"Success: built {node.name} ({base}{_backbone_words(config)}, "
-                   f"{_training_words(model, len(paths), seconds)}, "
+                   f"{_training_words(model, len(paths), seconds)}{where}, "
                    f"{model.embedding_dim}-d embeddings){_skipped_words(skipped)}")
 
 
@@ -179,6 +207,47 @@ def _train(node: BuildModel, services: Services, run: Run, paths: list[str],
     bar.finish(f"final loss {model.loss_per_epoch[-1]:.4f}" if model.loss_per_epoch
                else "not trained (max_epochs=0)")
     return model
+
+
+def _train_on_cluster(node: BuildModel, services: Services, run: Run, paths: list[str],
+                      config: SimCLRConfig, started: float, workers: int | None
+                      ) -> tuple[TrainedModel, int]:
+    """Train on the Ray cluster's workers, reporting their progress; the model and how many
+    workers trained it. Each worker decodes the images itself, from the same paths."""
+    import random
+    import tempfile
+    from pathlib import Path
+
+    from ..cluster.workers import unpack_model
+    from ..models import default_side, load_model, scan_channels
+    from ..models.config import IMAGENET_SIDE
+
+    bar = _TrainingBar(run, node.name, started)
+    side = config.image_size or (default_side(paths[0]) if config.backbone == "small"
+                                 else IMAGENET_SIDE)
+    bar.prepare(f"reading the headers of {len(paths):,} images")
+    channels = scan_channels(paths)
+    # every worker draws from one seed, so together they train as one process would
+    seed = config.seed if config.seed is not None else random.randrange(2**62)
+    count, messages = services.cluster.train(paths, side, channels, config, seed, workers)
+    bar.prepare(f"starting {count} training worker{'s' * (count != 1)} on the Ray cluster, "
+                f"each decoding the {len(paths):,} images at {side}x{side}")
+    model: TrainedModel | None = None
+    try:
+        for message in messages:
+            if message[0] == "step":
+                bar.step(message[1])
+                continue
+            with tempfile.TemporaryDirectory(prefix="thanosql-model-") as folder:
+                unpack_model(message[1], Path(folder))
+                model = load_model(Path(folder))
+            model.images_held = message[2]
+    finally:
+        messages.close()   # a stop or an error ends the run on the cluster
+    assert model is not None   # the run's last message is its model
+    bar.finish(f"final loss {model.loss_per_epoch[-1]:.4f} on {count} "
+               f"worker{'s' * (count != 1)}")
+    return model, count
 
 
 def _training_images(paths: list[str], side: int, bar: _TrainingBar

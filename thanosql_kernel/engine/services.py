@@ -29,7 +29,7 @@ class Services:
     registry: ModelRegistry
     catalog: EmbeddingCatalog
     loader: ModelLoader
-    #: the Ray cluster CONVERT runs on (``configured`` False: none, everything in the kernel)
+    #: the Ray cluster CONVERT and BUILD run on (``configured`` False: none, all in the kernel)
     cluster: Cluster
     notify: Callable[[str], None] = _unheard
 
