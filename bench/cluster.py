@@ -16,12 +16,15 @@ views an image), the statement's seconds and the time to the first step (Ray Tra
 Usage:
 
     python bench/cluster.py [--images 100000] [--batch 256] [--build-images 5000] [--epochs 2]
+    python bench/cluster.py --build-only --build-images 512 --epochs 1 \
+        --build-options "backbone='resnet18', image_size=64, batch_size=64"
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -112,8 +115,8 @@ def _convert(folder: Path, address: str | None, batch: int, table: str) -> tuple
         services.close()
 
 
-def _build(folder: Path, address: str | None, images: int, epochs: int, name: str
-           ) -> tuple[float, float, float]:
+def _build(folder: Path, address: str | None, images: int, epochs: int, name: str,
+           extra: str) -> tuple[float, float, float]:
     """(seconds, seconds to the first step, views/s the training reported last) of a BUILD."""
     from thanosql_kernel.engine import Run, Services, execute
     from thanosql_kernel.results import Progress
@@ -135,7 +138,8 @@ def _build(folder: Path, address: str | None, images: int, epochs: int, name: st
     try:
         started = time.monotonic()
         for node in parse(f"BUILD MODEL {name} USING SimCLR OPTIONS (max_epochs={epochs}, "
-                          f"seed=1) AS SELECT * FROM imgs LIMIT {images}"):
+                          f"seed=1{', ' + extra if extra else ''}) AS SELECT * FROM imgs "
+                          f"LIMIT {images}"):
             execute(node, services, Run({}, 1, report))
         return (time.monotonic() - started, (first[0] - started) if first else float("nan"),
                 2 * rate[-1] if rate else float("nan"))
@@ -143,7 +147,8 @@ def _build(folder: Path, address: str | None, images: int, epochs: int, name: st
         services.close()
 
 
-def inside(images: int, batch: int, build_images: int, epochs: int) -> None:
+def inside(images: int, batch: int, build_images: int, epochs: int, extra: str,
+           build_only: bool) -> None:
     from tests.helpers import TINY
     from thanosql_kernel.engine import Services, execute
     from thanosql_kernel.settings import Settings
@@ -151,7 +156,7 @@ def inside(images: int, batch: int, build_images: int, epochs: int) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        _images(folder, images)
+        _images(folder, build_images if build_only else images)
         services = Services.open(Settings.from_env(cwd=folder, env={}))
         for cell in ("COPY imgs FROM 'imgs.csv'; COPY one FROM 'imgs.csv'; "
                      "COPY two FROM 'imgs.csv'",
@@ -160,12 +165,13 @@ def inside(images: int, batch: int, build_images: int, epochs: int) -> None:
             for node in parse(cell):
                 execute(node, services)
         services.close()
-        rows = []
+        rows: list[tuple[str, float, float]] = []
         builds = []
-        seconds, first = _convert(folder, None, batch, "imgs")
-        rows.append(("in the kernel (2 cores)", seconds, first))
+        if not build_only:
+            seconds, first = _convert(folder, None, batch, "imgs")
+            rows.append(("in the kernel (2 cores)", seconds, first))
         builds.append(("in the kernel (2 cores)", *_build(folder, None, build_images, epochs,
-                                                           "b0")))
+                                                           "b0", extra)))
         nodes: list[subprocess.Popen[bytes]] = []
         try:
             port = _port()
@@ -174,26 +180,30 @@ def inside(images: int, batch: int, build_images: int, epochs: int) -> None:
             nodes.append(_node(["--head", f"--port={port}", "--include-dashboard=false"], 0,
                                folder / "head.log", temp))
             _wait(address, 1)
-            seconds, first = _convert(folder, address, batch, "one")
-            rows.append(("Ray, 1 node (1 CPU, core 0)", seconds, first))
+            if not build_only:
+                seconds, first = _convert(folder, address, batch, "one")
+                rows.append(("Ray, 1 node (1 CPU, core 0)", seconds, first))
             builds.append(("Ray Train, 1 worker (1 node)",
-                           *_build(folder, address, build_images, epochs, "b1")))
+                           *_build(folder, address, build_images, epochs, "b1", extra)))
             nodes.append(_node([f"--address={address}"], 1, folder / "node2.log", temp))
             _wait(address, 2)
-            seconds, first = _convert(folder, address, batch, "two")
-            rows.append(("Ray, 2 nodes (1 CPU each, cores 0 and 1)", seconds, first))
+            if not build_only:
+                seconds, first = _convert(folder, address, batch, "two")
+                rows.append(("Ray, 2 nodes (1 CPU each, cores 0 and 1)", seconds, first))
             builds.append(("Ray Train, 2 workers (2 nodes)",
-                           *_build(folder, address, build_images, epochs, "b2")))
+                           *_build(folder, address, build_images, epochs, "b2", extra)))
         finally:
             _stop(nodes)
-    print(f"\nCONVERT of {images:,} 28x28 PNGs, batch_size={batch}, {os.cpu_count()} CPUs\n")
-    print("| where | seconds | images/s | first batch after |\n|---|---|---|---|")
-    for name, seconds, first in rows:
-        print(f"| {name} | {seconds:.1f} | {images / seconds:,.0f} | {first:.1f} s |")
-    kernel, one, two = (images / r[1] for r in rows)
-    print(f"\ncluster (2 nodes) / kernel: {two / kernel:.2f}x (goal >= 0.8)")
-    print(f"2 nodes / 1 node: {two / one:.2f}x (goal >= 1.8)")
-    print(f"\nBUILD MODEL on {build_images:,} of them, {epochs} epochs, batch_size 256\n")
+    if rows:
+        print(f"\nCONVERT of {images:,} 28x28 PNGs, batch_size={batch}, {os.cpu_count()} CPUs\n")
+        print("| where | seconds | images/s | first batch after |\n|---|---|---|---|")
+        for name, seconds, first in rows:
+            print(f"| {name} | {seconds:.1f} | {images / seconds:,.0f} | {first:.1f} s |")
+        kernel, one, two = (images / r[1] for r in rows)
+        print(f"\ncluster (2 nodes) / kernel: {two / kernel:.2f}x (goal >= 0.8)")
+        print(f"2 nodes / 1 node: {two / one:.2f}x (goal >= 1.8)")
+    print(f"\nBUILD MODEL on {build_images:,} of them, {epochs} epochs, "
+          f"{extra or 'the default model'}\n")
     print("| where | seconds | first step after | training views/s |\n|---|---|---|---|")
     for name, seconds, first, views in builds:
         print(f"| {name} | {seconds:.1f} | {first:.1f} s | {views:,.0f} |")
@@ -222,14 +232,20 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--build-images", type=int, default=5_000)
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--build-options", default="",
+                        help="more BUILD options, e.g. \"backbone='resnet18', image_size=64\"")
+    parser.add_argument("--build-only", action="store_true", help="leave CONVERT out")
     parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.inside:
-        inside(args.images, args.batch, args.build_images, args.epochs)
+        inside(args.images, args.batch, args.build_images, args.epochs, args.build_options,
+               args.build_only)
         return
     script = (f"ip link set lo up && exec {sys.executable} {Path(__file__).resolve()} "
               f"--inside --images {args.images} --batch {args.batch} "
-              f"--build-images {args.build_images} --epochs {args.epochs}")
+              f"--build-images {args.build_images} --epochs {args.epochs} "
+              f"--build-options {shlex.quote(args.build_options)}"
+              + (" --build-only" if args.build_only else ""))
     sys.exit(subprocess.run([*unshare("n"), "sh", "-c", script],
                             env={**os.environ, "PYTHONPATH": str(ROOT)}).returncode)
 

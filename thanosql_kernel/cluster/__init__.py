@@ -1,6 +1,7 @@
-"""The Ray cluster that CONVERT's heavy work runs on when ``THANOSQL_RAY_ADDRESS`` names one.
+"""The Ray cluster that CONVERT's and BUILD's heavy work runs on when ``THANOSQL_RAY_ADDRESS``
+names one.
 
-Unset, nothing here imports Ray and every statement runs in the kernel. Set, CONVERT joins
+Unset, nothing here imports Ray and every statement runs in the kernel. Set, a statement joins
 the cluster for the time of its work and leaves it after: a Ray driver whose cluster head goes
 away is ended by Ray itself after 60 s ("Failed to connect to GCS ... The program will
 terminate", measured here), and a kernel must outlive its cluster. So a cluster that restarts
@@ -316,9 +317,9 @@ def plan_workers(nodes: list[Mapping[str, Any]], workers: int | None) -> tuple[i
     gpus = sum(int(r.get("GPU", 0)) for r in alive)
     cpus = [int(r.get("CPU", 0)) for r in alive]
     if gpus:
-        count, unit, have = workers or gpus, 1, f"{gpus} GPU{'s' * (gpus != 1)}"
+        count, have = workers or gpus, f"{gpus} GPU{'s' * (gpus != 1)}"
         if count <= gpus:
-            return count, unit, True
+            return count, 1, True
     else:
         count, have = workers or sum(c >= 1 for c in cpus), f"{sum(cpus)} CPUs"
         fits = [k for k in range(1, max(cpus, default=0) + 1)

@@ -3,7 +3,7 @@ images of the paths it is given, reading them from the node's own file system; a
 training, a Ray Train run of data-parallel workers started by a task of its own.
 
 Imported by Ray on each worker (by name, so every node needs this package installed, as the
-README says); the kernel itself only names the class.
+README says); the kernel itself only names what runs here, and packs and unpacks models.
 """
 
 from __future__ import annotations

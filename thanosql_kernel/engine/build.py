@@ -190,15 +190,24 @@ class _TrainingBar:
                                   finished=True))
 
 
+def _side(config: SimCLRConfig, paths: list[str]) -> int:
+    """The side the images train at: the option, else the small backbone's choice for the
+    first image, else ImageNet's 224."""
+    from ..models import default_side
+    from ..models.config import IMAGENET_SIDE
+
+    if config.image_size:
+        return config.image_size
+    return default_side(paths[0]) if config.backbone == "small" else IMAGENET_SIDE
+
+
 def _train(node: BuildModel, services: Services, run: Run, paths: list[str],
            config: SimCLRConfig, started: float) -> TrainedModel:
     """Read the images (into memory when they fit) and train, reporting progress."""
-    from ..models import cpu_share, default_side, fit, training_ready
-    from ..models.config import IMAGENET_SIDE
+    from ..models import cpu_share, fit, training_ready
 
     bar = _TrainingBar(run, node.name, started)
-    side = config.image_size or (default_side(paths[0]) if config.backbone == "small"
-                                 else IMAGENET_SIDE)
+    side = _side(config, paths)
     # the share measures the CPU from the decoding on, so training starts with its answer
     with cpu_share(services.settings.threads).running() as share:
         images = _training_images(paths, side, bar)
@@ -219,12 +228,10 @@ def _train_on_cluster(node: BuildModel, services: Services, run: Run, paths: lis
     from pathlib import Path
 
     from ..cluster.workers import unpack_model
-    from ..models import default_side, load_model, scan_channels
-    from ..models.config import IMAGENET_SIDE
+    from ..models import load_model, scan_channels
 
     bar = _TrainingBar(run, node.name, started)
-    side = config.image_size or (default_side(paths[0]) if config.backbone == "small"
-                                 else IMAGENET_SIDE)
+    side = _side(config, paths)
     bar.prepare(f"reading the headers of {len(paths):,} images")
     channels = scan_channels(paths)
     # every worker draws from one seed, so together they train as one process would

@@ -14,7 +14,7 @@ recipe, section B.9 of arXiv 2002.05709, "global BN" and negatives from every de
   let each worker's batch tell its images apart by their BatchNorm shift alone, the "leak"
   the SimCLR paper names, and would make N x B train like N separate small batches.
   ``torch.nn.SyncBatchNorm`` does this only on GPUs; this does it on any device, its
-  backward summing the statistics' gradient over workers.
+  backward summing the two per-channel sums of the gradient over workers.
 - **gradients are summed, not averaged** (``sum_gradients``): each worker's gradient is its
   share of the one loss's gradient, so their sum is that gradient.
 
@@ -64,23 +64,6 @@ class Shard:
         return torch.cat([v * count + mine for v in range(views)])
 
 
-class _SumOverWorkers(torch.autograd.Function):
-    """The sum of a tensor over all workers; its backward sums the gradient the same way
-    (each worker's use of the sum is part of the one loss)."""
-
-    @staticmethod
-    def forward(ctx: Any, tensor: torch.Tensor) -> torch.Tensor:
-        total = tensor.clone()
-        dist.all_reduce(total)
-        return total
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-        total = grad.contiguous().clone()
-        dist.all_reduce(total)
-        return total
-
-
 def gather(z: torch.Tensor, shard: Shard, count: int, views: int) -> torch.Tensor:
     """Every worker's embeddings ``z`` (this worker's ``views * part`` rows, view-major) as
     the whole batch's (``views * count`` rows, view-major, as one process would have them).
@@ -108,6 +91,71 @@ def sum_gradients(parameters: Iterable[nn.Parameter]) -> None:
         offset += g.numel()
 
 
+@torch.no_grad()
+def _whole_batch(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """The whole batch's mean and variance per channel, and its count.
+
+    aten's fused kernel gives this worker's own statistics (one pass, float32 statistics even
+    for a bfloat16 input, computed stably; 3-8x faster than torch.var_mean over the dims of
+    a channels-last batch, measured here); the workers exchange (count,
+    mean, variance) per channel and combine them by the parallel-variance rule, never from
+    sums of squares, whose difference loses every digit when the mean is large against the
+    spread (measured: 10 % off for mean 10, spread 0.1, in float32)."""
+    c = x.shape[1]
+    ones = torch.ones(c, device=x.device)
+    _, local_mean, local_invstd = torch.ops.aten.native_batch_norm(
+        x, ones, torch.zeros_like(ones), None, None, True, 0.0, eps)
+    mine = torch.cat([local_mean.new_full((1,), float(x.numel() // c)), local_mean,
+                      local_invstd.pow(-2) - eps])
+    every = [torch.empty_like(mine) for _ in range(dist.get_world_size())]
+    dist.all_gather(every, mine)
+    parts = torch.stack(every)                              # (workers, 1 + 2c)
+    counts, means, variances = parts[:, :1], parts[:, 1:c + 1], parts[:, c + 1:]
+    count = float(counts.sum())
+    mean = (counts * means).sum(0) / count
+    var = (counts * (variances + (means - mean).square())).sum(0) / count
+    return mean, var, count
+
+
+class _Normalise(torch.autograd.Function):
+    """BatchNorm by the whole batch's statistics (``_whole_batch``): forward, aten's fused
+    kernel with them; backward, the gradient of BatchNorm over the whole batch, its two
+    per-channel sums summed over the workers (as SyncBatchNorm does on GPUs), so that each
+    worker's input gradient includes what its values did to every worker's statistics."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                mean: torch.Tensor, var: torch.Tensor, eps: float, count: float
+                ) -> torch.Tensor:
+        ctx.save_for_backward(x, weight, mean, var)
+        ctx.eps, ctx.count = eps, count
+        return torch.batch_norm(x, weight, bias, mean, var, False, 0.0, eps, False)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, weight, mean, var = ctx.saved_tensors
+        # as if the statistics were constants: dy * w * invstd, and this worker's sums of
+        # dy * xhat (the weight's gradient) and dy (the bias's), in one pass
+        plain, grad_weight, grad_bias = torch.ops.aten.native_batch_norm_backward(
+            grad, x, weight, mean, var, None, None, False, ctx.eps, [True, True, True])
+        sums = torch.cat([grad_bias, grad_weight]).float()
+        dist.all_reduce(sums)
+        c = x.shape[1]
+        shape = (1, c) + (1,) * (x.dim() - 2)
+        invstd = torch.rsqrt(var + ctx.eps)
+        # the statistics' share: - w * invstd / n * (sum dy + xhat * sum dy * xhat), that is
+        # - (x - mean) * slope - shift; in float32 and in place (a bfloat16 tensor changed
+        # in place by float32 numbers converts each time, and every new tensor of a batch's
+        # size costs its page faults)
+        shift = weight * invstd * sums[:c] / ctx.count
+        slope = weight * invstd.square() * sums[c:] / ctx.count
+        grad_x = plain.float()
+        grad_x.sub_(shift.view(shape))
+        centred = x.float() if x.dtype != torch.float32 else x.clone()
+        grad_x.addcmul_(centred.sub_(mean.view(shape)), slope.view(shape), value=-1.0)
+        return (grad_x.to(x.dtype), grad_weight, grad_bias) + (None,) * 4
+
+
 class GlobalBatchNorm(_BatchNorm):
     """BatchNorm (1-d or 2-d) whose training statistics are the whole batch's, over every
     worker. Its parameters and buffers are ``nn.BatchNorm2d``'s, so a saved model loads into
@@ -121,22 +169,11 @@ class GlobalBatchNorm(_BatchNorm):
         self._check_input_dim(x)
         if not self.training:
             return super().forward(x)
-        dims = [0, *range(2, x.dim())]
-        xf = x.float()
-        local = torch.cat([xf.sum(dims), xf.square().sum(dims),
-                           xf.new_full((1,), x.numel() // x.shape[1])])
-        total = _SumOverWorkers.apply(local)
-        c = x.shape[1]
-        count = total[-1].detach()
-        mean = total[:c] / count
-        var = (total[c:2 * c] / count - mean.square()).clamp(min=0.0)
+        assert self.weight is not None and self.bias is not None   # affine, as ours are
+        mean, var, count = _whole_batch(x, self.eps)
         if self.track_running_stats:
-            self._track(mean.detach(), var.detach() * (count / (count - 1).clamp(min=1)))
-        shape = (1, c) + (1,) * (x.dim() - 2)
-        y = (xf - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
-        if self.affine:
-            y = y * self.weight.view(shape) + self.bias.view(shape)
-        return y.to(x.dtype)
+            self._track(mean, var * (count / max(count - 1.0, 1.0)))
+        return _Normalise.apply(x, self.weight, self.bias, mean, var, self.eps, count)
 
     @torch.no_grad()
     def _track(self, mean: torch.Tensor, unbiased_var: torch.Tensor) -> None:

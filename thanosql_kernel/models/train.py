@@ -399,7 +399,7 @@ def _fit(batches: _Batches, n: int, channels: int, side: int, config: SimCLRConf
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             if shard is not None:
-                sum_gradients(p for part in (encoder, head) for p in part.parameters())
+                sum_gradients(p for module in (encoder, head) for p in module.parameters())
             optimiser.step()
             losses += loss.detach()
             step_global += 1
