@@ -6,12 +6,18 @@ embedding column, indexed the way CONVERT indexes them; the query is the one a u
     SELECT image_path, m_simclr_similarity1 FROM (SEARCH IMAGE images='q.jpg' USING m
         AS SELECT * FROM t) ORDER BY m_simclr_similarity1 DESC LIMIT 10
 
-and the second generation with top_k=10. Beside it, in the same run, numpy brute force
-(exact cosine top 10 over the same vectors in memory) and the recall@10 of the engine's
-answer against it. CONVERT is measured end to end on real JPEGs (decode, embed, write,
-index) in a child process, whose peak RSS is reported.
+and the second generation with top_k=10, and the first with a new query image each time
+(so no remembered query embedding helps). Beside it, in the same run, numpy brute force
+(exact cosine top 10 over the same float32 vectors in memory), the compact copy's scan
+alone with the bytes it reads and the GB/s that makes (against the machine's memory
+bandwidth, a numpy copy), the recall@10 of the engine's answer (one query image; 1,000
+random query vectors through the exact path), the first search's seconds (it loads the
+compact copy) beside one plain read of the column, and the process's resident memory.
+CONVERT is measured end to end on real JPEGs (decode, embed, write, index) in a child
+process, whose peak RSS is reported.
 
     python bench/search.py                      # 1k, 10k, 100k rows; CONVERT of 20k images
+    python bench/search.py --sizes 100000,1000000 --ten-million --convert 0
     python bench/search.py --sizes 1000,10000,100000,1000000 --convert 100000
     .ci/servers .venv/bin/python bench/search.py --backend both --sizes 100000
 """
@@ -73,7 +79,7 @@ def synthetic_table(ctx: Services, name: str, n: int, dim: int, rng: np.random.G
     from thanosql_kernel.storage import EmbeddingColumn, EmbeddingColumns
     from thanosql_kernel.vectors import to_blob
 
-    vectors = rng.standard_normal((n, dim)).astype(np.float32)
+    vectors = rng.standard_normal((n, dim), dtype=np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     table = sa.Table(name, sa.MetaData(), sa.Column("image_path", sa.Text),
                      sa.Column("label", sa.Integer), sa.Column("m_simclr", sa.LargeBinary))
@@ -102,7 +108,7 @@ def percentiles(values: list[float]) -> tuple[float, float]:
 
 
 def bench_size(ctx: Services, n: int, dim: int, repeat: int, rng: np.random.Generator,
-               index_upto: int) -> dict:
+               index_upto: int, recall_queries: int) -> dict:
     from thanosql_kernel.models import embed, load_images
     from thanosql_kernel.vectors import exact_top_k
 
@@ -119,6 +125,14 @@ def bench_size(ctx: Services, n: int, dim: int, repeat: int, rng: np.random.Gene
     exact_idx, _ = exact_top_k(vectors, q, 10, normalized=True)
     truth = {f"synthetic/{i}.jpg" for i in exact_idx}
     row: dict = {"rows": n, "setup_s": setup}
+    # the first search loads the column's compact copy: timed beside one plain read of it
+    rss_before = _rss_mb()
+    t = time.perf_counter()
+    run(ctx, first_gen)
+    row["first_search_s"] = time.perf_counter() - t
+    row["rss_mb"] = _rss_mb()
+    row["rss_growth_mb"] = row["rss_mb"] - rss_before
+    row["read_column_s"] = _read_column(ctx, f"t{n}")
     for label, sql in (("first", first_gen), ("second", second_gen)):
         run(ctx, sql)  # warm: the index is loaded on first use
         times = []
@@ -129,13 +143,125 @@ def bench_size(ctx: Services, n: int, dim: int, repeat: int, rng: np.random.Gene
         got = {r[0] for r in result.rows}
         row[f"{label}_p50"], row[f"{label}_p95"] = percentiles(times)
         row[f"{label}_recall"] = len(got & truth) / 10
+    # a new query image each time: nothing remembered from an earlier search helps
+    times = []
+    for image in _test_images(ctx, repeat):
+        sql = first_gen.replace(QUERY_IMAGE, image)
+        t = time.perf_counter()
+        run(ctx, sql)
+        times.append((time.perf_counter() - t) * 1000)
+    row["new_p50"], row["new_p95"] = percentiles(times)
+    # filtered: WHERE keeps 10 % (label = 7) and 0.1 % of the rows; truth is brute force
+    # over the rows kept
+    ids = np.arange(n)
+    for label, where, kept in (
+            ("f10", "label = 7", ids % 10 == 7),
+            ("f01", "label = 7 AND CAST(substr(image_path, 11) AS INTEGER) % 1000 = 7",
+             ids % 1000 == 7)):
+        sql = second_gen + f" WHERE {where}"
+        rows_kept = np.flatnonzero(kept)
+        best, _ = exact_top_k(vectors[rows_kept], q, 10, normalized=True)
+        want = {f"synthetic/{i}.jpg" for i in rows_kept[best]}
+        times = []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            result = run(ctx, sql)
+            times.append((time.perf_counter() - t) * 1000)
+        row[f"{label}_p50"], row[f"{label}_p95"] = percentiles(times)
+        row[f"{label}_recall"] = len({r[0] for r in result.rows} & want) / 10
     times = []
     for _ in range(repeat):
         t = time.perf_counter()
         exact_top_k(vectors, q, 10, normalized=True)
         times.append((time.perf_counter() - t) * 1000)
     row["numpy_p50"], row["numpy_p95"] = percentiles(times)
+    row["scan_ms"], row["scan_bytes"] = _scan_alone(ctx, f"t{n}", q, repeat)
+    row["recall_1000"] = _recall(ctx, f"t{n}", vectors, recall_queries, rng)
     return row
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _read_column(ctx: Services, table: str) -> float:
+    """Seconds to read the embedding column once, every value, as the first search must."""
+    import sqlalchemy as sa
+
+    started = time.perf_counter()
+    with ctx.store.begin() as conn:
+        result = conn.execution_options(stream_results=True, yield_per=50_000).execute(
+            sa.text(f"SELECT image_path, m_simclr FROM {table}"))
+        while result.fetchmany(50_000):
+            pass
+    return time.perf_counter() - started
+
+
+def _test_images(ctx: Services, count: int) -> list[str]:
+    folder = ctx.settings.resolve("tutorial_data/mnist_data/test")
+    names = sorted(p.name for p in folder.glob("*.jpg"))[:count]
+    return [f"tutorial_data/mnist_data/test/{name}" for name in names]
+
+
+def _entry(ctx: Services, table: str):
+    with ctx.store.begin() as tx:
+        return ctx.catalog.entry(tx, table, "m_simclr")
+
+
+def _scan_alone(ctx: Services, table: str, q: np.ndarray, repeat: int) -> tuple[float, int]:
+    """(p50 ms, bytes read) of the compact copy's candidates alone, the part that reads
+    the column's bytes."""
+    entry = _entry(ctx, table)
+    with ctx.store.begin() as tx:
+        _, compact = ctx.catalog._compact(tx, entry, None)
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        compact.candidates(q, 10)
+        times.append((time.perf_counter() - t) * 1000)
+    return percentiles(times)[0], compact.count * (compact.dim + 2)
+
+
+def _recall(ctx: Services, table: str, vectors: np.ndarray, count: int,
+            rng: np.random.Generator) -> float:
+    """recall@10 over ``count`` random query vectors through the engine's exact path (the
+    catalog's candidates, the rows fetched, scored from the column), against float32 brute
+    force; ties at the 10th place count as found."""
+    from thanosql_kernel.vectors import blobs_to_matrix, cosine_scores
+
+    if not count:
+        return float("nan")
+    entry = _entry(ctx, table)
+    found = 0
+    for i in range(count):
+        q = vectors[rng.integers(len(vectors))] + rng.standard_normal(vectors.shape[1]) \
+            .astype(np.float32) * (0.3 if i % 2 else 3.0)
+        # the float32 brute force's 10th value, less what float32 can be off by
+        sims = vectors @ (q / np.linalg.norm(q))
+        kth = float(np.partition(sims, len(sims) - 10)[len(sims) - 10]) - 1e-5
+        with ctx.store.begin() as tx:
+            paths = ctx.catalog.candidates(tx, entry, q, 10)
+            rows = ctx.catalog.rows_at(tx, entry, paths)
+        got = cosine_scores(blobs_to_matrix([bytes(r[2]) for r in rows.rows], vectors.shape[1]),
+                            q)
+        found += min(10, int(np.sum(got >= kth)))
+    return found / (10 * count)
+
+
+def memory_bandwidth_gbs() -> float:
+    """This machine's memory bandwidth as numpy sees it: the best of 5 copies of 512 MB
+    (bytes read plus bytes written, per second)."""
+    a = np.ones(128 * 1024 * 1024, dtype=np.float32)
+    b = np.empty_like(a)
+    best = float("inf")
+    for _ in range(5):
+        t = time.perf_counter()
+        np.copyto(b, a)
+        best = min(best, time.perf_counter() - t)
+    return 2 * a.nbytes / best / 1e9
 
 
 def convert_child(folder: Path, images: int, env: dict[str, str]) -> dict:
@@ -183,6 +309,10 @@ def main() -> None:
                              "(run under .ci/servers)")
     parser.add_argument("--index-upto", type=int, default=100_000,
                         help="build the Chroma index of synthetic tables up to this size")
+    parser.add_argument("--recall-queries", type=int, default=1000,
+                        help="random query vectors for recall@10 through the exact path")
+    parser.add_argument("--ten-million", action="store_true",
+                        help="add a 10,000,000-row table (about 10 minutes and 6 GB of disk)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     server = {k: v for k, v in os.environ.items()
@@ -199,26 +329,52 @@ def main() -> None:
         return
     rng = np.random.default_rng(0)
     p50: dict[tuple[str, int], float] = {}
+    sizes = [int(x) for x in args.sizes.split(",")] + ([10_000_000] if args.ten_million else [])
+    bandwidth = memory_bandwidth_gbs()
     with tempfile.TemporaryDirectory() as tmp:
         for backend, backend_env in backends.items():
             folder = Path(tmp) / backend
             folder.mkdir()
             ctx = prepare(folder, args.dim, backend_env)
             print(f"SEARCH latency through the engine, backend={backend}, model "
-                  f"embedding_dim={args.dim}, {args.repeat} queries each")
-            print(f"{'rows':>9} {'1st gen p50/p95 ms':>19} {'2nd gen p50/p95 ms':>19} "
-                  f"{'numpy p50/p95 ms':>17} {'recall@10':>10} {'setup s':>8}")
-            for n in (int(x) for x in args.sizes.split(",")):
-                r = bench_size(ctx, n, args.dim, args.repeat, rng, args.index_upto)
+                  f"embedding_dim={args.dim}, {args.repeat} queries each; memory bandwidth "
+                  f"(numpy copy) {bandwidth:.1f} GB/s; {os.cpu_count()} CPUs\n")
+            print("| rows | 1st gen p50/p95 ms | 2nd gen p50/p95 ms | new image p50/p95 ms "
+                  "| numpy fp32 p50/p95 ms | 1st gen / numpy | scan ms | MB scanned (numpy) "
+                  "| scan GB/s | recall@10 (1 / 1,000 queries) | first search s (read column "
+                  "s) | RSS MB (+ for the column) |")
+            print("|" + "---|" * 12)
+            filtered = []
+            for n in sizes:
+                r = bench_size(ctx, n, args.dim, args.repeat, rng, args.index_upto,
+                               args.recall_queries)
+                filtered.append(r)
                 p50[(backend, n)] = r["first_p50"]
-                print(f"{n:>9,} {r['first_p50']:>9.1f}/{r['first_p95']:<9.1f} "
-                      f"{r['second_p50']:>9.1f}/{r['second_p95']:<9.1f} "
-                      f"{r['numpy_p50']:>8.1f}/{r['numpy_p95']:<8.1f} "
-                      f"{min(r['first_recall'], r['second_recall']):>10.2f} "
-                      f"{r['setup_s']:>8.1f}", flush=True)
+                print(f"| {n:,} | {r['first_p50']:.1f} / {r['first_p95']:.1f} "
+                      f"| {r['second_p50']:.1f} / {r['second_p95']:.1f} "
+                      f"| {r['new_p50']:.1f} / {r['new_p95']:.1f} "
+                      f"| {r['numpy_p50']:.1f} / {r['numpy_p95']:.1f} "
+                      f"| {r['first_p50'] / r['numpy_p50']:.2f}x "
+                      f"| {r['scan_ms']:.1f} | {r['scan_bytes'] / 1e6:,.0f} "
+                      f"({n * args.dim * 4 / 1e6:,.0f}) "
+                      f"| {r['scan_bytes'] / r['scan_ms'] / 1e6:.1f} "
+                      f"| {min(r['first_recall'], r['second_recall']):.2f} / "
+                      f"{r['recall_1000']:.2f} "
+                      f"| {r['first_search_s']:.1f} ({r['read_column_s']:.1f}) "
+                      f"| {r['rss_mb']:,.0f} (+{r['rss_growth_mb']:,.0f}) |", flush=True)
+            print("\nfiltered, 2nd gen top_k=10 AS SELECT * FROM t WHERE …: p50/p95 ms, "
+                  "p50 / the unfiltered 2nd gen p50, recall@10 against brute force over the "
+                  "rows kept\n")
+            print("| rows | WHERE keeps 10 % | ratio | recall | WHERE keeps 0.1 % | ratio "
+                  "| recall |\n|---|---|---|---|---|---|---|")
+            for r in filtered:
+                print(f"| {r['rows']:,} | {r['f10_p50']:.1f} / {r['f10_p95']:.1f} "
+                      f"| {r['f10_p50'] / r['second_p50']:.2f}x | {r['f10_recall']:.2f} "
+                      f"| {r['f01_p50']:.1f} / {r['f01_p95']:.1f} "
+                      f"| {r['f01_p50'] / r['second_p50']:.2f}x | {r['f01_recall']:.2f} |")
             ctx.close()
         if len(backends) == 2:
-            for n in (int(x) for x in args.sizes.split(",")):
+            for n in sizes:
                 print(f"server / embedded p50 at {n:,} rows: "
                       f"{p50[('server', n)] / p50[('embedded', n)]:.2f}x (goal at 100k: <= 2x)")
         folder = Path(tmp) / list(backends)[-1]

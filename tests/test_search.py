@@ -326,3 +326,120 @@ def test_convert_refuses_a_column_name_that_search_or_the_database_takes(
     with pytest.raises(OptionError, match="result_col"):
         searchable.one(f"CONVERT USING m OPTIONS (result_col='{name}') AS SELECT * FROM imgs")
     assert searchable.one("SELECT * FROM imgs LIMIT 1").columns == ("image_path", "label")
+
+
+def test_a_query_image_changed_on_disk_is_embedded_again(searchable: Engine) -> None:
+    """The kernel remembers a query image's embedding, by the file as it is: written over
+    with another picture, the image is searched as the new picture."""
+    import shutil
+
+    searchable.run("CONVERT USING m AS SELECT * FROM imgs")
+    query = searchable.cwd / "query.png"
+    search = (f"SELECT image_path, {SIM} FROM (SEARCH IMAGE images='query.png' USING m AS "
+              f"SELECT * FROM imgs) ORDER BY {SIM} DESC LIMIT 3")
+    shutil.copy(searchable.cwd / "imgs/3.png", query)
+    before = searchable.one(search)
+    again = searchable.one(search)
+    assert isinstance(before, Table) and isinstance(again, Table)
+    assert before.rows == again.rows and before.rows[0][0] == "imgs/3.png"
+    shutil.copy(searchable.cwd / "imgs/7.png", query)
+    after = searchable.one(search)
+    assert isinstance(after, Table) and after.rows[0][0] == "imgs/7.png"
+    expected = exact_ranking(searchable, "query.png")[:3]
+    assert [r[0] for r in after.rows] == [p for p, _ in expected]
+    assert np.allclose([r[1] for r in after.rows], [s for _, s in expected], atol=1e-6)
+
+
+def _column_of(engine: Engine, table: str, vectors: np.ndarray) -> None:
+    """``table`` with one row per vector, recorded as CONVERT records an embedding column
+    of the model m (its vector index left empty: the exact path never reads it)."""
+    import sqlalchemy as sa
+
+    from thanosql_kernel.storage import EmbeddingColumn, EmbeddingColumns
+    from thanosql_kernel.vectors import to_blob
+
+    services = engine.services
+    t = sa.Table(table, sa.MetaData(), sa.Column("image_path", sa.Text),
+                 sa.Column("m_simclr", sa.LargeBinary))
+    services.catalog.ensure()
+    _, entry = services.loader.load("m")
+    with services.store.begin(write=True) as conn:
+        t.create(conn)
+        conn.execute(t.insert(), [{"image_path": f"v/{i}.png", "m_simclr": to_blob(v)}
+                                  for i, v in enumerate(vectors)])
+        services.catalog.prepare(conn, table, "m_simclr", "image_path")
+        EmbeddingColumns(services.store).put(conn, EmbeddingColumn(
+            table, "m_simclr", "m", "image_path", vectors.shape[1], f"{table}__m_simclr",
+            len(vectors), entry.digest))
+
+
+def test_exact_search_of_a_large_column_is_brute_force_with_its_ties(
+        searchable: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through the engine, on a column of 30,000 vectors with runs of equal ones: the top k
+    and their similarities are float64 brute force's over the column, ties in image-path
+    order; the first search shows the loading of the compact copy."""
+    from thanosql_kernel.engine import search as search_module
+    from thanosql_kernel.models import embed, load_images
+    from thanosql_kernel.vectors import cosine_scores
+
+    model, _ = searchable.services.loader.load("m")
+    q = embed(model, load_images([str(searchable.cwd / "imgs/5.png")], 12, 1))[0]
+    rng = np.random.default_rng(4)
+    vectors = rng.standard_normal((30_000, 128)).astype(np.float32)
+    # rows near the query, and runs of the same vector (ties, at the cut too)
+    vectors[:300] = q + rng.standard_normal((300, 128)).astype(np.float32) * 0.05
+    vectors[300:340] = vectors[7]
+    vectors[340:360] = vectors[11] * 3.0
+    _column_of(searchable, "big", vectors)
+    monkeypatch.setattr(search_module._LoadingBar, "_QUIET_S", 0.0)
+    scores = cosine_scores(vectors, q)
+    for k in (1, 10, 50, 200):
+        result = searchable.one(
+            f"SEARCH IMAGE USING m OPTIONS (search_by='image', search_input='imgs/5.png', "
+            f"top_k={k}) AS SELECT * FROM big")
+        assert isinstance(result, Table)
+        expected = sorted(range(len(vectors)), key=lambda i: (-scores[i], f"v/{i}.png"))[:k]
+        assert [r[0] for r in result.rows] == [f"v/{i}.png" for i in expected]
+        # the engine embeds the query on one thread, this test on any: the last digits differ
+        assert np.allclose([r[-1] for r in result.rows], [scores[i] for i in expected],
+                           rtol=0, atol=1e-6)
+    loading = [p for p in searchable.progress if p.title.startswith("SEARCH IMAGE: loading")]
+    assert loading and loading[-1].finished and loading[-1].done == 30_000
+    assert len({p.key for p in loading}) == 1   # loaded once, for the first search only
+
+
+def test_a_filtered_search_is_brute_force_over_the_rows_kept(
+        searchable: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """WHERE keeps some rows of a large column: the answer is the top k of those rows, never
+    short, from the compact copy while the best rows hold k kept ones, row by row below."""
+    from thanosql_kernel.engine import search as search_module
+    from thanosql_kernel.models import embed, load_images
+    from thanosql_kernel.vectors import cosine_scores
+
+    answered: list[bool] = []
+    kept_search = search_module._search_kept
+
+    def recorded(*args: object, **kwargs: object) -> Table | None:
+        result = kept_search(*args, **kwargs)  # type: ignore[arg-type]
+        answered.append(result is not None)
+        return result
+
+    monkeypatch.setattr(search_module, "_search_kept", recorded)
+
+    model, _ = searchable.services.loader.load("m")
+    q = embed(model, load_images([str(searchable.cwd / "imgs/5.png")], 12, 1))[0]
+    rng = np.random.default_rng(8)
+    vectors = rng.standard_normal((20_000, 128)).astype(np.float32)
+    _column_of(searchable, "big", vectors)
+    scores = cosine_scores(vectors, q)
+    for keep in (20, 1000, 10_000):   # 0.1 %, 5 % and half of the rows
+        result = searchable.one(
+            f"SEARCH IMAGE USING m OPTIONS (search_by='image', search_input='imgs/5.png', "
+            f"top_k=10) AS SELECT * FROM big WHERE CAST(substr(image_path, 3) AS INTEGER) "
+            f"% {20_000 // keep} = 0")
+        assert isinstance(result, Table)
+        kept = [i for i in range(len(vectors)) if i % (20_000 // keep) == 0]
+        expected = sorted(kept, key=lambda i: (-scores[i], f"v/{i}.png"))[:10]
+        assert [r[0] for r in result.rows] == [f"v/{i}.png" for i in expected]
+    # 0.1 %: too few kept rows among the best 4,096, the row-by-row path answered
+    assert answered == [False, True, True]

@@ -1,8 +1,8 @@
 """The embedding catalog: the columns CONVERT made, together with the vector index and the
-in-memory matrices kept in step with them.
+compact in-memory copies kept in step with them.
 
-The table column is the truth. The vector index (Chroma) and the matrix held in memory for
-exact search are copies of it that ``publish`` makes and ``repair`` can always make again; a
+The table column is the truth. The vector index (Chroma) and the compact copy held in memory
+for exact search are copies of it that ``publish`` makes and ``repair`` can always make again; a
 search asks them only for candidates (``candidates``), and the column's own vectors score
 those (``vectors.cosine_scores``), so every path shows the same numbers.
 """
@@ -25,18 +25,20 @@ from ..storage import EmbeddingColumn, EmbeddingColumns, SqlStore, Transaction, 
 if TYPE_CHECKING:
     import numpy as np
 
-    from ..vectors import VectorIndex
+    from ..vectors import CompactVectors, VectorIndex
 
 #: a nearest-neighbour answer may be short when rows changed since CONVERT; ask for a margin
 _INDEX_MARGIN = 2
+#: rows read from the column at a time into the compact copy (about 30 MB of Python objects)
+_LOAD_CHUNK = 50_000
 
 
 class EmbeddingCatalog:
     """Which columns hold embeddings, from which model, and the copies that search them.
 
     The vector index opens on first use, so plain SQL never loads Chroma, and again after a
-    failed open (a server that was down). One converted column's matrix is kept in memory at
-    a time.
+    failed open (a server that was down). One converted column's compact copy is kept in
+    memory at a time.
     """
 
     def __init__(self, store: SqlStore, settings: Settings,
@@ -48,8 +50,8 @@ class EmbeddingCatalog:
         self._index: VectorIndex | None = None
         #: the embedded index was found damaged: set it aside and rebuild it on next use
         self._damaged = False
-        #: the unit-length vectors of one converted column: collection -> (paths, matrix)
-        self._matrices: dict[str, tuple[list[str], np.ndarray]] = {}
+        #: one converted column's compact copy for exact search: collection -> (paths, copy)
+        self._compacts: dict[str, tuple[np.ndarray, CompactVectors]] = {}
 
     # -- what the catalog records ------------------------------------------------------------
     def entries(self, tx: Transaction) -> list[EmbeddingColumn]:
@@ -111,7 +113,7 @@ class EmbeddingCatalog:
     def drop_collection(self, collection: str) -> None:
         """Remove a collection nobody names any more; failing to is only space lost, never an
         error of the statement that asked."""
-        self._matrices.pop(collection, None)
+        self._compacts.pop(collection, None)
         with suppress(ThanoSQLError):
             self.index.drop(collection)
 
@@ -140,32 +142,62 @@ class EmbeddingCatalog:
 
     # -- searching ---------------------------------------------------------------------------
     def candidates(self, tx: Transaction, entry: EmbeddingColumn, vector: np.ndarray,
-                   k: int) -> list[str]:
+                   k: int, loading: Callable[[int, int, bool], None] | None = None) -> list[str]:
         """The image paths whose rows may be the k most like ``vector``.
 
-        Up to ``exact_search_max_rows`` rows, the exact scan of the column's vectors held in
-        memory, which returns every path that can be in the exact top k; beyond it, the
-        vector index's approximate nearest neighbours (HNSW), with a margin.
+        Up to ``exact_search_max_rows`` rows, the exact scan of the column's compact copy
+        held in memory (``vectors.CompactVectors``), which returns every path that can be in
+        the exact top k; beyond it, the vector index's approximate nearest neighbours (HNSW),
+        with a margin. ``loading(done, total, finished)`` hears how the copy's first load goes.
         """
         if entry.row_count <= self.settings.exact_search_max_rows:
-            from ..vectors import top_k_candidates
-
-            ids, matrix = self._matrix(tx, entry)
-            return [ids[i] for i in top_k_candidates(matrix, vector, k)]
+            paths, compact = self._compact(tx, entry, loading)
+            return [paths[i].decode() for i in compact.candidates(vector, k)]
         return [path for path, _ in self.index.query(entry.collection, vector,
                                                      k * _INDEX_MARGIN)]
 
-    def _matrix(self, tx: Transaction, entry: EmbeddingColumn) -> tuple[list[str], np.ndarray]:
-        """The column's vectors, unit length, loaded once per collection (CONVERT makes a new
-        collection name each time, so a stale matrix is never used)."""
-        from ..vectors import blobs_to_matrix, normalize
+    def scanned(self, tx: Transaction, entry: EmbeddingColumn, vector: np.ndarray,
+                loading: Callable[[int, int, bool], None] | None = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """(image paths as bytes, scanned similarities, margins) of every row of the column's
+        compact copy (``CompactVectors.scan``): each row's exact cosine lies within its
+        margin of its value. None beyond ``exact_search_max_rows`` rows."""
+        if entry.row_count > self.settings.exact_search_max_rows:
+            return None
+        paths, compact = self._compact(tx, entry, loading)
+        return (paths, *compact.scan(vector))
 
-        if entry.collection not in self._matrices:
-            ids, blobs, _ = self._columns.vectors(tx, entry)
-            self._matrices.clear()  # one converted column at a time is kept in memory
-            self._matrices[entry.collection] = (ids, normalize(blobs_to_matrix(blobs,
-                                                                               entry.dim)))
-        return self._matrices[entry.collection]
+    def _compact(self, tx: Transaction, entry: EmbeddingColumn,
+                 loading: Callable[[int, int, bool], None] | None
+                 ) -> tuple[np.ndarray, CompactVectors]:
+        """The column's image paths (bytes, a row each) and compact copy, read once per
+        collection (CONVERT makes a new collection name each time, so a stale copy is never
+        used), chunk by chunk: memory holds the copy and one chunk, never the column."""
+        import numpy as np
+
+        from ..vectors import CompactVectors, blobs_to_matrix
+
+        if entry.collection in self._compacts:
+            return self._compacts[entry.collection]
+        self._compacts.clear()   # one converted column at a time is kept in memory
+        at_most = max(entry.row_count, 0)
+        paths: list[np.ndarray] = []
+
+        def chunks() -> Iterator[np.ndarray]:
+            done = 0
+            for pairs in self._columns.vector_chunks(tx, entry, _LOAD_CHUNK):
+                paths.append(np.array([p.encode() for p, _ in pairs], dtype=bytes))
+                yield blobs_to_matrix([b for _, b in pairs], entry.dim)
+                done += len(pairs)
+                if loading is not None:
+                    loading(done, at_most, False)
+            if loading is not None:
+                loading(done, done, True)
+
+        compact = CompactVectors.from_chunks(chunks(), at_most, entry.dim)
+        every = np.concatenate(paths) if paths else np.empty(0, dtype=bytes)
+        self._compacts[entry.collection] = (every, compact)
+        return every, compact
 
     # -- the vector index --------------------------------------------------------------------
     @property
@@ -201,7 +233,7 @@ class EmbeddingCatalog:
         next use opens it again, once there is space."""
         from ..vectors.chroma import forget_client
 
-        self._matrices.clear()
+        self._compacts.clear()
         if self._index is not None:
             with suppress(Exception):
                 self._index.close()
@@ -234,7 +266,7 @@ class EmbeddingCatalog:
 
     def close(self) -> None:
         """Release the vector index, if one was opened, and the matrices."""
-        self._matrices.clear()
+        self._compacts.clear()
         if self._index is not None:
             self._index.close()
             self._index = None

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 from ..errors import DataError, ThanoSQLError
 from ..storage import ModelEntry, ModelRegistry
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from ..models import TrainedModel
+
+#: query embeddings remembered (each a few hundred bytes to a few KB)
+_QUERIES_KEPT = 256
 
 
 class ModelLoader:
@@ -19,6 +25,24 @@ class ModelLoader:
         self._registry = registry
         #: model name -> (the content digest it was loaded from, the model)
         self._loaded: dict[str, tuple[str | None, TrainedModel]] = {}
+        #: the embeddings of query images SEARCH embedded lately, by the model's digest and
+        #: the file's identity, most recent last: a notebook searches the same image again
+        #: and again, and embedding it is a fifth of a search of 100,000 rows
+        self._queries: OrderedDict[tuple[object, ...], np.ndarray] = OrderedDict()
+
+    def query_embedding(self, key: tuple[object, ...]) -> np.ndarray | None:
+        """The embedding remembered under ``key`` (see ``remember_query``), or None."""
+        found = self._queries.get(key)
+        if found is not None:
+            self._queries.move_to_end(key)
+        return found
+
+    def remember_query(self, key: tuple[object, ...], embedding: np.ndarray) -> None:
+        """Remember a query image's embedding under (model digest, the file's device, inode,
+        size and modification time in ns): a file changed in any way has another key."""
+        self._queries[key] = embedding
+        while len(self._queries) > _QUERIES_KEPT:
+            self._queries.popitem(last=False)
 
     def load(self, name: str) -> tuple[TrainedModel, ModelEntry]:
         """The model ``name``, ready to embed, and its catalog row."""
@@ -43,6 +67,7 @@ class ModelLoader:
         """Unload ``name`` (a deleted model), or every model."""
         if name is None:
             self._loaded.clear()
+            self._queries.clear()
         else:
             self._loaded.pop(name, None)
 

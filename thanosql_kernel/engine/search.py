@@ -10,12 +10,13 @@ found it.
 from __future__ import annotations
 
 import os
+import time
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DataError, NotFoundError, OptionError, excerpt
 from ..options import OptionSpec, read_options
 from ..paths import not_a_file
-from ..results import Table
+from ..results import Progress, Table
 from ..storage import EmbeddingColumn
 from ..syntax import SearchImage, Sql
 from .image_rows import image_paths
@@ -59,13 +60,13 @@ def search_image(node: SearchImage, services: Services, run: Run,
     second, queries, names = _query_images(node, options, entry.base_model)
     emb_col = (options["emb_col"] or embedding_column(node.model, entry.base_model)).lower()
     image_col = options["image_col"].lower()
-    q = _embed_queries(services, node, model, queries)
+    q = _embed_queries(services, node, model, entry.digest, queries)
     limit = options["top_k"] if second else None
     if hint is not None and hint[0] == names[0]:
         limit = hint[1] if limit is None else min(limit, hint[1])
     if limit is not None and len(queries) == 1:
-        fast = _search_with_index(services, node, emb_col, image_col, names, q[0], limit,
-                                  entry.digest)
+        fast = _search_with_index(services, run, node, emb_col, image_col, names, q[0],
+                                  limit, entry.digest)
         if fast is not None:
             return fast
     rows = run.rows(node.query)
@@ -89,15 +90,17 @@ def search_image(node: SearchImage, services: Services, run: Run,
     return Table(tuple(rows.columns) + tuple(names), out, vector_columns=vectors)
 
 
-def _embed_queries(services: Services, node: SearchImage, model: Any, queries: list[str]
-                   ) -> np.ndarray:
+def _embed_queries(services: Services, node: SearchImage, model: Any, digest: str | None,
+                   queries: list[str]) -> np.ndarray:
     """The query images' embeddings (Q, D); each must be a readable file, each embedding a
-    vector of numbers."""
+    vector of numbers. An image searched before with the same model, its file unchanged,
+    keeps the embedding it had (``ModelLoader.query_embedding``)."""
     import numpy as np
 
     from ..models import cpu_share, embed, load_images
 
     paths = [str(services.settings.resolve(q)) for q in queries]
+    keys = []
     for shown, path in zip(queries, paths, strict=True):
         if not os.path.lexists(path) and "\0" not in path:
             raise NotFoundError(f"SEARCH IMAGE: the query image {excerpt(shown)} does not "
@@ -106,6 +109,13 @@ def _embed_queries(services: Services, node: SearchImage, model: Any, queries: l
         problem = not_a_file(path)
         if problem is not None:
             raise DataError(f"SEARCH IMAGE: the query image {excerpt(shown)} is {problem}")
+        info = os.stat(path)
+        keys.append((digest, node.model, path, info.st_dev, info.st_ino, info.st_size,
+                     info.st_mtime_ns))
+    # a model registered before digests were recorded has none to tell its versions apart
+    known = [services.loader.query_embedding(key) if digest else None for key in keys]
+    if all(v is not None for v in known):
+        return np.stack(known)   # type: ignore[arg-type]
     # a few images through the small network: threads only add the cost of meeting (1 thread
     # beat 2 by 1.6x quiet and busy, bench/busy_cpu.py); a torchvision network shares them
     light = model.spec.kind == "small" and len(paths) <= 16
@@ -117,6 +127,9 @@ def _embed_queries(services: Services, node: SearchImage, model: Any, queries: l
                         "numbers (NaN): its weights are damaged",
                         hint=f"Build it again: BUILD MODEL {node.model} … OPTIONS "
                              "(overwrite=True).")
+    for key, vector in zip(keys, embedded, strict=True):
+        if digest:
+            services.loader.remember_query(key, vector.copy())
     return embedded
 
 
@@ -233,8 +246,30 @@ def _row_embeddings(services: Services, model: Any, rows: Table, columns: list[s
     return matrix, unreadable
 
 
-def _search_with_index(services: Services, node: SearchImage, emb_col: str, image_col: str,
-                       names: list[str], vector: np.ndarray, k: int,
+class _LoadingBar:
+    """The progress of reading a column into its compact copy, the first SEARCH of it in a
+    kernel: shown once the reading has taken half a second, so small tables show nothing."""
+
+    _QUIET_S = 0.5
+
+    def __init__(self, run: Run, column: str) -> None:
+        self._run, self._column = run, column
+        self._started = time.monotonic()
+        self._key = f"search-load-{column}-{self._started}"
+        self._shown = False
+
+    def __call__(self, done: int, total: int, finished: bool) -> None:
+        elapsed = time.monotonic() - self._started
+        if not self._shown and (finished or elapsed < self._QUIET_S):
+            return   # done, or not yet, before it was worth a bar
+        self._shown = True
+        self._run.report(Progress(
+            self._key, f"SEARCH IMAGE: loading {self._column}", done, total, "vectors",
+            elapsed, detail="into memory for exact search, once per kernel", finished=finished))
+
+
+def _search_with_index(services: Services, run: Run, node: SearchImage, emb_col: str,
+                       image_col: str, names: list[str], vector: np.ndarray, k: int,
                        digest: str | None) -> Table | None:
     """The top k from the converted column, when its vectors still cover the table.
 
@@ -242,15 +277,15 @@ def _search_with_index(services: Services, node: SearchImage, emb_col: str, imag
     ``exact_search_max_rows`` rows; approximately, from the vector index, beyond); the rows'
     own vectors score them. None means: use the row-by-row path.
     """
-    from ..vectors import blobs_to_matrix, cosine_scores
 
     query = node.query
     if not isinstance(query, Sql) or query.subqueries:
         return None
     store, catalog = services.store, services.catalog
     found = store.shape(query.text)
-    if found is None or not found.star_only:
+    if found is None or not (found.star_only or found.star_where):
         return None
+    bar = _LoadingBar(run, f"{found.tables[0]}.{emb_col}")
     with store.begin() as tx:
         entry = catalog.entry(tx, found.tables[0], emb_col)
         if entry is not None:
@@ -259,23 +294,101 @@ def _search_with_index(services: Services, node: SearchImage, emb_col: str, imag
             return None
         if not catalog.covers(tx, entry):
             return None  # some rows have no embedding: the row-by-row path embeds them
-        candidates = catalog.candidates(tx, entry, vector, k)
+        if found.star_where:
+            return _search_kept(services, run, tx, entry, query, names, vector, k, bar)
+        candidates = catalog.candidates(tx, entry, vector, k, bar)
         fetched = catalog.rows_at(tx, entry, candidates)
-    columns = [c.lower() for c in fetched.columns]
-    if emb_col not in columns:
-        return None
-    i_img, i_emb = columns.index(image_col), columns.index(emb_col)
-    width = entry.dim * 4   # float32 bytes
-    if len({str(row[i_img]) for row in fetched.rows}) != len(set(candidates)) or not all(
-            isinstance(row[i_emb], (bytes, memoryview)) and len(row[i_emb]) == width
-            for row in fetched.rows):
+    if not _whole(fetched, entry) or len({str(row[_at(fetched, image_col)])
+                                          for row in fetched.rows}) != len(set(candidates)):
         # rows went or changed since CONVERT: the row-by-row path reads them as they are,
         # and says what is wrong with a value that is not an embedding
         return None
-    scores = cosine_scores(blobs_to_matrix([bytes(row[i_emb]) for row in fetched.rows],
-                                           entry.dim), vector)
+    return _best(fetched, entry, names, vector, k)
+
+
+def _at(table: Table, column: str) -> int:
+    return [c.lower() for c in table.columns].index(column)
+
+
+def _whole(fetched: Table, entry: EmbeddingColumn) -> bool:
+    """Whether the rows fetched have the column, and in each an embedding of the column's
+    width, as CONVERT wrote them."""
+    columns = [c.lower() for c in fetched.columns]
+    if entry.column_name not in columns or entry.image_col not in columns:
+        return False
+    i_emb = columns.index(entry.column_name)
+    width = entry.dim * 4   # float32 bytes
+    return all(isinstance(row[i_emb], (bytes, memoryview)) and len(row[i_emb]) == width
+               for row in fetched.rows)
+
+
+#: candidates the filtered search checks against the WHERE at first, and by how many
+#: times more each round, until the top k of the rows kept is certain; past the last round
+#: (a WHERE that keeps fewer than k in 4,096 of the best rows) the row-by-row path answers
+_KEPT_FIRST, _KEPT_GROWTH, _KEPT_MOST = 64, 8, 4096
+
+
+def _search_kept(services: Services, run: Run, tx: Any, entry: EmbeddingColumn, query: Sql,
+                 names: list[str], vector: np.ndarray, k: int, bar: _LoadingBar
+                 ) -> Table | None:
+    """The top k of the rows ``SELECT * FROM t WHERE …`` keeps, from the compact copy.
+
+    The rows with the best upper bounds are asked whether the WHERE keeps them (the query,
+    restricted to their image paths: the database evaluates the WHERE, on the index of the
+    paths), and the kept ones are scored from the column. Once the k-th best score of the
+    kept rows beats every upper bound not yet asked, no other row can be in the top k. So
+    the answer is never short and is exact; a WHERE that keeps few rows takes rounds, and
+    past ``_KEPT_MOST`` the row-by-row path (the database's whole answer) is quicker.
+    """
+    import numpy as np
+
+    from ..vectors import cosine_scores
+
+    scanned = services.catalog.scanned(tx, entry, vector, bar)
+    if scanned is None:
+        return None   # beyond the exact limit: the row-by-row path
+    paths, a, margin = scanned
+    upper = a + margin
+    n = len(upper)
+    quote = services.store.quote
+    restricted = (f"SELECT * FROM ({query.text}) AS thanosql_kept WHERE "
+                  f"{quote(entry.image_col)} IN :thanosql_paths")
+    asked = _KEPT_FIRST
+    while True:
+        asked = min(asked, n)
+        if asked < n:
+            part = np.argpartition(-upper, asked)
+            best, outside = part[:asked], float(upper[part[asked]])
+        else:
+            best, outside = np.arange(n), -np.inf
+        wanted = tuple(dict.fromkeys(p.decode() for p in paths[best]))
+        fetched = services.store.read(tx, restricted, {**run.params,
+                                                       "thanosql_paths": wanted})
+        if not _whole(fetched, entry):
+            return None
+        i_emb = _at(fetched, entry.column_name)
+        scores = cosine_scores(np.frombuffer(b"".join(bytes(r[i_emb]) for r in fetched.rows),
+                                             dtype="<f4").reshape(-1, entry.dim), vector) \
+            if fetched.rows else np.zeros(0)
+        if asked == n or (len(scores) >= k and float(np.sort(scores)[-k]) > outside):
+            return _best(fetched, entry, names, vector, k, scores)
+        if asked >= _KEPT_MOST:
+            return None
+        asked *= _KEPT_GROWTH
+
+
+def _best(fetched: Table, entry: EmbeddingColumn, names: list[str], vector: np.ndarray, k: int,
+          scores: np.ndarray | None = None) -> Table:
+    """The k best of the rows fetched by their own vectors' cosine, with it as a column."""
+    from ..vectors import blobs_to_matrix, cosine_scores
+
+    i_img, i_emb = _at(fetched, entry.image_col), _at(fetched, entry.column_name)
+    if scores is None:
+        scores = cosine_scores(blobs_to_matrix([bytes(row[i_emb]) for row in fetched.rows],
+                                               entry.dim), vector)
     # best first; equal similarities (the same image twice) in image-path order
     order = sorted(range(len(fetched.rows)),
                    key=lambda i: (-scores[i], str(fetched.rows[i][i_img])))[:k]
     out = tuple(tuple(fetched.rows[i]) + (float(scores[i]),) for i in order)
-    return Table(fetched.columns + tuple(names), out, vector_columns=frozenset({emb_col}))
+    return Table(fetched.columns + tuple(names), out,
+                 vector_columns=frozenset({entry.column_name}))

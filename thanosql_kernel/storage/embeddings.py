@@ -8,6 +8,7 @@ no numerical library is imported here.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -161,14 +162,31 @@ class EmbeddingColumns:
                                  .where(target.c[entry.column_name].is_not(None))).all()
         for _, blob in found:
             if not isinstance(blob, (bytes, bytearray, memoryview)):
-                # SQLite keeps whatever a user's UPDATE wrote in the column
-                raise DataError(
-                    f"{entry.table_name}.{entry.column_name} holds values that are not "
-                    f"embeddings (such as {excerpt(blob)})",
-                    hint=f"Run CONVERT USING {entry.model} AS SELECT * FROM {entry.table_name} "
-                         "to embed the rows anew.")
+                raise _not_embeddings(entry, blob)
         blob_of = {str(path): bytes(blob) for path, blob in found if len(blob)}
         return list(blob_of), list(blob_of.values()), len(found)
+
+    def vector_chunks(self, conn: sa.Connection, entry: EmbeddingColumn, size: int
+                      ) -> Iterator[list[tuple[str, bytes]]]:
+        """The column's (image path, vector) pairs, ``size`` at a time, read as they come
+        (SQLite steps its cursor; PostgreSQL streams through a server-side cursor), so a
+        column of millions of rows is never all in memory as Python objects at once. A row
+        per row, in the table's order; rows with no vector or an empty one are left out."""
+        target = sa.table(entry.table_name, sa.column(entry.column_name, sa.LargeBinary),
+                          sa.column(entry.image_col))
+        query = sa.select(target.c[entry.image_col], target.c[entry.column_name]) \
+            .where(target.c[entry.column_name].is_not(None))
+        with database_errors(self.store.shown_url):
+            result = conn.execution_options(stream_results=True, yield_per=size) \
+                .execute(query)
+            while chunk := result.fetchmany(size):
+                pairs = []
+                for path, blob in chunk:
+                    if not isinstance(blob, (bytes, bytearray, memoryview)):
+                        raise _not_embeddings(entry, blob)
+                    if len(blob):
+                        pairs.append((str(path), bytes(blob)))
+                yield pairs
 
     def covers(self, conn: sa.Connection, entry: EmbeddingColumn) -> bool:
         """Whether every row of the table had a vector at the last CONVERT and still has one
@@ -197,6 +215,14 @@ class EmbeddingColumns:
             result = conn.execute(sa.select(sa.text("*")).select_from(target)
                                   .where(target.c[image_col].in_(paths)))
             return Table(tuple(result.keys()), tuple(tuple(r) for r in result))
+
+
+def _not_embeddings(entry: EmbeddingColumn, value: object) -> DataError:
+    # SQLite keeps whatever a user's UPDATE wrote in the column
+    return DataError(f"{entry.table_name}.{entry.column_name} holds values that are not "
+                     f"embeddings (such as {excerpt(value)})",
+                     hint=f"Run CONVERT USING {entry.model} AS SELECT * FROM {entry.table_name} "
+                          "to embed the rows anew.")
 
 
 def _path_index(table: str, image_col: str) -> str:

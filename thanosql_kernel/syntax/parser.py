@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import difflib
+import functools
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -264,6 +265,13 @@ def _syntax(text: str, offset: int, message: str, hint: str | None) -> ThanoSQLS
 
 def parse(text: str) -> list[Node]:
     """Every statement of a cell, in order; raises ThanoSQLSyntaxError before any can run."""
+    return list(_parsed(text))
+
+
+@functools.lru_cache(maxsize=256)   # a notebook runs the same cell text again and again
+def _parsed(text: str) -> tuple[Node, ...]:
+    """``parse``'s answer, kept: the nodes are frozen, and a cell that does not parse raises
+    each time (an exception is never kept)."""
     cell = _read_magics(text)
     found = cell.scan
     if found.unterminated is not None:
@@ -282,7 +290,7 @@ def parse(text: str) -> list[Node]:
         start = end + 1
     _check_parens(text, found, cell)
     located.sort(key=lambda pair: pair[0])
-    return [node for _, node in located]
+    return tuple(node for _, node in located)
 
 
 def _check_parens(text: str, found: Scan, cell: _Cell) -> None:

@@ -25,12 +25,15 @@ class Shape:
 
     ``tables``: the tables it reads, in order, each once (no CTE names); ``star_only``: it
     is ``SELECT * FROM <one table>`` and nothing else; ``columns``: the names of its
-    output columns when they can be read off the text (None with ``*``).
+    output columns when they can be read off the text (None with ``*``); ``star_where``:
+    it is ``SELECT * FROM <one table> WHERE …`` and nothing else (the WHERE keeps some of
+    the table's rows, each whole).
     """
 
     tables: tuple[str, ...]
     star_only: bool
     columns: tuple[str, ...] | None
+    star_where: bool = False
 
 
 def _parse(sql: str, dialect: str | None) -> exp.Expression | None:
@@ -68,22 +71,26 @@ def shape(sql: str, dialect: str | None = None) -> Shape | None:
     tables = tuple(dict.fromkeys(
         t.name.lower() for t in tree.find_all(exp.Table)
         if t.name and t.name.lower() not in ctes))
-    return Shape(tables, _is_star_only(tree), _output_columns(tree))
+    clauses = _star_clauses(tree)
+    where = tree.args.get("where") if clauses == {"where"} else None
+    return Shape(tables, clauses == set(), _output_columns(tree),
+                 star_where=where is not None and where.find(exp.Subquery, exp.Select) is None)
 
 
-def _is_star_only(tree: exp.Expression) -> bool:
+def _star_clauses(tree: exp.Expression) -> set[str] | None:
+    """The clauses of ``SELECT * FROM <one table> …`` past its FROM, or None for any other
+    query."""
     from sqlglot import exp
 
     if not isinstance(tree, exp.Select) or len(tree.expressions) != 1 \
             or not isinstance(tree.expressions[0], exp.Star):
-        return False
+        return None
     source = _arg(tree, "from_", "from")
     if source is None or not isinstance(source.this, exp.Table) or source.this.args.get("alias"):
-        return False
+        return None
     if source.this.args.get("db") or source.this.args.get("catalog"):
-        return False
-    clauses = set(tree.args) - {"expressions", "from_", "from"}
-    return not any(tree.args.get(c) for c in clauses)
+        return None
+    return {c for c in set(tree.args) - {"expressions", "from_", "from"} if tree.args.get(c)}
 
 
 def _output_columns(tree: exp.Expression) -> tuple[str, ...] | None:

@@ -1,12 +1,14 @@
-"""The vector index behind a small interface (Chroma by default) and exact numpy search."""
+"""The vector index behind a small interface (Chroma by default), the compact copy exact
+SEARCH scans, and exact numpy cosine."""
 
 from __future__ import annotations
 
 from .blobs import UNREADABLE, blobs_to_matrix, from_blob, to_blob
 from .chroma import HNSW, ChromaIndex, collection_name
-from .exact import cosine_scores, cosine_similarities, exact_top_k, normalize, top_k_candidates
+from .compact import CompactVectors
+from .exact import cosine_scores, cosine_similarities, exact_top_k, normalize
 from .index import VectorIndex
 
-__all__ = ["HNSW", "UNREADABLE", "ChromaIndex", "VectorIndex", "blobs_to_matrix", "collection_name",
-           "cosine_scores", "cosine_similarities", "exact_top_k", "from_blob", "normalize",
-           "to_blob", "top_k_candidates"]
+__all__ = ["HNSW", "UNREADABLE", "ChromaIndex", "CompactVectors", "VectorIndex",
+           "blobs_to_matrix", "collection_name", "cosine_scores", "cosine_similarities",
+           "exact_top_k", "from_blob", "normalize", "to_blob"]

@@ -1,5 +1,5 @@
 """Cosine similarity with numpy: the one definition SEARCH reports (``cosine_scores``), and
-the exact float32 scan that picks the rows to score (``top_k_candidates``)."""
+the float32 scans beside it (``cosine_similarities``, ``exact_top_k``)."""
 
 from __future__ import annotations
 
@@ -59,8 +59,6 @@ def exact_top_k(matrix: np.ndarray, query: np.ndarray, k: int | None, *,
     return order, sims[order]
 
 
-#: float32's unit roundoff: a float32 result is within this relative error of the exact one
-_FLOAT32_ROUNDOFF = 2.0 ** -24
 #: rows scored at once, so a long column never makes one n x D float64 temporary
 _SCORE_BLOCK = 16_384
 
@@ -91,23 +89,3 @@ def cosine_scores(vectors: np.ndarray, query: np.ndarray) -> np.ndarray:
         np.divide(dots, norms, out=out[start:start + len(block)], where=norms > 0)
     # rounding can push a vector's similarity to itself just past 1
     return np.clip(out, -1.0, 1.0, out=out)
-
-
-def top_k_candidates(matrix: np.ndarray, query: np.ndarray, k: int) -> np.ndarray:
-    """Indices of every row of the unit-length ``matrix`` (N, D) float32 that may be among the
-    k rows most like ``query`` by ``cosine_scores``, in no particular order.
-
-    The float32 scan is off from the exact cosine by at most (D + 4) roundoffs for unit
-    vectors, so a row of the exact top k scans at least the scan's k-th value less twice that:
-    every such row is a candidate. Scoring the candidates with ``cosine_scores`` then gives
-    exactly the top k an exact float64 search over all rows would give, ties included.
-    """
-    sims = cosine_similarities(matrix, query, normalized=True)
-    n = sims.shape[0]
-    if k <= 0:
-        return np.empty(0, dtype=np.intp)
-    if k >= n:
-        return np.arange(n)
-    kth = np.partition(sims, n - k)[n - k]
-    slack = 2 * (matrix.shape[1] + 4) * _FLOAT32_ROUNDOFF
-    return np.flatnonzero(sims >= kth - slack)
