@@ -188,14 +188,22 @@ def _rss_mb() -> float:
 
 
 def _read_column(ctx: Services, table: str) -> float:
-    """Seconds to read the embedding column once, every value, as the first search must."""
+    """Seconds to read the embedding column once, every value, as the first search must:
+    with the driver's own cursor on SQLite (the fastest read there is), streamed on
+    PostgreSQL."""
     import sqlalchemy as sa
 
+    sql = f"SELECT image_path, m_simclr FROM {table} WHERE m_simclr IS NOT NULL"
     started = time.perf_counter()
     with ctx.store.begin() as conn:
-        result = conn.execution_options(stream_results=True, yield_per=50_000).execute(
-            sa.text(f"SELECT image_path, m_simclr FROM {table}"))
-        while result.fetchmany(50_000):
+        if conn.dialect.name == "sqlite":
+            cursor = conn.connection.driver_connection.cursor()
+            cursor.execute(sql)
+            fetch = cursor.fetchmany
+        else:
+            fetch = conn.execution_options(stream_results=True, yield_per=50_000) \
+                .execute(sa.text(sql)).fetchmany
+        while fetch(50_000):
             pass
     return time.perf_counter() - started
 

@@ -114,3 +114,21 @@ def test_candidates_among_some_rows_only() -> None:
     assert set(found.tolist()) <= set(rows.tolist())
     exact = {int(rows[i]) for i in _exact_top(vectors[rows], query, 10)}
     assert exact <= set(found.tolist())
+
+
+def test_best_first_rounds_cover_every_row_once_and_their_bounds_hold() -> None:
+    vectors = _columns()["mixed"]
+    compact = CompactVectors.from_matrix(vectors)
+    rng = np.random.default_rng(13)
+    for _ in range(10):
+        query = vectors[rng.integers(len(vectors))] + rng.standard_normal(
+            vectors.shape[1]).astype(np.float32) * 0.1
+        exact = cosine_scores(vectors, query)
+        seen: list[np.ndarray] = []
+        for rows, bound in compact.best_first(query, 8, 4, 512):
+            later = np.setdiff1d(np.arange(len(vectors)), np.concatenate(seen + [rows]))
+            assert np.all(exact[later] <= bound)
+            seen.append(rows)
+        every = np.concatenate(seen)
+        assert len(every) == len(set(every.tolist())) == len(vectors)
+        assert bound == -np.inf

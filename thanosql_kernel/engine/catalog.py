@@ -156,16 +156,18 @@ class EmbeddingCatalog:
         return [path for path, _ in self.index.query(entry.collection, vector,
                                                      k * _INDEX_MARGIN)]
 
-    def scanned(self, tx: Transaction, entry: EmbeddingColumn, vector: np.ndarray,
-                loading: Callable[[int, int, bool], None] | None = None
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        """(image paths as bytes, scanned similarities, margins) of every row of the column's
-        compact copy (``CompactVectors.scan``): each row's exact cosine lies within its
-        margin of its value. None beyond ``exact_search_max_rows`` rows."""
+    def best_first(self, tx: Transaction, entry: EmbeddingColumn, vector: np.ndarray,
+                   first: int, growth: int, most: int,
+                   loading: Callable[[int, int, bool], None] | None = None
+                   ) -> Iterator[tuple[list[str], float]] | None:
+        """The column's image paths best first by the compact copy's scan, a round at a time,
+        each with a bound no later row can beat (``CompactVectors.best_first``). None beyond
+        ``exact_search_max_rows`` rows."""
         if entry.row_count > self.settings.exact_search_max_rows:
             return None
         paths, compact = self._compact(tx, entry, loading)
-        return (paths, *compact.scan(vector))
+        return (([p.decode() for p in paths[rows]], bound)
+                for rows, bound in compact.best_first(vector, first, growth, most))
 
     def _compact(self, tx: Transaction, entry: EmbeddingColumn,
                  loading: Callable[[int, int, bool], None] | None
@@ -185,10 +187,10 @@ class EmbeddingCatalog:
 
         def chunks() -> Iterator[np.ndarray]:
             done = 0
-            for pairs in self._columns.vector_chunks(tx, entry, _LOAD_CHUNK):
-                paths.append(np.array([p.encode() for p, _ in pairs], dtype=bytes))
-                yield blobs_to_matrix([b for _, b in pairs], entry.dim)
-                done += len(pairs)
+            for chunk_paths, blobs in self._columns.vector_chunks(tx, entry, _LOAD_CHUNK):
+                paths.append(np.array([p.encode() for p in chunk_paths], dtype=bytes))
+                yield blobs_to_matrix(blobs, entry.dim)
+                done += len(blobs)
                 if loading is not None:
                     loading(done, at_most, False)
             if loading is not None:

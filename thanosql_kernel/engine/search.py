@@ -333,48 +333,47 @@ def _search_kept(services: Services, run: Run, tx: Any, entry: EmbeddingColumn, 
                  ) -> Table | None:
     """The top k of the rows ``SELECT * FROM t WHERE …`` keeps, from the compact copy.
 
-    The rows with the best upper bounds are asked whether the WHERE keeps them (the query,
-    restricted to their image paths: the database evaluates the WHERE, on the index of the
-    paths), and the kept ones are scored from the column. Once the k-th best score of the
-    kept rows beats every upper bound not yet asked, no other row can be in the top k. So
-    the answer is never short and is exact; a WHERE that keeps few rows takes rounds, and
-    past ``_KEPT_MOST`` the row-by-row path (the database's whole answer) is quicker.
+    The best rows of the scan are asked whether the WHERE keeps them (the query, restricted
+    to their image paths: the database evaluates the WHERE, on the index of the paths), a
+    round at a time, and the kept ones are scored from the column. Once the k-th best score
+    of the kept rows beats every upper bound not yet asked, no other row can be in the top
+    k. So the answer is never short and is exact; a WHERE that keeps few rows takes rounds,
+    and past ``_KEPT_MOST`` rows the row-by-row path (the database's whole answer) is
+    quicker.
     """
     import numpy as np
 
     from ..vectors import cosine_scores
 
-    scanned = services.catalog.scanned(tx, entry, vector, bar)
-    if scanned is None:
+    rounds = services.catalog.best_first(tx, entry, vector, _KEPT_FIRST, _KEPT_GROWTH,
+                                         _KEPT_MOST, bar)
+    if rounds is None:
         return None   # beyond the exact limit: the row-by-row path
-    paths, a, margin = scanned
-    upper = a + margin
-    n = len(upper)
     quote = services.store.quote
     restricted = (f"SELECT * FROM ({query.text}) AS thanosql_kept WHERE "
                   f"{quote(entry.image_col)} IN :thanosql_paths")
-    asked = _KEPT_FIRST
-    while True:
-        asked = min(asked, n)
-        if asked < n:
-            part = np.argpartition(-upper, asked)
-            best, outside = part[:asked], float(upper[part[asked]])
-        else:
-            best, outside = np.arange(n), -np.inf
-        wanted = tuple(dict.fromkeys(p.decode() for p in paths[best]))
-        fetched = services.store.read(tx, restricted, {**run.params,
-                                                       "thanosql_paths": wanted})
-        if not _whole(fetched, entry):
-            return None
-        i_emb = _at(fetched, entry.column_name)
-        scores = cosine_scores(np.frombuffer(b"".join(bytes(r[i_emb]) for r in fetched.rows),
-                                             dtype="<f4").reshape(-1, entry.dim), vector) \
-            if fetched.rows else np.zeros(0)
-        if asked == n or (len(scores) >= k and float(np.sort(scores)[-k]) > outside):
-            return _best(fetched, entry, names, vector, k, scores)
-        if asked >= _KEPT_MOST:
-            return None
-        asked *= _KEPT_GROWTH
+    kept: list[tuple[Any, ...]] = []
+    columns: tuple[str, ...] = ()
+    scores = np.zeros(0)
+    for paths, bound in rounds:
+        if bound == -np.inf and len(paths) > _KEPT_MOST:
+            return None   # the WHERE keeps too few of the best rows: the row-by-row path
+        if paths:
+            fetched = services.store.read(tx, restricted, {
+                **run.params, "thanosql_paths": tuple(dict.fromkeys(paths))})
+            if not _whole(fetched, entry):
+                return None
+            columns, i_emb = fetched.columns, _at(fetched, entry.column_name)
+            kept.extend(fetched.rows)
+            if fetched.rows:
+                scores = np.concatenate([scores, cosine_scores(np.frombuffer(
+                    b"".join(bytes(r[i_emb]) for r in fetched.rows), dtype="<f4")
+                    .reshape(-1, entry.dim), vector)])
+        if bound == -np.inf or (len(scores) >= k and float(np.sort(scores)[-k]) > bound):
+            break
+    if not columns:   # nothing kept: the row-by-row path answers with the query's columns
+        return None
+    return _best(Table(columns, tuple(kept)), entry, names, vector, k, scores)
 
 
 def _best(fetched: Table, entry: EmbeddingColumn, names: list[str], vector: np.ndarray, k: int,

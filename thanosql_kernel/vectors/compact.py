@@ -25,7 +25,8 @@ ties with the k-th row included, and scoring those exactly gives the exact top k
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -72,16 +73,28 @@ class CompactVectors:
         codes = torch.empty((at_most, dim), dtype=torch.int8)
         scales = torch.empty(at_most, dtype=torch.bfloat16)
         errors = np.empty(at_most, dtype=np.float32)
+        def place(start: int, future: Future[tuple[np.ndarray, torch.Tensor, np.ndarray]]
+                  ) -> None:
+            c, s, e = future.result()
+            codes[start:start + len(c)] = torch.from_numpy(c)
+            scales[start:start + len(c)] = s
+            errors[start:start + len(c)] = e
+
         done = 0
-        for chunk in chunks:
-            end = done + len(chunk)
-            if end > at_most:
-                raise ValueError(f"more than the {at_most:,} rows announced")
-            c, s, e = quantize(chunk)
-            codes[done:end] = torch.from_numpy(c)
-            scales[done:end] = s
-            errors[done:end] = e
-            done = end
+        pending: tuple[int, Future[tuple[np.ndarray, torch.Tensor, np.ndarray]]] | None = None
+        # a thread quantizes each chunk while the next one is read (numpy and torch let go of
+        # the interpreter lock; a database cursor mostly waits on the disk or the socket)
+        with ThreadPoolExecutor(1, thread_name_prefix="thanosql-quantize") as pool:
+            for chunk in chunks:
+                end = done + len(chunk)
+                if end > at_most:
+                    raise ValueError(f"more than the {at_most:,} rows announced")
+                future = pool.submit(quantize, chunk)
+                if pending is not None:
+                    place(*pending)
+                pending, done = (done, future), end
+            if pending is not None:
+                place(*pending)
         if done < at_most:   # a copy, so the rows never read leave no memory behind
             codes, scales, errors = codes[:done].clone(), scales[:done].clone(), \
                 errors[:done].copy()
@@ -177,6 +190,45 @@ class CompactVectors:
         found = close[a + self._margin(a, errors[close], delta) >= threshold]
         return found if rows is None else np.asarray(rows)[found]
 
+    def best_first(self, query: np.ndarray, first: int, growth: int, most: int
+                   ) -> Iterator[tuple[np.ndarray, float]]:
+        """Rows in order of their scanned values, a round at a time: each round yields the
+        rows not yet yielded (about ``first``, then ``growth`` times more each round, at most
+        ``most`` in all before the last round yields the rest) and a bound no row left for
+        later rounds can beat (the upper bound of its exact cosine; -inf when none is left).
+
+        For a search with a filter: the kept rows of the rows yielded so far, scored exactly,
+        hold the top k once their k-th score beats the bound.
+        """
+        import torch
+
+        scanned, delta = self._scanned(query)
+        values = scanned.to(torch.float32)
+        n = self.count
+        v = values.numpy()
+        widest = float(self._margin(np.array([1.1]), self._widest, delta)[0])
+        block = max(16, min(1024, int((n / (3 * first)) ** 0.5)))
+        whole = n // block * block
+        maxima = values[:whole].view(-1, block).amax(1)
+        if whole < n:
+            maxima = torch.cat([maxima, values[whole:].amax().reshape(1)])
+        peaks = maxima.numpy()
+        order = np.argsort(-peaks, kind="stable")   # blocks, best first
+        given = np.zeros(n, dtype=bool)
+        wanted = first
+        while True:
+            if wanted >= min(most, len(order)):
+                yield np.flatnonzero(~given), -np.inf
+                return
+            # every row above the best block left out: rows below it, anywhere, come later
+            level = float(peaks[order[wanted]])
+            rows = _rows_of(order[:wanted], block, n).ravel()
+            rows = rows[rows < n]
+            rows = rows[(v[rows] > level) & ~given[rows]]
+            given[rows] = True
+            yield rows, level + widest
+            wanted *= growth
+
     @functools.cached_property
     def _widest(self) -> np.ndarray:
         return self.errors.max(initial=0.0, keepdims=True)
@@ -203,9 +255,13 @@ def quantize(matrix: np.ndarray) -> tuple[np.ndarray, torch.Tensor, np.ndarray]:
     scales = torch.from_numpy(wanted * np.float32(1.0 + 2.0 ** -7)).to(torch.bfloat16)
     s = scales.to(torch.float32).numpy()
     codes = np.clip(np.rint(u / s[:, None]), -_LEVELS, _LEVELS).astype(np.int8)
-    lost = u.astype(np.float64) - codes.astype(np.float64) * s.astype(np.float64)[:, None]
-    errors = (np.sqrt(np.einsum("ij,ij->i", lost, lost)) * (1.0 + 2.0 ** -20)
-              + 1e-12).astype(np.float32)
-    # float32 rounding of the bound itself: one step up keeps it a bound
-    errors = np.nextafter(errors, np.float32(np.inf))
+    # in float32, and still a bound: a code times a scale (8 bits by 8) is exact, the
+    # difference from u is off by one roundoff of itself, the sum of D squares (in any
+    # order) and its root by D + 2 more, the raising itself by one: twice that is added
+    lost = codes.astype(np.float32)
+    lost *= s[:, None]
+    np.subtract(u, lost, out=lost)
+    errors = np.sqrt(np.einsum("ij,ij->i", lost, lost))
+    errors *= np.float32(1.0 + 2 * (u.shape[1] + 8) * _F32)
+    errors += np.float32(1e-12)
     return codes, scales, errors
