@@ -230,7 +230,7 @@ def _scan_alone(ctx: Services, table: str, q: np.ndarray, repeat: int) -> tuple[
         t = time.perf_counter()
         compact.candidates(q, 10)
         times.append((time.perf_counter() - t) * 1000)
-    return percentiles(times)[0], compact.count * (compact.dim + 2)
+    return percentiles(times)[0], compact.count * (int(compact.codes.shape[1]) + 2)
 
 
 def _recall(ctx: Services, table: str, vectors: np.ndarray, count: int,

@@ -132,3 +132,17 @@ def test_best_first_rounds_cover_every_row_once_and_their_bounds_hold() -> None:
         every = np.concatenate(seen)
         assert len(every) == len(set(every.tolist())) == len(vectors)
         assert bound == -np.inf
+
+
+@pytest.mark.parametrize("d", [1, 7, 100, 130])
+def test_any_length_of_vector(d: int) -> None:
+    """The kernel reads codes 8 or 16 at a time: other lengths are padded, exactly."""
+    rng = np.random.default_rng(d)
+    vectors = rng.standard_normal((3000, d)).astype(np.float32)
+    compact = CompactVectors.from_matrix(vectors)
+    assert compact.dim == d
+    for i in range(20):
+        query = vectors[i] + rng.standard_normal(d).astype(np.float32) * 0.1
+        scanned, margin = compact.scan(query)
+        assert np.all(np.abs(cosine_scores(vectors, query) - scanned) <= margin)
+        assert _exact_top(vectors, query, 5) <= set(compact.candidates(query, 5).tolist())

@@ -40,6 +40,9 @@ _F32 = 2.0 ** -24
 _BF16 = 2.0 ** -8
 #: the codes' range: symmetric, so -u codes as -c
 _LEVELS = 127
+#: codes per row come in multiples of this: the kernel's AVX-512 loop reads 16 aligned at a
+#: time, its AVX2 loop 8
+_LANES = 32
 
 
 @dataclass
@@ -47,21 +50,19 @@ class CompactVectors:
     """A column's unit vectors as int8 codes (n, D), bfloat16 scales (n,) and float32 bounds
     (n,) on each row's ||u - s * c||; ``torch`` tensors, so the scan runs on them in place."""
 
-    codes: torch.Tensor     # int8 (n, D)
+    codes: torch.Tensor     # int8 (n, D rounded up to _LANES)
     scales: torch.Tensor    # bfloat16 (n,)
     errors: np.ndarray
+    #: the vectors' length D; the codes may have more columns, all zero (``_LANES``)
+    dim: int
 
     @property
     def count(self) -> int:
         return int(self.errors.shape[0])
 
     @property
-    def dim(self) -> int:
-        return int(self.codes.shape[1])
-
-    @property
     def nbytes(self) -> int:
-        return self.count * (self.dim + 2 + 4)
+        return self.count * (int(self.codes.shape[1]) + 2 + 4)
 
     @classmethod
     def from_chunks(cls, chunks: Iterable[np.ndarray], at_most: int, dim: int
@@ -70,13 +71,15 @@ class CompactVectors:
         any length; memory beyond the copy itself is one chunk's."""
         import torch
 
-        codes = torch.empty((at_most, dim), dtype=torch.int8)
+        # the kernel reads a row 8 or 16 codes at a time, aligned: zero columns pad it
+        codes = torch.zeros((at_most, -(-dim // _LANES) * _LANES), dtype=torch.int8)
         scales = torch.empty(at_most, dtype=torch.bfloat16)
         errors = np.empty(at_most, dtype=np.float32)
+
         def place(start: int, future: Future[tuple[np.ndarray, torch.Tensor, np.ndarray]]
                   ) -> None:
             c, s, e = future.result()
-            codes[start:start + len(c)] = torch.from_numpy(c)
+            codes[start:start + len(c), :dim] = torch.from_numpy(c)
             scales[start:start + len(c)] = s
             errors[start:start + len(c)] = e
 
@@ -98,7 +101,7 @@ class CompactVectors:
         if done < at_most:   # a copy, so the rows never read leave no memory behind
             codes, scales, errors = codes[:done].clone(), scales[:done].clone(), \
                 errors[:done].copy()
-        return cls(codes, scales, errors)
+        return cls(codes, scales, errors, dim)
 
     @classmethod
     def from_matrix(cls, matrix: np.ndarray) -> CompactVectors:
@@ -112,17 +115,19 @@ class CompactVectors:
         from .exact import normalize
 
         v = normalize(np.asarray(query, dtype=np.float32).reshape(1, self.dim))
-        q = torch.from_numpy(v).to(torch.bfloat16)
+        q = torch.zeros((1, int(self.codes.shape[1])), dtype=torch.bfloat16)
+        q[:, :self.dim] = torch.from_numpy(v)
         scanned = torch.ops.aten._weight_int8pack_mm(q, self.codes, self.scales)[0]
         delta = float(np.linalg.norm(v[0].astype(np.float64)
-                                     - q[0].to(torch.float32).numpy().astype(np.float64)))
+                                     - q[0, :self.dim].to(torch.float32).numpy()
+                                     .astype(np.float64)))
         return scanned, delta
 
     def _margin(self, a: np.ndarray, errors: np.ndarray, delta: float) -> np.ndarray:
         """How far from ``a`` (float64, scanned values) the exact cosines may lie, for rows
         whose error bounds are ``errors``: the sum of the steps in the module's docstring,
         raised by 1 %."""
-        d = self.dim
+        d = int(self.codes.shape[1])   # the zero columns are summed too (exactly)
         gamma = (d + 4) * _F32
         q_norm = 1.0 + gamma + delta
         e = errors.astype(np.float64)
