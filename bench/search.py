@@ -156,7 +156,8 @@ def bench_size(ctx: Services, n: int, dim: int, repeat: int, rng: np.random.Gene
     ids = np.arange(n)
     for label, where, kept in (
             ("f10", "label = 7", ids % 10 == 7),
-            ("f01", "label = 7 AND CAST(substr(image_path, 11) AS INTEGER) % 1000 = 7",
+            ("f01", "label = 7 AND CAST(replace(replace(image_path, 'synthetic/', ''), "
+                    "'.jpg', '') AS INTEGER) % 1000 = 7",
              ids % 1000 == 7)):
         sql = second_gen + f" WHERE {where}"
         rows_kept = np.flatnonzero(kept)
