@@ -33,7 +33,7 @@ def test_convert_on_a_two_node_ray_cluster(tmp_path: Path) -> None:
     script = (f"ip link set lo up && exec {sys.executable} -c "
               f"'from tests.test_cluster import scenario; scenario(\"{tmp_path}\")'")
     done = subprocess.run([*unshare("n"), "sh", "-c", script], cwd=ROOT, capture_output=True,
-                          text=True, timeout=1800, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                          text=True, timeout=1200, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-6000:]
     assert "cluster: all checks passed" in done.stdout, done.stdout[-3000:]
     print("\n".join(line for line in done.stdout.splitlines() if line.startswith("cluster")))
@@ -93,7 +93,7 @@ def _running(pid: int) -> bool:
 #: joins the cluster once its head answers (a head takes seconds to come up)
 _JOIN = ("import ray, socket, time\n"
          "host, port = '{address}'.split(':')\n"
-         "for _ in range(1200):\n"
+         "for _ in range(600):\n"
          "    try:\n"
          "        socket.create_connection((host, int(port)), timeout=1).close()\n"
          "        ray.init(address='{address}', logging_level='ERROR', log_to_driver=False)\n"
@@ -110,10 +110,10 @@ def _on_cluster(address: str, code: str, timeout: float) -> None:
 
 
 def _wait_for_nodes(address: str, count: int) -> None:
-    _on_cluster(address, f"for _ in range(1200):\n"
+    _on_cluster(address, f"for _ in range(600):\n"
                          f"    if sum(n['Alive'] for n in ray.nodes()) >= {count}: break\n"
                          f"    time.sleep(0.5)\n"
-                         f"else: raise SystemExit('nodes did not come up')", timeout=900)
+                         f"else: raise SystemExit('nodes did not come up')", timeout=400)
 
 
 def scenario(folder: str) -> None:
