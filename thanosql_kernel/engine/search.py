@@ -277,7 +277,6 @@ def _search_with_index(services: Services, run: Run, node: SearchImage, emb_col:
     ``exact_search_max_rows`` rows; approximately, from the vector index, beyond); the rows'
     own vectors score them. None means: use the row-by-row path.
     """
-
     query = node.query
     if not isinstance(query, Sql) or query.subqueries:
         return None
@@ -343,7 +342,7 @@ def _search_kept(services: Services, run: Run, tx: Any, entry: EmbeddingColumn, 
     """
     import numpy as np
 
-    from ..vectors import cosine_scores
+    from ..vectors import blobs_to_matrix, cosine_scores
 
     rounds = services.catalog.best_first(tx, entry, vector, _KEPT_FIRST, _KEPT_GROWTH,
                                          _KEPT_MOST, bar)
@@ -366,9 +365,8 @@ def _search_kept(services: Services, run: Run, tx: Any, entry: EmbeddingColumn, 
             columns, i_emb = fetched.columns, _at(fetched, entry.column_name)
             kept.extend(fetched.rows)
             if fetched.rows:
-                scores = np.concatenate([scores, cosine_scores(np.frombuffer(
-                    b"".join(bytes(r[i_emb]) for r in fetched.rows), dtype="<f4")
-                    .reshape(-1, entry.dim), vector)])
+                scores = np.concatenate([scores, cosine_scores(blobs_to_matrix(
+                    [bytes(r[i_emb]) for r in fetched.rows], entry.dim), vector)])
         if bound == -np.inf or (len(scores) >= k and float(np.sort(scores)[-k]) > bound):
             break
     if not columns:   # nothing kept: the row-by-row path answers with the query's columns
