@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
 from nbclient import NotebookClient
+
+from thanosql_kernel.vectors import blobs_to_matrix
 
 from .conftest import server_env
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "image_search.ipynb"
-SIM = "my_image_search_model_simclr_similarity1"
+COLUMN = "my_image_search_model_simclr"
+SIM = f"{COLUMN}_similarity1"
 
 
 def run_tutorial(folder: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict:
@@ -43,6 +48,20 @@ def top4(outputs: dict) -> list[str]:
             if "<img" in o.get("data", {}).get("text/html", "")]
 
 
+def neighbour_precision(workspace: Path, k: int = 3) -> float:
+    """The share of each test image's k nearest images (by its stored vector) that have its
+    label: what the tutorial's model is for, measured over all 200 images, not one query."""
+    with sqlite3.connect(workspace / ".thanosql" / "thanosql.db") as db:
+        rows = db.execute(f"SELECT label, {COLUMN} FROM mnist_test").fetchall()
+    labels = np.array([label for label, _ in rows])
+    vectors = blobs_to_matrix([blob for _, blob in rows]).astype(np.float64)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    scores = vectors @ vectors.T
+    np.fill_diagonal(scores, -np.inf)
+    nearest = np.argsort(-scores, axis=1)[:, :k]
+    return float((labels[nearest] == labels[:, None]).mean())
+
+
 def test_the_tutorial_runs_on_every_backend_with_the_same_answer(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     runs = {"embedded": run_tutorial(tmp_path / "embedded", {}, monkeypatch)}
@@ -67,5 +86,10 @@ def test_the_tutorial_runs_on_every_backend_with_the_same_answer(
         labels = dict(re.findall(r"(\S+/\d+\.jpg)\s+(\d)\s", "\n".join(
             texts(o)[-1] for src, o in outputs.items() if "top_k=10" in src)))
         eights = sum(labels.get(path) == "8" for path in found[1:])
-        assert eights >= 2, f"{backend}: top 4 for 923.jpg after itself: {found[1:]}"
+        assert eights >= 1, f"{backend}: top 4 for 923.jpg after itself: {found[1:]}"
+    # One epoch on 1,000 images: which eights come next after 923.jpg moves with the float
+    # rounding of the machine (seeds 0-7 here: 1 to 3 of its top 3 are eights, always at
+    # least 1), so the model's quality is judged over every test image: 10 labels, 20 each,
+    # chance is 19/199 = 0.10; seeds 0-7 measured 0.71-0.76.
+    assert neighbour_precision(tmp_path / "embedded") >= 0.5
     assert len({tuple(top4(o)) for o in runs.values()}) == 1
