@@ -250,6 +250,52 @@ def scenario(folder: str) -> None:
             assert reply.status == "ok", reply.content.get("evalue")
         print("cluster: two kernels converted at once", flush=True)
 
+        # SEARCH by shards on the cluster, 150 rows a shard at most: 400 rows in 3 shards,
+        # the same rows and similarities as the kernel's own exact search
+        sharded = KernelSession(home / "local", {**on_cluster,
+                                                 "THANOSQL_SEARCH_SHARD_ROWS": "150"})
+        kernels.append(sharded)
+        top = ("SELECT image_path, m_simclr_similarity1 FROM (SEARCH IMAGE images='big/7.png' "
+               "USING m AS SELECT * FROM big) ORDER BY m_simclr_similarity1 DESC LIMIT 10")
+        expected = ok(local, top)[-1]
+        assert expected.splitlines()[2].split()[0] == "big/7.png", expected
+        started = time.monotonic()
+        assert ok(sharded, top)[-1] == expected
+        first = time.monotonic() - started
+        shards = _shards_on(address)
+        assert len(shards) == 3 and all(n.endswith(("1/3", "2/3", "3/3")) for n in shards), shards
+        started = time.monotonic()
+        assert ok(sharded, top)[-1] == expected
+        print(f"cluster: SEARCH by 3 shards, the local answer: first {first:.1f} s (loading), "
+              f"then {time.monotonic() - started:.2f} s", flush=True)
+        # a shard's process killed: Ray starts it again, it reads its rows anew
+        victim = sorted(shards)[0]
+        os.kill(shards[victim], signal.SIGKILL)
+        assert ok(sharded, top)[-1] == expected
+        assert _shards_on(address)[victim] != shards[victim]
+        # another kernel on the same database finds them loaded: the same actors answer
+        later = KernelSession(home / "local", {**on_cluster, "THANOSQL_SEARCH_SHARD_ROWS": "150"})
+        kernels.append(later)
+        assert ok(later, top)[-1] == expected
+        assert _shards_on(address).keys() == shards.keys()
+        later.close()
+        kernels.remove(later)
+        print("cluster: a shard killed was started again; another kernel used the same shards",
+              flush=True)
+        # CONVERT again (a new collection): the old shards go, the next SEARCH makes new ones
+        ok(sharded, "CONVERT USING m OPTIONS (batch_size=16) AS SELECT * FROM big")
+        _wait_for_no_shards(address)
+        again_top = ok(sharded, top)[-1]
+        assert [line.split()[0] for line in again_top.splitlines()] == \
+            [line.split()[0] for line in expected.splitlines()]
+        renewed = _shards_on(address)
+        assert len(renewed) == 3 and not renewed.keys() & shards.keys(), (renewed, shards)
+        # the column dropped with SQL: its shards go with it
+        ok(sharded, "ALTER TABLE big DROP COLUMN m_simclr")
+        _wait_for_no_shards(address)
+        print("cluster: a new CONVERT and a dropped column took their shards with them",
+              flush=True)
+
         # a node killed in the middle: a retry, not the statement; every row once
         msg_id = remote.kc.execute("CONVERT USING m OPTIONS (batch_size=2) AS SELECT * FROM big")
         time.sleep(1.5)
@@ -329,6 +375,31 @@ def _wait_for_output(kernel: KernelSession, msg_id: str, text: str, timeout: flo
         if text in str(data.get("text/plain", "")) + str(msg["content"].get("text", "")):
             return
     raise AssertionError(f"no output said {text!r}")
+
+
+def _shards_on(address: str) -> dict[str, int]:
+    """The SEARCH shards on the cluster: each one's name and its actor's process id."""
+    code = ("from ray.util import list_named_actors\n"
+            "for a in list_named_actors(all_namespaces=True):\n"
+            "    if a['namespace'].startswith('thanosql-'):\n"
+            "        try:\n"
+            "            shard = ray.get_actor(a['name'], namespace=a['namespace'])\n"
+            "            print('shard', a['name'], ray.get(shard.ready.remote(), timeout=60)[1])\n"
+            "        except Exception:\n"   # killed a moment ago: gone
+            "            pass\n")
+    done = subprocess.run([sys.executable, "-c", _JOIN.format(address=address) + code],
+                          check=True, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+    return {name: int(pid) for _, name, pid in (
+        line.split() for line in done.stdout.splitlines() if line.startswith("shard "))}
+
+
+def _wait_for_no_shards(address: str) -> None:
+    """The shards are gone (a kill takes Ray a moment), within 15 s."""
+    deadline = time.monotonic() + 15
+    while (left := _shards_on(address)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not left, left
 
 
 def _card(home: Path, model: str) -> dict:

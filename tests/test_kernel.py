@@ -88,6 +88,7 @@ def test_a_bad_setting_is_an_option_error_naming_the_variable(tmp_path: Path) ->
     ("THANOSQL_DISPLAY_LIMIT", "0", "from 1"),
     ("THANOSQL_EXACT_SEARCH_MAX_ROWS", "-5", "from 0"),
     ("THANOSQL_EXACT_SEARCH_MAX_ROWS", "2e6", "from 0"),
+    ("THANOSQL_SEARCH_SHARD_ROWS", "0", "from 1"),
     ("THANOSQL_THREADS", "many", "'auto'"),
     ("THANOSQL_CHROMA_URL", "localhost:8000", "http://host:port"),
 ])

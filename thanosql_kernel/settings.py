@@ -20,6 +20,9 @@ DEFAULT_DISPLAY_LIMIT = 20
 #: exact SEARCH keeps D + 6 bytes a row in memory (the compact copy) and its path: 10M rows
 #: of 128-d vectors are 1.6 GB and scan in about 0.13 s on 2 cores (bench/search.py)
 DEFAULT_EXACT_SEARCH_MAX_ROWS = 10_000_000
+#: with a Ray cluster, a column of more rows is searched by shards of at most this many rows,
+#: each in an actor on the cluster (``cluster.shards``): as many as one process holds
+DEFAULT_SEARCH_SHARD_ROWS = DEFAULT_EXACT_SEARCH_MAX_ROWS
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,8 @@ VARIABLES = {v.name: v for v in (
              "a whole number of rows from 1", _whole(1)),
     Variable("THANOSQL_EXACT_SEARCH_MAX_ROWS", str(DEFAULT_EXACT_SEARCH_MAX_ROWS),
              "a whole number of rows from 0", _whole(0)),
+    Variable("THANOSQL_SEARCH_SHARD_ROWS", str(DEFAULT_SEARCH_SHARD_ROWS),
+             "a whole number of rows from 1", _whole(1)),
     Variable("THANOSQL_THREADS", "auto", "'auto' or a whole number of threads from 1",
              _threads),
     Variable("THANOSQL_CHROMA_URL", "unset: the embedded index in the workspace",
@@ -110,6 +115,9 @@ class Settings:
     threads: int | None = None
     #: THANOSQL_RAY_ADDRESS: the Ray cluster CONVERT and BUILD run on, or None (in the kernel)
     ray_address: str | None = None
+    #: THANOSQL_SEARCH_SHARD_ROWS: with a cluster, columns of more rows are searched by shards
+    #: of at most this many rows on it
+    search_shard_rows: int = DEFAULT_SEARCH_SHARD_ROWS
 
     @classmethod
     def from_env(cls, cwd: Path | None = None, env: Mapping[str, str] | None = None
@@ -122,10 +130,12 @@ class Settings:
         url = env.get("THANOSQL_DATABASE_URL") or f"sqlite:///{workspace / 'thanosql.db'}"
         limit = _value(env, "THANOSQL_DISPLAY_LIMIT")
         exact = _value(env, "THANOSQL_EXACT_SEARCH_MAX_ROWS")
+        shard = _value(env, "THANOSQL_SEARCH_SHARD_ROWS")
         return cls(cwd, workspace, url, _value(env, "THANOSQL_CHROMA_URL"),
                    DEFAULT_DISPLAY_LIMIT if limit is None else limit,
                    DEFAULT_EXACT_SEARCH_MAX_ROWS if exact is None else exact,
-                   _value(env, "THANOSQL_THREADS"), _value(env, "THANOSQL_RAY_ADDRESS"))
+                   _value(env, "THANOSQL_THREADS"), _value(env, "THANOSQL_RAY_ADDRESS"),
+                   DEFAULT_SEARCH_SHARD_ROWS if shard is None else shard)
 
     def resolve(self, path: str) -> Path:
         """A path from a statement or a table: relative ones are relative to the kernel's cwd."""

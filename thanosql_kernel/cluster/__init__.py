@@ -145,7 +145,7 @@ class Cluster:
         made now (the model goes to the object store once); the iterator ends them."""
         from .workers import Embedder, pack_model
 
-        with self._failing():
+        with self.failing():
             ray = self.ray()
             starts = deque(range(0, len(paths), batch_size))
             resources = ray.cluster_resources()
@@ -159,7 +159,7 @@ class Cluster:
                                     starts)
 
     @contextmanager
-    def _failing(self) -> Iterator[None]:
+    def failing(self) -> Iterator[None]:
         """Ray's own failures (not the statement's errors, not a stop) are the cluster's."""
         try:
             yield
@@ -179,7 +179,7 @@ class Cluster:
         idle_since = watched = time.monotonic()
         head_gone: str | None = None
         try:
-            with self._failing():
+            with self.failing():
                 while starts or tasks:
                     if time.monotonic() - watched > _WATCH_S:   # the head still answers?
                         watched = time.monotonic()
@@ -202,7 +202,7 @@ class Cluster:
                     for ref in done:
                         start, actor = tasks.pop(ref)
                         try:
-                            vectors = self._get(ray, ref)
+                            vectors = self.get(ray, ref)
                         except (exceptions.RayActorError, exceptions.ActorUnavailableError):
                             # its node went: its batches go to the others (or to new workers)
                             starts.appendleft(start)
@@ -228,7 +228,7 @@ class Cluster:
 
         from .workers import Training, train
 
-        with self._failing():
+        with self.failing():
             ray = self.ray()
             count, cpus, gpu = plan_workers(ray.nodes(), workers)
             queue = Queue(actor_options={"num_cpus": 0})
@@ -243,7 +243,7 @@ class Cluster:
         ended = False
         watched = time.monotonic()
         try:
-            with self._failing():
+            with self.failing():
                 while True:
                     if time.monotonic() - watched > _WATCH_S:
                         watched = time.monotonic()
@@ -258,7 +258,7 @@ class Cluster:
                     if message is None:
                         if ray.wait([task], timeout=0)[0]:   # the run ended: how?
                             ended = True
-                            self._get(ray, task)
+                            self.get(ray, task)
                             raise ServerError(f"The Ray cluster at {self.address} ended the "
                                               "training without a model", hint=self._hint())
                         continue
@@ -276,7 +276,7 @@ class Cluster:
             self.lost()
 
     @staticmethod
-    def _get(ray: ModuleType, ref: Any) -> Any:
+    def get(ray: ModuleType, ref: Any) -> Any:
         """``ray.get``, a worker's ThanoSQLError raised as itself."""
         try:
             return ray.get(ref)

@@ -25,6 +25,7 @@ from ..storage import EmbeddingColumn, EmbeddingColumns, SqlStore, Transaction, 
 if TYPE_CHECKING:
     import numpy as np
 
+    from ..cluster.shards import SearchShards
     from ..vectors import CompactVectors, VectorIndex
 
 #: a nearest-neighbour answer may be short when rows changed since CONVERT; ask for a margin
@@ -38,14 +39,16 @@ class EmbeddingCatalog:
 
     The vector index opens on first use, so plain SQL never loads Chroma, and again after a
     failed open (a server that was down). One converted column's compact copy is kept in
-    memory at a time.
+    memory at a time. With ``shards`` (a Ray cluster), a column of more rows than a shard
+    holds is searched by shards on the cluster instead.
     """
 
     def __init__(self, store: SqlStore, settings: Settings,
-                 notify: Callable[[str], None]) -> None:
+                 notify: Callable[[str], None], shards: SearchShards | None = None) -> None:
         self.store = store
         self.settings = settings
         self._notify = notify
+        self._shards = shards
         self._columns = EmbeddingColumns(store)
         self._index: VectorIndex | None = None
         #: the embedded index was found damaged: set it aside and rebuild it on next use
@@ -114,6 +117,8 @@ class EmbeddingCatalog:
         """Remove a collection nobody names any more; failing to is only space lost, never an
         error of the statement that asked."""
         self._compacts.pop(collection, None)
+        if self._shards is not None:
+            self._shards.drop(collection)
         with suppress(ThanoSQLError):
             self.index.drop(collection)
 
@@ -147,9 +152,17 @@ class EmbeddingCatalog:
 
         Up to ``exact_search_max_rows`` rows, the exact scan of the column's compact copy
         held in memory (``vectors.CompactVectors``), which returns every path that can be in
-        the exact top k; beyond it, the vector index's approximate nearest neighbours (HNSW),
-        with a margin. ``loading(done, total, finished)`` hears how the copy's first load goes.
+        the exact top k; with a cluster and more rows than a shard holds, the same from every
+        shard on the cluster (``cluster.shards``); else the vector index's approximate
+        nearest neighbours (HNSW), with a margin. ``loading(done, total, finished)`` hears
+        how the copy's first load goes.
         """
+        shards = self._shards
+        if shards is not None and shards.applies(entry):
+            live = {e.collection for e in self.entries(tx)}
+            return shards.candidates(
+                entry, lambda: self._columns.ranges(tx, entry, shards.count(entry)),
+                vector, k, live, loading)
         if entry.row_count <= self.settings.exact_search_max_rows:
             paths, compact = self._compact(tx, entry, loading)
             return [paths[i].decode() for i in compact.candidates(vector, k)]
@@ -162,8 +175,9 @@ class EmbeddingCatalog:
                    ) -> Iterator[tuple[list[str], float]] | None:
         """The column's image paths best first by the compact copy's scan, a round at a time,
         each with a bound no later row can beat (``CompactVectors.best_first``). None beyond
-        ``exact_search_max_rows`` rows."""
-        if entry.row_count > self.settings.exact_search_max_rows:
+        ``exact_search_max_rows`` rows and for a column searched by shards."""
+        if entry.row_count > self.settings.exact_search_max_rows or (
+                self._shards is not None and self._shards.applies(entry)):
             return None
         paths, compact = self._compact(tx, entry, loading)
         return (([p.decode() for p in paths[rows]], bound)

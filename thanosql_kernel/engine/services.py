@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..cluster import Cluster
+from ..cluster.shards import SearchShards
 from ..settings import Settings
 from ..storage import ModelRegistry, SqlStore
 from .catalog import EmbeddingCatalog
@@ -38,8 +39,10 @@ class Services:
         """The services of ``settings``; nothing is connected until first used."""
         store = SqlStore(settings.database_url)
         registry = ModelRegistry(store, settings.workspace, notify)
-        return cls(settings, store, registry, EmbeddingCatalog(store, settings, notify),
-                   ModelLoader(registry), Cluster(settings.ray_address), notify)
+        cluster = Cluster(settings.ray_address)
+        shards = SearchShards(cluster, settings.database_url, settings.search_shard_rows)
+        return cls(settings, store, registry, EmbeddingCatalog(store, settings, notify, shards),
+                   ModelLoader(registry), cluster, notify)
 
     def close(self) -> None:
         """Release the vector index, if one was opened, and the database."""

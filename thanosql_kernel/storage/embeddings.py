@@ -166,21 +166,60 @@ class EmbeddingColumns:
         blob_of = {str(path): bytes(blob) for path, blob in found if len(blob)}
         return list(blob_of), list(blob_of.values()), len(found)
 
-    def vector_chunks(self, conn: sa.Connection, entry: EmbeddingColumn, size: int
+    def ranges(self, conn: sa.Connection, entry: EmbeddingColumn, parts: int
+               ) -> list[tuple[str | None, str | None]]:
+        """At most ``parts`` ranges [low, high) of image paths (None: unbounded) that share
+        the column's rows about evenly between them, every row in one, all the rows of one
+        path in the same (the shards of ``cluster.shards``). Fewer when the column has fewer
+        distinct paths. Read from the index on the paths, ``parts`` - 1 steps into it."""
+        if parts <= 1:
+            return [(None, None)]
+        target = sa.table(entry.table_name, sa.column(entry.column_name),
+                          sa.column(entry.image_col))
+        path = target.c[entry.image_col]
+        each = -(-max(entry.row_count, 0) // parts)
+        cuts: list[str] = []
+        with database_errors(self.store.shown_url):
+            last = None   # the first path, then each cut: the database's order, not Python's
+            for part in range(parts):
+                cut = conn.execute(sa.select(path).where(target.c[entry.column_name].is_not(None))
+                                   .order_by(path).limit(1).offset(part * each)).scalar()
+                if cut is None:
+                    break
+                if part and str(cut) != last:
+                    cuts.append(str(cut))
+                last = str(cut)
+        bounds: list[str | None] = [None, *cuts, None]
+        return list(zip(bounds[:-1], bounds[1:], strict=True))
+
+    def count_between(self, conn: sa.Connection, entry: EmbeddingColumn,
+                      between: tuple[str | None, str | None]) -> int:
+        """How many rows with a vector have their image path in [low, high)."""
+        target = sa.table(entry.table_name, sa.column(entry.column_name),
+                          sa.column(entry.image_col))
+        with database_errors(self.store.shown_url):
+            return int(conn.execute(sa.select(sa.func.count()).select_from(target).where(
+                target.c[entry.column_name].is_not(None),
+                *_within(target.c[entry.image_col], between))).scalar_one())
+
+    def vector_chunks(self, conn: sa.Connection, entry: EmbeddingColumn, size: int,
+                      between: tuple[str | None, str | None] = (None, None)
                       ) -> Iterator[tuple[list[str], list[bytes]]]:
         """The column's image paths and vectors, ``size`` rows at a time, read as they come
         (SQLite steps its cursor, which the driver's own cursor does at twice SQLAlchemy's
         speed; PostgreSQL streams through a server-side cursor), so a column of millions of
         rows is never all in memory as Python objects at once. A row per row, in the table's
-        order; rows with no vector or an empty one are left out."""
+        order; rows with no vector or an empty one are left out; with ``between`` (low,
+        high), only the rows whose image path is in [low, high)."""
         target = sa.table(entry.table_name, sa.column(entry.column_name),
                           sa.column(entry.image_col))
         query = sa.select(target.c[entry.image_col], target.c[entry.column_name]) \
-            .where(target.c[entry.column_name].is_not(None))
+            .where(target.c[entry.column_name].is_not(None),
+                   *_within(target.c[entry.image_col], between))
         with database_errors(self.store.shown_url):
             if conn.dialect.name == "sqlite":
                 cursor = conn.connection.driver_connection.cursor()   # type: ignore[union-attr]
-                cursor.execute(str(query.compile(conn)))
+                cursor.execute(str(query.compile(conn, compile_kwargs={"literal_binds": True})))
                 fetch = cursor.fetchmany
             else:
                 fetch = conn.execution_options(stream_results=True, yield_per=size) \
@@ -224,6 +263,14 @@ class EmbeddingColumns:
             result = conn.execute(sa.select(sa.text("*")).select_from(target)
                                   .where(target.c[image_col].in_(paths)))
             return Table(tuple(result.keys()), tuple(tuple(r) for r in result))
+
+
+def _within(path: sa.ColumnElement, between: tuple[str | None, str | None]
+            ) -> list[sa.ColumnElement[bool]]:
+    """The clauses that keep an image path in [low, high) (None: unbounded)."""
+    low, high = between
+    return ([path >= low] if low is not None else []) + \
+        ([path < high] if high is not None else [])
 
 
 def _not_embeddings(entry: EmbeddingColumn, value: object) -> DataError:
