@@ -13,7 +13,8 @@ export PYTHONUNBUFFERED := 1
 # the suites that run a second time against PostgreSQL and a Chroma server
 SERVER_SUITES := tests/test_engine_copy.py tests/test_build_model.py tests/test_search.py \
     tests/test_model_store.py tests/test_editing.py \
-    tests/test_kernel.py tests/test_concurrency.py tests/test_tutorial.py tests/test_magic.py
+    tests/test_kernel.py tests/test_concurrency.py tests/test_tutorial.py tests/test_magic.py \
+    tests/test_shards.py
 
 .PHONY: venv labextension servers-deps browser-deps test check test-embedded test-servers faults demo bench lint typecheck clean
 

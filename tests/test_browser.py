@@ -139,11 +139,23 @@ def test_the_tutorial_in_jupyterlab(page) -> None:
     assert table.locator("th").all_inner_texts() == ["image_path", "filename", "label"]
     assert table.locator("tbody tr").count() == 5
     printed = next(c for s, c in cells.items() if "PRINT IMAGE" in s)
-    images = printed.locator(".jp-OutputArea-output img")
+    # each image (image/png: a 28-px digit enlarged pixel for pixel to 112), its caption under it
+    images = printed.locator(".jp-OutputArea-output[data-mime-type='image/png'] img")
     assert images.count() == 4
-    assert images.first.get_attribute("alt").startswith("tutorial_data/mnist_data/test/923.jpg")
-    assert all(img.evaluate("i => i.complete && i.naturalWidth == 28")
+    assert all(img.evaluate("i => i.complete && i.naturalWidth == 112")
                for img in images.all())
+    stdout = "application/vnd.jupyter.stdout"
+    captions = printed.locator(f".jp-OutputArea-output[data-mime-type='{stdout}']")
+    assert captions.count() == 4
+    assert captions.first.inner_text().startswith("tutorial_data/mnist_data/test/923.jpg")
+    below = printed.evaluate("""c => {
+        const img = c.querySelector(".jp-OutputArea-output[data-mime-type='image/png'] img");
+        const text = c.querySelector(
+            ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stdout']");
+        return text.getBoundingClientRect().top >= img.getBoundingClientRect().bottom - 1; }""")
+    assert below
+    printed.scroll_into_view_if_needed()
+    printed.screenshot(path=str(SHOTS / "print_image.png"))
     # ThanoSQL's words are highlighted as SQL's keywords are, and a name is not
     search = next(c for s, c in cells.items() if s.startswith("%%thanosql\nSEARCH IMAGE"))
     colour = {span.inner_text(): span.evaluate("s => getComputedStyle(s).color")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import numpy as np
 
 from thanosql_kernel.display import (
@@ -9,6 +11,7 @@ from thanosql_kernel.display import (
     format_value,
     progress_text,
     to_bundles,
+    to_messages,
     to_outputs,
 )
 from thanosql_kernel.errors import NotFoundError
@@ -45,17 +48,28 @@ def test_vectors_are_shown_compactly() -> None:
 
 
 def test_images_and_messages() -> None:
-    images = Images((Image("a.png", "a.png  s=1", b"\x89PNG", width=64),
+    images = Images((Image("a.png", "a.png  s=1", b"\x89PNG", width=64, height=32),
                      Image("b.png", "b.png", problem="no such file")), total=30)
     outputs = to_outputs(images)
-    # HTML with the caption under the image and as alt text; the caption alone as text, so a
-    # console prints it (given image/png, jupyter console opens a viewer and prints nothing)
-    first = outputs[0][0]
-    assert set(first) == {"text/plain", "text/html"} and first["text/plain"] == "a.png  s=1"
-    assert 'width="64"' in first["text/html"] and 'alt="a.png  s=1"' in first["text/html"]
-    assert "<figcaption><code>a.png  s=1</code></figcaption>" in first["text/html"]
-    assert "no such file" in outputs[1][0]["text/plain"] and "text/html" not in outputs[1][0]
-    assert outputs[-1][0]["text/plain"].startswith("showing 2 of 30 images")
+    # the image as image/png at the size it is shown, then its caption printed under it:
+    # JupyterLab shows a bundle's richest type only, jupyter console hands image/png to a
+    # viewer and prints nothing of that bundle, and the conformance suite wants every display
+    # of the cell to be the image
+    (kind, data, metadata), caption = outputs[0], outputs[1]
+    assert kind == "display" and set(data) == {"image/png", "text/plain"}
+    assert base64.b64decode(data["image/png"]) == b"\x89PNG"
+    assert data["text/plain"] == "[image a.png]"
+    assert metadata == {"image/png": {"width": 64, "height": 32}}
+    assert caption == ("printed", {"text/plain": "a.png  s=1"}, {})
+    assert "no such file" in outputs[2][1]["text/plain"] and set(outputs[2][1]) == {"text/plain"}
+    assert outputs[-1][1]["text/plain"].startswith("showing 2 of 30 images")
+    assert len(outputs) == 4
+    messages = to_messages(images, False, 3)
+    assert [kind for kind, _ in messages] == ["display_data", "stream", "display_data",
+                                              "display_data"]
+    assert messages[1][1] == {"name": "stdout", "text": "a.png  s=1\n"}
+    [(kind, content)] = to_messages(Message("Success"), True, 3)
+    assert kind == "execute_result" and content["execution_count"] == 3
     assert to_bundles(Message("Success")) == [{"text/plain": "Success"}]
     assert to_bundles(None) == []
 

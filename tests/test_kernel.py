@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 import unittest
@@ -14,6 +15,8 @@ from jupyter_client.kernelspec import KernelSpecManager
 
 from .conftest import KernelSession
 
+#: an image every checkout has, for PRINT IMAGE
+LOGO = Path(__file__).resolve().parents[1] / "thanosql_kernel" / "kernelspec" / "logo-64x64.png"
 CSV = "image_path,filename,label\na/1.jpg,1.jpg,5\na/2.jpg,2.jpg,0\n"
 
 
@@ -28,12 +31,27 @@ def test_kernelspec_is_installed_for_this_python() -> None:
 
 
 def test_install_command_with_prefix(tmp_path: Path) -> None:
-    import subprocess
-
     out = subprocess.run([sys.executable, "-m", "thanosql_kernel", "install", "--prefix",
                           str(tmp_path)], capture_output=True, text=True, check=True).stdout
     folder = tmp_path / "share" / "jupyter" / "kernels" / "thanosql"
     assert str(folder) in out and (folder / "kernel.json").exists()
+
+
+def test_jupyter_console_prints_print_images_captions(tmp_path: Path) -> None:
+    """A console cannot show an image inline: it prints the image's text and its caption
+    (given an image handler, the default, it hands the PNG to a viewer instead and still
+    prints the caption, which is printed text of its own)."""
+    import shutil
+
+    shutil.copy(LOGO, tmp_path / "logo.png")
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("jupyter")), "console", "--kernel", "thanosql",
+         "--simple-prompt", "--ZMQTerminalInteractiveShell.image_handler=None"],
+        input="PRINT IMAGE AS SELECT 'logo.png' AS image_path, 7 AS n\n", cwd=tmp_path,
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "JUPYTER_PREFER_ENV_PATH": "1"})
+    assert "[image logo.png]" in done.stdout and "logo.png  n=7" in done.stdout, done.stdout
+    assert done.stdout.index("[image logo.png]") < done.stdout.index("logo.png  n=7")
 
 
 def test_kernel_info(kernel: KernelSession) -> None:
@@ -219,7 +237,9 @@ class ThanoSQLKernelTests(jupyter_kernel_test.KernelTests):
     file_extension = ".sql"
     code_inspect_sample = "SEARCH IMAGE"
     code_execute_result = [{"code": "SELECT 6 * 7 AS answer", "result": "answer\n------\n    42"}]
-    code_display_data = [{"code": "SELECT 1 AS a; SELECT 2 AS b", "mime": "text/html"}]
+    code_display_data = [
+        {"code": "SELECT 1 AS a; SELECT 2 AS b", "mime": "text/html"},
+        {"code": f"PRINT IMAGE AS SELECT '{LOGO}' AS image_path", "mime": "image/png"}]
     complete_code_samples = ["SELECT 1;", "SELECT 1\n", "LIST TABLE;"]
     incomplete_code_samples = ["SELECT 'abc", "SELECT (1,", "/* a comment"]
     invalid_code_samples = ["SELECT 1)"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 from pathlib import Path
 
 import numpy as np
@@ -230,7 +232,7 @@ def test_print_image_shows_images_with_captions(searchable: Engine) -> None:
     assert isinstance(result, Images) and len(result.images) == 4 and result.total == 4
     first = result.images[0]
     assert first.path == "imgs/3.png" and first.png.startswith(b"\x89PNG")
-    assert f"{SIM}=1" in first.caption and first.width == 48
+    assert f"{SIM}=1" in first.caption and (first.width, first.height) == (48, 48)
     mixed = searchable.one("PRINT IMAGE OPTIONS (width=64) AS SELECT image_path FROM imgs "
                            "WHERE label = 0 UNION ALL SELECT 'missing.png' UNION ALL "
                            "SELECT 'broken.png'")
@@ -260,10 +262,17 @@ def test_tutorial_search_through_the_kernel(tmp_path: Path) -> None:
             f"        SELECT * \n        FROM imgs\n        )\n    ORDER BY {SIM} DESC \n"
             "    LIMIT 4\n    )")
         assert reply.status == "ok"
-        images = reply.of("display_data")
-        assert len(images) == 4 and all("<img" in d["data"]["text/html"] for d in images)
-        assert images[0]["data"]["text/plain"].startswith("imgs/9.png")
-        assert 'width="48"' in images[0]["data"]["text/html"]
+        # each image as image/png at the size shown (12 px enlarged 4x, pixel for pixel),
+        # then its caption
+        images, captions = reply.of("display_data"), reply.of("stream")
+        assert len(images) == 4 and all("image/png" in d["data"] for d in images)
+        assert images[0]["metadata"] == {"image/png": {"width": 48, "height": 48}}
+        from PIL import Image as PILImage
+
+        with PILImage.open(io.BytesIO(base64.b64decode(images[0]["data"]["image/png"]))) as png:
+            assert png.size == (48, 48)
+        text = "".join(c["text"] for c in captions).splitlines()
+        assert len(text) == 4 and text[0].startswith("imgs/9.png")
         reply = kernel.execute("SEARCH IMAGE images='imgs/missing.png' USING m AS "
                                "SELECT * FROM imgs")
         assert reply.status == "error" and reply.content["ename"] == "NotFoundError"

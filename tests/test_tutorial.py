@@ -31,6 +31,15 @@ def run_tutorial(folder: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPa
             m.setenv(key, value)
         NotebookClient(nb, kernel_name="thanosql", timeout=600,
                        resources={"metadata": {"path": str(folder)}}).execute()
+    # exported to Markdown, the images are image files beside it (what GitHub shows), each
+    # followed by its caption
+    from nbconvert import MarkdownExporter
+
+    body, resources = MarkdownExporter().from_notebook_node(nb)
+    pngs = [name for name in resources["outputs"] if name.endswith(".png")]
+    assert len(pngs) == 4 and all(f"]({name})" in body for name in pngs), sorted(
+        resources["outputs"])
+    assert "tutorial_data/mnist_data/test/923.jpg  my_image_search_model" in body
     outputs = {}
     for cell in nb.cells:
         if cell.cell_type == "code":
@@ -43,9 +52,11 @@ def texts(outputs: list) -> list[str]:
 
 
 def top4(outputs: dict) -> list[str]:
+    """The paths PRINT IMAGE shows, from each image's caption (the output after it)."""
     [printed] = [o for src, o in outputs.items() if src.startswith("%%thanosql\nPRINT IMAGE")]
-    return [o["data"]["text/plain"].split()[0] for o in printed
-            if "<img" in o.get("data", {}).get("text/html", "")]
+    return [caption["text"].split()[0]
+            for image, caption in zip(printed, printed[1:], strict=False)
+            if "image/png" in image.get("data", {}) and caption.output_type == "stream"]
 
 
 def neighbour_precision(workspace: Path, k: int = 3) -> float:

@@ -78,13 +78,35 @@ def table_html(table: Table) -> str:
             f"<tbody>{body}</tbody></table>{foot}</div>")
 
 
+#: (kind, data, metadata): kind "display" for a MIME bundle to display, "printed" for text a
+#: front end shows as printed text (``data["text/plain"]``, sent as a stdout ``stream``)
+Output = tuple[str, dict[str, Any], dict[str, Any]]
+
+
 def to_bundles(result: Result) -> list[dict[str, Any]]:
-    """The MIME bundles that show a result, in order (PRINT IMAGE gives one per image)."""
-    return [data for data, _ in to_outputs(result)]
+    """The MIME bundles that show a result, in order (PRINT IMAGE: each image, its caption)."""
+    return [data for _, data, _ in to_outputs(result)]
 
 
-def to_outputs(result: Result) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """(data, metadata) for each output that shows a result, in order.
+def to_messages(result: Result, as_result: bool, execution_count: int
+                ) -> list[tuple[str, dict[str, Any]]]:
+    """The iopub messages (type, content) that show a result: ``display_data``, the last
+    output an ``execute_result`` when ``as_result``, printed text a ``stream``."""
+    outputs = to_outputs(result)
+    messages: list[tuple[str, dict[str, Any]]] = []
+    for j, (kind, data, metadata) in enumerate(outputs):
+        if kind == "printed":
+            messages.append(("stream", {"name": "stdout", "text": data["text/plain"] + "\n"}))
+        elif as_result and j == len(outputs) - 1:
+            messages.append(("execute_result", {"execution_count": execution_count,
+                                                "data": data, "metadata": metadata}))
+        else:
+            messages.append(("display_data", {"data": data, "metadata": metadata}))
+    return messages
+
+
+def to_outputs(result: Result) -> list[Output]:
+    """Each output that shows a result, in order.
 
     A table shows the rows it holds and, when the engine kept only the first of them (the
     display limit), how many there are in all.
@@ -92,41 +114,42 @@ def to_outputs(result: Result) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     if result is None:
         return []
     if isinstance(result, Table):
-        return [({"text/plain": table_text(result), "text/html": table_html(result)}, {})]
+        return [("display", {"text/plain": table_text(result),
+                             "text/html": table_html(result)}, {})]
     if isinstance(result, Message):
-        return [({"text/plain": result.text}, {})]
+        return [("display", {"text/plain": result.text}, {})]
     if isinstance(result, Images):
-        outputs: list[tuple[dict[str, Any], dict[str, Any]]] = [
-            (image_bundle(i), {}) for i in result.images]
+        outputs = [output for i in result.images for output in image_outputs(i)]
         if result.total > len(result.images):
-            outputs.append(({"text/plain": f"showing {len(result.images)} of "
-                                           f"{result.total:,} images (set OPTIONS (limit=…) "
-                                           "to see more)"}, {}))
+            outputs.append(("display", {"text/plain": f"showing {len(result.images)} of "
+                                                      f"{result.total:,} images (set OPTIONS "
+                                                      "(limit=…) to see more)"}, {}))
         elif not result.images:
-            outputs.append(({"text/plain": "(no rows, so no images)"}, {}))
+            outputs.append(("display", {"text/plain": "(no rows, so no images)"}, {}))
         return outputs
     raise TypeError(f"no display for {type(result).__name__}")
 
 
-def image_bundle(image: Image) -> dict[str, Any]:
-    """An image with its caption: HTML for notebooks, the caption as text for consoles.
+def image_outputs(image: Image) -> list[Output]:
+    """An image, then its caption: the image as ``image/png``, which every front end and
+    exporter knows for an image (JupyterLab, nbconvert's HTML, PDF and Markdown with its
+    extracted files, the kernel conformance suite), the caption printed under it.
 
-    There is deliberately no ``image/png``: a console would hand it to an image viewer and
-    never print the caption, and nbconvert's HTML would lose the alt text.
+    The caption is printed text, not part of the image's bundle nor a display of its own:
+    JupyterLab shows only the richest type of a bundle, ``jupyter console`` hands an
+    ``image/png`` to an image viewer and prints nothing of its bundle, and the conformance
+    suite wants every display of an image's cell to be the image. The image's own text says
+    which file it is, for a front end that shows no images.
     """
     if image.png is None:
-        return {"text/plain": f"{image.caption}\n  (cannot show {image.path}: {image.problem})"}
-    data = base64.b64encode(image.png).decode("ascii")
-    width = f' width="{image.width}"' if image.width else ""
-    return {
-        "text/plain": image.caption,
-        "text/html": (f'<figure class="thanosql-image" style="display:inline-block;margin:4px">'
-                      f'<img src="data:image/png;base64,{data}"{width} '
-                      f'alt="{html.escape(image.caption, quote=True)}" '
-                      f'style="image-rendering:pixelated"/>'
-                      f"<figcaption><code>{html.escape(image.caption)}</code></figcaption>"
-                      "</figure>"),
-    }
+        return [("display", {"text/plain": f"{image.caption}\n  (cannot show {image.path}: "
+                                           f"{image.problem})"}, {})]
+    size = {"width": image.width, "height": image.height} if image.width and image.height \
+        else {}
+    return [("display", {"image/png": base64.b64encode(image.png).decode("ascii"),
+                         "text/plain": f"[image {image.path}]"},
+             {"image/png": size} if size else {}),
+            ("printed", {"text/plain": image.caption}, {})]
 
 
 def _duration(seconds: float | None) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 from ipykernel.kernelbase import Kernel
 
 from . import __version__
-from .display import to_outputs
+from .display import to_messages
 from .frontend import CellRunner
 from .results import Images, Result
 
@@ -42,7 +42,9 @@ class ThanoSQLKernel(Kernel):
     ) -> dict[str, Any]:
         def show(result: Result, last: bool) -> None:
             if not silent:   # the cell's last table or message is its result
-                self._send(to_outputs(result), last and not isinstance(result, Images))
+                for kind, content in to_messages(result, last and not isinstance(
+                        result, Images), self.execution_count):
+                    self.send_response(self.iopub_socket, kind, content)
 
         failure = self.runner.run(code, show)
         if failure is not None:
@@ -52,17 +54,6 @@ class ThanoSQLKernel(Kernel):
                     **failure.content}
         return {"status": "ok", "execution_count": self.execution_count,
                 "payload": [], "user_expressions": {}}
-
-    def _send(self, outputs: list[tuple[dict[str, Any], dict[str, Any]]],
-              as_result: bool) -> None:
-        for j, (data, metadata) in enumerate(outputs):
-            if as_result and j == len(outputs) - 1:
-                self.send_response(self.iopub_socket, "execute_result", {
-                    "execution_count": self.execution_count, "data": data,
-                    "metadata": metadata})
-            else:
-                self.send_response(self.iopub_socket, "display_data",
-                                   {"data": data, "metadata": metadata})
 
     def do_complete(self, code: str,  # type: ignore[override]  # synchronous, as do_execute
                     cursor_pos: int) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, needs_local_scope
 
-from .display import to_outputs
+from .display import to_messages
 from .errors import InternalError, ThanoSQLError
 from .frontend import CellRunner, Failure
 from .imports import import_whole
@@ -129,8 +129,8 @@ class ThanoSQLMagics(Magics):
             elif isinstance(result, Message):
                 print(result.text)
             elif isinstance(result, Images):   # each image with its caption, as in the kernel
-                for data, metadata in to_outputs(result):
-                    _send("display_data", {"data": data, "metadata": metadata})
+                for kind, content in to_messages(result, False, 0):
+                    _send(kind, content)
 
         namespace = ChainMap(local_ns or {}, self._user_ns)
         failure = self.runner.run(code, show, namespace)

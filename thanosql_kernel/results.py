@@ -30,13 +30,15 @@ class Message:
 
 @dataclass(frozen=True)
 class Image:
-    """One image to show: the PNG bytes (or why there are none) and its caption."""
+    """One image to show: the PNG bytes (or why there are none) and its caption; ``width``
+    and ``height``, the PNG's pixels, are the size to show it at."""
 
     path: str
     caption: str
     png: bytes | None = None
     problem: str | None = None
     width: int | None = None
+    height: int | None = None
 
 
 @dataclass(frozen=True)
