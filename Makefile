@@ -16,7 +16,7 @@ SERVER_SUITES := tests/test_engine_copy.py tests/test_build_model.py tests/test_
     tests/test_kernel.py tests/test_concurrency.py tests/test_tutorial.py tests/test_magic.py \
     tests/test_shards.py
 
-.PHONY: venv labextension servers-deps browser-deps test check test-embedded test-servers faults demo bench lint typecheck clean
+.PHONY: venv labextension servers-deps browser-deps test check test-embedded test-servers test-wheel faults demo bench lint typecheck clean
 
 venv: $(STAMP)
 
@@ -60,6 +60,11 @@ test-embedded: venv servers-deps browser-deps
 
 test-servers: venv servers-deps
 	PYTHON=$(PY) .ci/servers $(PY) -m pytest -q $(SERVER_SUITES)
+
+# the built wheel alone, in a fresh venv outside the repo, runs the tutorial (~3 min, 6.6 GB;
+# not part of `make test`, whose venv it would double on disk)
+test-wheel: venv
+	.ci/wheel $(PY)
 
 # each notebook runs in the kernel its metadata names: image_search.ipynb in ThanoSQL's,
 # thanosql_in_python.ipynb in the stock Python kernel (%load_ext thanosql); one nbconvert

