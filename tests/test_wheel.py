@@ -48,8 +48,14 @@ def test_jupyter_finds_what_the_wheel_installs(wheel: Path, tmp_path: Path) -> N
     """The wheel's files, installed under a prefix as pip installs them into a venv, are
     what Jupyter and JupyterLab look for there: the kernel by name, the extension enabled."""
     prefix = tmp_path / "env"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--prefix",
-                    str(prefix), str(wheel)], check=True, capture_output=True, timeout=300)
+    # --ignore-installed: pip would otherwise uninstall this checkout's own (editable) install
+    # from the running environment before installing into the prefix
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--ignore-installed",
+                    "-q", "--prefix", str(prefix), str(wheel)], check=True, capture_output=True,
+                   timeout=300)
+    still = subprocess.run([sys.executable, "-c", "import thanosql, thanosql_kernel; "
+                            "print(thanosql_kernel.__file__)"], capture_output=True, text=True)
+    assert still.returncode == 0 and str(ROOT) in still.stdout, still.stderr
     share = prefix / "share" / "jupyter"
     env = {**os.environ, "JUPYTER_PATH": str(share), "JUPYTER_PREFER_ENV_PATH": "0"}
     found = subprocess.run(
