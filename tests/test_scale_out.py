@@ -241,6 +241,40 @@ def _share_and_heal(servers: Servers, tmp_path: Path, csv: Path, query: str) -> 
         bob.close()
 
 
+def test_a_kernel_in_another_folder_converts_searches_and_prints_a_table_loaded_here(
+        servers: Servers, tmp_path: Path) -> None:
+    """The tutorial's way, relative paths: Alice loads a CSV of them in her folder; Bob, in
+    his, converts her table, searches it with her test image and prints it."""
+    make_images(tmp_path / "alice" / "travel", count=24)
+    (tmp_path / "bob").mkdir()
+    alice = KernelSession(tmp_path / "alice", servers.env)
+    bob = KernelSession(tmp_path / "bob", servers.env)
+    sim = "traveller_simclr_similarity1"
+    top = (f"SELECT image_path, {sim} FROM (SEARCH IMAGE images='travel/9.png' USING "
+           f"traveller AS SELECT * FROM travel) ORDER BY {sim} DESC LIMIT 4")
+    try:
+        ok(alice.execute("COPY travel FROM 'travel.csv'"))
+        ok(alice.execute(f"BUILD MODEL traveller USING SimCLR {TINY.format(extra='')} "
+                         "AS SELECT * FROM travel", timeout=120))
+        ok(bob.execute("CONVERT USING traveller AS SELECT * FROM travel", timeout=120))
+        ranked = ok(bob.execute(top)).texts[-1]
+        assert ranked.splitlines()[2].split() == ["travel/9.png", "1"], ranked
+        assert ok(alice.execute(top)).texts[-1] == ranked
+        shown = ok(bob.execute(f"PRINT IMAGE AS ({top})"))
+        pngs = [m for m in shown.of("display_data") if "image/png" in m["data"]]
+        assert len(pngs) == 4
+        assert not any("no such file" in text for text in shown.texts)
+        # what is missing in both folders is said with both
+        (tmp_path / "alice" / "travel" / "3.png").unlink()
+        said = error(bob.execute("CONVERT USING traveller AS SELECT * FROM travel"),
+                     "NotFoundError", "travel/3.png")
+        assert f"({tmp_path / 'alice'}), then in this notebook's folder ({tmp_path / 'bob'})" \
+            in said
+    finally:
+        alice.close()
+        bob.close()
+
+
 def test_postgresql_stopped_in_the_middle_of_a_copy_is_a_server_error(servers: Servers,
                                                                       tmp_path: Path) -> None:
     """The server goes while COPY is sending its rows: the same ServerError as CONVERT and

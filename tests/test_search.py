@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from thanosql_kernel.errors import (
     AlreadyExistsError,
@@ -451,3 +452,107 @@ def test_a_filtered_search_is_brute_force_over_the_rows_kept(
         assert [r[0] for r in result.rows] == [f"v/{i}.png" for i in expected]
     # 0.1 %: too few kept rows among the best 4,096, the row-by-row path answered
     assert answered == [False, True, True]
+
+
+def test_a_table_travels_to_a_kernel_in_another_folder(tmp_path: Path) -> None:
+    """Alice loads a CSV of relative paths in her folder; Bob, in his, converts, searches and
+    prints her table: its paths are read where she loaded it, then in his own folder."""
+    from thanosql_kernel.engine import Services
+    from thanosql_kernel.settings import Settings
+
+    from .conftest import server_env
+
+    alice_dir, bob_dir = tmp_path / "alice", tmp_path / "bob"
+    make_images(alice_dir / "imgs", count=24)
+    bob_dir.mkdir()
+    # Bob has a folder imgs/ of his own, with an image of the same name as one of hers
+    (bob_dir / "imgs").mkdir()
+    Image.new("L", (12, 12), 128).save(bob_dir / "imgs" / "0.png")
+    with server_env() as env:
+        shared = {**env, "THANOSQL_WORKSPACE": str(tmp_path / "shared")}
+        alice = Engine(Services.open(Settings.from_env(cwd=alice_dir, env=shared)), alice_dir)
+        bob = Engine(Services.open(Settings.from_env(cwd=bob_dir, env=shared)), bob_dir)
+        try:
+            _travel(alice, bob)
+        finally:
+            alice.services.close()
+            bob.services.close()
+
+
+def _travel(alice: Engine, bob: Engine) -> None:
+    alice.run("COPY imgs FROM 'imgs.csv'")
+    alice.run(f"BUILD MODEL m USING SimCLR {TINY.format(extra='')} AS SELECT * FROM imgs")
+    top = (f"SELECT image_path, {SIM} FROM (SEARCH IMAGE images='imgs/0.png' USING m AS "
+           f"SELECT * FROM imgs) ORDER BY {SIM} DESC LIMIT 3")
+    unconverted = alice.one(top)
+    assert isinstance(unconverted, Table) and unconverted.rows[0][0] == "imgs/0.png"
+
+    converted = bob.one("CONVERT USING m AS SELECT * FROM imgs")
+    assert isinstance(converted, Table)
+    # the vectors are those of her images (Bob's own imgs/0.png is a grey square)
+    after = alice.one(top).rows
+    assert [p for p, _ in after] == [p for p, _ in unconverted.rows]
+    assert [s for _, s in after] == pytest.approx([s for _, s in unconverted.rows], abs=1e-5)
+    # a path Bob types is his own first: his grey square
+    from thanosql_kernel.models import embed, load_images
+
+    model, _ = bob.services.loader.load("m")
+    grey, hers = embed(model, load_images([str(bob.cwd / "imgs" / "0.png"),
+                                           str(alice.cwd / "imgs" / "0.png")], 12, 1))
+    expected = float(grey @ hers / (np.linalg.norm(grey) * np.linalg.norm(hers)))
+    ranked = bob.one(top.replace("LIMIT 3", "LIMIT 24"))
+    [(_, similarity)] = [r for r in ranked.rows if r[0] == "imgs/0.png"]
+    assert similarity == pytest.approx(expected, abs=1e-5)
+    shown = bob.one("PRINT IMAGE AS SELECT * FROM imgs WHERE label = 0")
+    assert isinstance(shown, Images) and shown.images and \
+        all(i.problem is None for i in shown.images)
+
+    # a table made from hers by SQL, then renamed, keeps where its images are
+    bob.run("CREATE TABLE zeros AS SELECT * FROM imgs WHERE label = 0; "
+            "ALTER TABLE zeros RENAME TO noughts")
+    shown = bob.one("PRINT IMAGE AS SELECT * FROM noughts")
+    assert shown.images and all(i.problem is None for i in shown.images)
+    folders = bob.services.folders
+    with bob.services.store.begin() as conn:
+        assert folders.of(conn, ["noughts"]) == (str(alice.cwd),)
+        assert folders.of(conn, ["zeros"]) == ()
+    bob.run("DROP TABLE noughts")
+    with bob.services.store.begin() as conn:
+        assert folders.of(conn, ["noughts"]) == ()
+
+    # rows Bob appends from his folder are read there, hers still in hers
+    (bob.cwd / "mine.csv").write_text("image_path,label\nimgs/0.png,9\n")
+    bob.run("COPY imgs OPTIONS (if_exists='append') FROM 'mine.csv'")
+    with bob.services.store.begin() as conn:
+        assert folders.of(conn, ["imgs"]) == (str(alice.cwd), str(bob.cwd))
+    [nine] = alice.one("PRINT IMAGE AS SELECT * FROM imgs WHERE label = 9").images
+    assert nine.problem is None   # her own imgs/0.png, found first: a file of that name
+    bob.run("DELETE FROM imgs WHERE label = 9")
+
+    # a file neither folder has: the error names both places, and nothing changes
+    before = bob.rows("SELECT image_path, m_simclr FROM imgs ORDER BY image_path")
+    five = alice.cwd / "imgs" / "5.png"
+    kept = five.read_bytes()
+    five.unlink()
+    with pytest.raises(NotFoundError) as caught:
+        bob.run("CONVERT USING m AS SELECT * FROM imgs")
+    message = str(caught.value)
+    assert "imgs/5.png" in message and str(alice.cwd) in message and str(bob.cwd) in message
+    assert bob.rows("SELECT image_path, m_simclr FROM imgs ORDER BY image_path") == before
+    [gone] = bob.one("PRINT IMAGE AS SELECT * FROM imgs WHERE image_path = 'imgs/5.png'").images
+    assert gone.problem is not None and str(alice.cwd) in gone.problem
+    with pytest.raises(NotFoundError) as caught:
+        bob.run("SEARCH IMAGE images='imgs/5.png' USING m AS SELECT * FROM imgs")
+    assert str(alice.cwd) in str(caught.value) and str(bob.cwd) in str(caught.value)
+    five.write_bytes(kept)
+
+    # a table from before folders were recorded is read from each kernel's own folder
+    alice.run("COPY old FROM 'imgs.csv'")
+    with alice.services.store.begin(write=True) as conn:
+        alice.services.folders.forget(conn, "old")
+    assert isinstance(alice.one("CONVERT USING m AS SELECT * FROM old"), Table)
+    with pytest.raises(NotFoundError) as caught:
+        bob.run("CONVERT USING m AS SELECT * FROM old")
+    said = str(caught.value)
+    assert f"; relative paths are read from this notebook's folder ({bob.cwd})" in said
+    assert str(alice.cwd) not in said

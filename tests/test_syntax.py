@@ -188,3 +188,24 @@ def test_nodes_are_immutable() -> None:
         node.line = 3  # type: ignore[misc]
     assert isinstance(parse("SELECT 1")[0], Sql) and ListTables() == ListTables()
     assert PrintImage in ALL_NODES
+
+
+@pytest.mark.parametrize(("sql", "written", "read", "renamed"), [
+    ("CREATE TABLE zeros AS SELECT * FROM imgs WHERE label = 0", ("zeros",), ("imgs",), None),
+    ("ALTER TABLE zeros RENAME TO noughts", ("zeros",), (), ("zeros", "noughts")),
+    ('ALTER TABLE "Zeros" RENAME TO Noughts', ("zeros",), (), ("zeros", "noughts")),
+    ("DROP TABLE a, b", ("a", "b"), (), None),
+    ("WITH w AS (SELECT * FROM t JOIN u ON t.a = u.a) INSERT INTO x SELECT * FROM w",
+     ("x",), ("t", "u"), None),
+    ("ALTER TABLE t ADD COLUMN c INTEGER", ("t",), (), None),
+    ("SELECT * FROM t", (), ("t",), None),
+    ("not sql at all (", (), (), None),
+])
+def test_table_changes_tell_which_tables_a_statement_writes_reads_and_renames(
+        sql: str, written: tuple[str, ...], read: tuple[str, ...],
+        renamed: tuple[str, str] | None) -> None:
+    from thanosql_kernel.syntax.shape import table_changes
+
+    for dialect in (None, "sqlite", "postgresql"):
+        changes = table_changes(sql, dialect)
+        assert (changes.written, changes.read, changes.renamed) == (written, read, renamed)

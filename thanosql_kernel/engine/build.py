@@ -21,7 +21,7 @@ from ..storage import EmbeddingColumn, Transaction
 from ..storage.registry import check_name
 from ..syntax import BuildModel, DeleteModel, ListModels, Sql
 from ..syntax.statements import statement_for
-from .image_rows import ON_ERROR, image_column, image_paths, readable
+from .image_rows import ON_ERROR, image_column, image_paths, places, readable
 from .run import Run
 from .services import Services
 
@@ -145,8 +145,10 @@ def _training_paths(node: BuildModel, services: Services, run: Run, options: dic
     if options["label_col"] is not None:
         image_column(rows.columns, options["label_col"], statement)
     values = [r[index] for r in rows.rows]
-    paths = image_paths(services.settings, values, options["image_col"], statement)
-    kept, skipped = readable(services.settings, paths, values, options["on_error"], statement)
+    where = places(services, node.query)
+    paths = image_paths(where, values, options["image_col"], statement)
+    kept, skipped = readable(services.settings, where, paths, values, options["on_error"],
+                             statement)
     paths = [paths[i] for i in kept] if skipped else paths
     if len(paths) < 2:
         left = f" ({skipped:,} left out: unreadable)" if skipped else ""

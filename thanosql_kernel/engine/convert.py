@@ -12,7 +12,7 @@ from ..results import Progress, Table
 from ..storage import EmbeddingColumn, SqlStore, Transaction
 from ..syntax import Convert, Node, Sql
 from .catalog import EmbeddingCatalog
-from .image_rows import ON_ERROR, image_column, image_paths, readable
+from .image_rows import ON_ERROR, image_column, image_paths, places, readable
 from .naming import embedding_column, embedding_column_problem
 from .run import Run
 from .services import Services
@@ -49,8 +49,10 @@ def convert(node: Convert, services: Services, run: Run) -> Table:
     rows = run.rows(node.query)
     index = image_column(rows.columns, image_col, statement)
     raw = list(dict.fromkeys(r[index] for r in rows.rows))  # distinct paths, in order
-    paths = image_paths(services.settings, raw, image_col, statement)
-    kept, skipped = readable(services.settings, paths, raw, options["on_error"], statement)
+    found = places(services, node.query)
+    paths = image_paths(found, raw, image_col, statement)
+    kept, skipped = readable(services.settings, found, paths, raw, options["on_error"],
+                             statement)
     unreadable = [raw[i] for i in sorted(set(range(len(raw))) - set(kept))] if skipped else []
     if skipped:
         raw, paths = [raw[i] for i in kept], [paths[i] for i in kept]

@@ -27,8 +27,6 @@ from .services import Services
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ..storage import SqlStore
-
 COPY_OPTIONS = (
     OptionSpec("overwrite", (bool,), False, "True replaces an existing table (default False)"),
     OptionSpec("if_exists", (str,), None,
@@ -46,8 +44,9 @@ def copy(node: Copy, services: Services, _: Run) -> Message:
     store.check_user_table(node.table, "COPY")
     path = services.settings.resolve(node.path)
     frame = read_table_file(path, node.path)
+    services.folders.ensure()
     try:
-        _write(store, node, frame, mode)
+        _write(services, node, frame, mode)
     except DiskFullError as full:   # the rows take about their memory's size, twice (WAL)
         raise full.needing(2 * int(frame.memory_usage(deep=True).sum())) from None
     verb = {"append": "appended to", "replace": "copied into"}.get(mode, "copied into")
@@ -55,7 +54,8 @@ def copy(node: Copy, services: Services, _: Run) -> Message:
     return Message(f"Success: {rows:,} row{'s' if rows != 1 else ''} {verb} {node.table}")
 
 
-def _write(store: SqlStore, node: Copy, frame: pd.DataFrame, mode: str) -> None:
+def _write(services: Services, node: Copy, frame: pd.DataFrame, mode: str) -> None:
+    store = services.store
     with store.begin(write=True) as conn:
         exists = store.has_table(conn, node.table)
         if exists and mode == "fail":
@@ -76,6 +76,10 @@ def _write(store: SqlStore, node: Copy, frame: pd.DataFrame, mode: str) -> None:
                     hint=f"The table's columns are {', '.join(columns)}. Rename the file's "
                          "columns, or COPY it into a new table.")
         store.insert_frame(conn, node.table, frame)
+        # relative image paths in the rows are relative to this kernel's folder: any kernel
+        # reads them there (appended rows may be relative to another folder: both are kept)
+        services.folders.record(conn, node.table, [str(services.settings.cwd)],
+                                replace=mode != "append")
 
 
 def _mode(options: dict[str, object]) -> str:

@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-from typing import Any
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from ..errors import DataError, NotFoundError, did_you_mean, excerpt
 from ..options import OptionSpec
 from ..paths import image_problem
 from ..settings import Settings
+from ..syntax import Node, Sql
+
+if TYPE_CHECKING:
+    from .services import Services
 
 #: CONVERT's and BUILD's option for rows whose image cannot be read
 ON_ERROR = OptionSpec(
@@ -32,9 +38,79 @@ def image_column(columns: tuple[str, ...], wanted: str, statement: str) -> int:
     return lowered.index(wanted.lower())
 
 
-def image_paths(settings: Settings, values: list[Any], column: str,
+@dataclass(frozen=True)
+class Places:
+    """Where a query's relative image paths are read from, in order: the folders its tables
+    were loaded from (``TableFolders``, recorded at COPY), then the kernel's own folder."""
+
+    #: the folders to look in, each once, the kernel's last
+    folders: tuple[str, ...]
+    #: the kernel's folder
+    own: str
+
+    def resolve(self, path: str) -> str:
+        """The file a path names: an absolute one as it is, a relative one under the first
+        folder that has it (under the first folder when none does)."""
+        if path.startswith("~"):
+            path = os.path.expanduser(path)
+        if os.path.isabs(path):
+            return path
+        first = os.path.join(self.folders[0], path)
+        if len(self.folders) > 1 and not os.path.lexists(first):
+            for folder in self.folders[1:]:
+                there = os.path.join(folder, path)
+                if os.path.lexists(there):
+                    return there
+        return first
+
+    def described(self) -> str:
+        """Where relative paths were looked for, in words."""
+        own = f"this notebook's folder ({self.own})"
+        loaded = [f for f in self.folders if f != self.own]
+        if not loaded:
+            return f"relative paths are read from {own}"
+        tables = " and ".join(loaded)
+        return (f"relative paths were looked for in the folder{'s' * (len(loaded) > 1)} the "
+                f"table was loaded from ({tables}), then in {own}")
+
+
+def own_places(settings: Settings) -> Places:
+    """The kernel's folder alone: for paths a statement names itself."""
+    return Places((str(settings.cwd),), str(settings.cwd))
+
+
+def places(services: Services, query: Node, own_first: bool = False) -> Places:
+    """Where the rows of ``query`` have their images: its tables' folders, then the kernel's
+    (``own_first``: the kernel's first, for paths a user typed)."""
+    own = str(services.settings.cwd)
+    tables = query_tables(query)
+    loaded: tuple[str, ...] = ()
+    if tables:
+        with services.store.begin() as conn:
+            loaded = services.folders.of(conn, tables)
+    order = (own, *loaded) if own_first else (*loaded, own)
+    return Places(tuple(dict.fromkeys(order)), own)
+
+
+def query_tables(query: Node) -> tuple[str, ...]:
+    """The tables a statement's query reads, its ThanoSQL sub-queries' included."""
+    from ..syntax.shape import table_changes
+
+    found: list[str] = []
+    if isinstance(query, Sql):
+        names = {name.lower() for name, _ in query.subqueries}
+        found += [t for t in table_changes(query.text).read if t not in names]
+        for _, sub in query.subqueries:
+            found += query_tables(sub)
+    inner = getattr(query, "query", None)
+    if isinstance(inner, Node):
+        found += query_tables(inner)
+    return tuple(dict.fromkeys(found))
+
+
+def image_paths(places: Places, values: list[Any], column: str,
                 statement: str) -> list[str]:
-    """The rows' image paths, resolved against the kernel's folder; NULLs are an error."""
+    """The rows' image paths, resolved where ``places`` says; NULLs are an error."""
     paths: list[str] = []
     for i, value in enumerate(values):
         text = value if isinstance(value, str) else "" if value is None else str(value)
@@ -42,12 +118,12 @@ def image_paths(settings: Settings, values: list[Any], column: str,
             raise DataError(f"{statement}: row {i + 1} has no image path in {excerpt(column)}",
                             hint="Filter such rows out in the query (WHERE "
                                  f"{column} IS NOT NULL).")
-        paths.append(settings.resolved(text))
+        paths.append(places.resolve(text))
     return paths
 
 
-def readable(settings: Settings, paths: list[str], values: list[Any], on_error: str,
-             statement: str) -> tuple[list[int], int]:
+def readable(settings: Settings, places: Places, paths: list[str], values: list[Any],
+             on_error: str, statement: str) -> tuple[list[int], int]:
     """Look at every image before any work (a few µs a file: the first bytes and the end).
 
     ``values`` are the rows' paths as the table holds them (``paths`` resolved), which the
@@ -65,12 +141,12 @@ def readable(settings: Settings, paths: list[str], values: list[Any], on_error: 
         else:
             problems.append((str(values[i]), problem))
     if problems and (on_error == "error" or not kept):
-        _report(settings, statement, problems, len(paths), on_error)
+        _report(settings, places, statement, problems, len(paths), on_error)
     return kept, len(problems)
 
 
-def _report(settings: Settings, statement: str, problems: list[tuple[str, str]], total: int,
-            on_error: str) -> None:
+def _report(settings: Settings, places: Places, statement: str,
+            problems: list[tuple[str, str]], total: int, on_error: str) -> None:
     listing = _write_listing(settings, statement, problems)
     missing = sum(1 for _, why in problems if why == "missing")
     named = "; ".join(f"{excerpt(path)} ({why})"
@@ -80,14 +156,14 @@ def _report(settings: Settings, statement: str, problems: list[tuple[str, str]],
               else f"{missing:,} missing, {len(problems) - missing:,} not readable as images"
               if missing else "not readable as images")
     where = f" All of them are listed in {listing}." if listing else ""
+    looked = f"; {places.described()}" if missing else ""
     message = (f"{statement}: {len(problems):,} of {total:,} images cannot be read "
-               f"({counts}): {named}{more}")
+               f"({counts}): {named}{more}{looked}")
     skip = ("" if on_error == "skip" else
             " or add OPTIONS (on_error='skip') to go on without them")
     hint = (f"Fix those files or leave their rows out of the query (WHERE …),{skip}.{where}"
             if len(problems) < total else
-            f"Check the paths: relative ones are read from the notebook's folder "
-            f"({settings.cwd}).{where}")
+            f"Check the paths.{where}" if missing else f"Check the files.{where}")
     error = NotFoundError if missing == len(problems) else DataError
     raise error(message, hint=hint)
 

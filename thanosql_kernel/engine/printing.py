@@ -8,10 +8,9 @@ from ..imports import import_whole
 from ..options import OptionSpec, read_options
 from ..paths import not_a_file
 from ..results import Image, Images
-from ..settings import Settings
 from ..syntax import PrintImage
 from ..text import format_value
-from .image_rows import image_column
+from .image_rows import Places, image_column, places
 from .run import Run
 from .services import Services
 
@@ -35,23 +34,24 @@ def print_image(node: PrintImage, services: Services, run: Run) -> Images:
     rows = run.rows(node.query)
     column = options["image_col"].lower()
     index = image_column(rows.columns, column, "PRINT IMAGE")
+    found = places(services, node.query)
     shown = []
     for row in rows.rows[:options["limit"]]:
         value = row[index]
         caption = "  ".join([str(value)] + [
             f"{name}={format_value(v, vector=isinstance(v, bytes))}"
             for name, v in zip(rows.columns, row, strict=True) if name.lower() != column])
-        shown.append(_image(services.settings, value, caption, options["width"]))
+        shown.append(_image(found, value, caption, options["width"]))
     return Images(tuple(shown), len(rows.rows))
 
 
-def _image(settings: Settings, value: object, caption: str, width: int | None) -> Image:
+def _image(found: Places, value: object, caption: str, width: int | None) -> Image:
     PILImage = import_whole("PIL.Image")   # noqa: N806 - the module, named as PIL names it
     UnidentifiedImageError = PILImage.UnidentifiedImageError  # noqa: N806
 
     if value is None:
         return Image("NULL", caption, problem="the row has no image path")
-    path = settings.resolve(str(value))
+    path = found.resolve(str(value))
     try:
         problem = not_a_file(path)
         if problem is not None:
@@ -59,7 +59,8 @@ def _image(settings: Settings, value: object, caption: str, width: int | None) -
         with PILImage.open(path) as opened:
             picture = opened.convert("RGBA" if opened.mode in ("RGBA", "LA", "P") else "RGB")
     except FileNotFoundError:
-        return Image(str(value), caption, problem="no such file")
+        return Image(str(value), caption, problem="no such file" + (
+            f" ({found.described()})" if len(found.folders) > 1 else ""))
     except PILImage.DecompressionBombError:
         return Image(str(value), caption, problem="it claims more pixels than any image this "
                                                   "kernel shows (a decompression bomb?)")

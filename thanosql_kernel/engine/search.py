@@ -19,7 +19,7 @@ from ..paths import not_a_file
 from ..results import Progress, Table
 from ..storage import EmbeddingColumn
 from ..syntax import SearchImage, Sql
-from .image_rows import image_paths
+from .image_rows import image_paths, places
 from .naming import embedding_column, similarity_columns
 from .run import Run, TopN
 from .services import Services
@@ -74,7 +74,7 @@ def search_image(node: SearchImage, services: Services, run: Run,
     if emb_col in columns:   # the rows bring vectors: they must be this model's
         _check_made_by(services, node, emb_col, entry.digest)
     matrix, unreadable = _row_embeddings(services, model, rows, columns, emb_col, image_col,
-                                         node.model)
+                                         node)
     sims = np.stack([cosine_scores(matrix, v) for v in q], axis=1) if len(rows.rows) \
         else np.zeros((0, len(q)))
     # rows CONVERT left out (on_error='skip') have no similarity: SEARCH leaves them out
@@ -99,12 +99,18 @@ def _embed_queries(services: Services, node: SearchImage, model: Any, digest: st
 
     from ..models import cpu_share, embed, load_images
 
-    paths = [str(services.settings.resolve(q)) for q in queries]
+    # a path the user typed is looked for in the notebook's folder first, then where the
+    # query's tables were loaded from (the tutorial's test image, in a folder shared by two)
+    found = places(services, node.query, own_first=True)
+    paths = [found.resolve(q) for q in queries]
     keys = []
     for shown, path in zip(queries, paths, strict=True):
         if not os.path.lexists(path) and "\0" not in path:
+            looked = " and ".join(excerpt(path) for path in dict.fromkeys(
+                os.path.join(folder, shown) for folder in found.folders)) \
+                if not os.path.isabs(os.path.expanduser(shown)) else excerpt(path)
             raise NotFoundError(f"SEARCH IMAGE: the query image {excerpt(shown)} does not "
-                                f"exist (looked for {excerpt(path)})",
+                                f"exist (looked for {looked})",
                                 hint="Relative paths are relative to the notebook's folder.")
         problem = not_a_file(path)
         if problem is not None:
@@ -190,7 +196,7 @@ def _ranked(similarity: np.ndarray, limit: int | None) -> np.ndarray:
 
 
 def _row_embeddings(services: Services, model: Any, rows: Table, columns: list[str], emb_col: str,
-                    image_col: str, model_name: str) -> tuple[np.ndarray, list[int]]:
+                    image_col: str, node: SearchImage) -> tuple[np.ndarray, list[int]]:
     """Each row's embedding: from its embedding column, or computed from its image; and the
     rows that have none, their image unreadable (CONVERT OPTIONS (on_error='skip'))."""
     import numpy as np
@@ -221,7 +227,7 @@ def _row_embeddings(services: Services, model: Any, rows: Table, columns: list[s
             vector = from_blob(value)
             if vector.shape != (model.embedding_dim,):
                 raise DataError(f"SEARCH IMAGE: {excerpt(emb_col)} holds {vector.shape[0]}-d "
-                                f"vectors but {model_name!r} makes {model.embedding_dim}-d ones",
+                                f"vectors but {node.model!r} makes {model.embedding_dim}-d ones",
                                 hint="Run CONVERT USING with this model again, or name the "
                                      "right column with OPTIONS (emb_col='…').")
             matrix[i] = vector
@@ -236,8 +242,8 @@ def _row_embeddings(services: Services, model: Any, rows: Table, columns: list[s
                 hint=f"Their columns: {', '.join(rows.columns)}. Name them with OPTIONS "
                      "(emb_col='…') or OPTIONS (image_col='…').")
         i_img = columns.index(image_col)
-        paths = image_paths(services.settings, [rows.rows[i][i_img] for i in todo], image_col,
-                            "SEARCH IMAGE")
+        paths = image_paths(places(services, node.query), [rows.rows[i][i_img] for i in todo],
+                            image_col, "SEARCH IMAGE")
         # in batches, like CONVERT: memory stays small however many rows lack a vector
         done = 0
         for batch in iter_image_batches(paths, 256, model.image_size, model.channels):

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from ..cluster import Cluster
 from ..cluster.shards import SearchShards
 from ..settings import Settings
-from ..storage import ModelRegistry, SqlStore
+from ..storage import ModelRegistry, SqlStore, TableFolders
 from .catalog import EmbeddingCatalog
 from .loader import ModelLoader
 
@@ -22,8 +22,9 @@ def _unheard(_: str) -> None:
 class Services:
     """``store`` runs SQL and owns the tables, ``registry`` the models and their files,
     ``catalog`` the embedding columns with their vector index, ``loader`` the models loaded
-    to embed with; ``notify`` says in one line what the kernel put right by itself (a
-    damaged index rebuilt). Each keeps its own caches; none changes from cell to cell."""
+    to embed with, ``folders`` where each table's images are; ``notify`` says in one line
+    what the kernel put right by itself (a damaged index rebuilt). Each keeps its own caches;
+    none changes from cell to cell."""
 
     settings: Settings
     store: SqlStore
@@ -32,6 +33,8 @@ class Services:
     loader: ModelLoader
     #: the Ray cluster CONVERT and BUILD run on (``configured`` False: none, all in the kernel)
     cluster: Cluster
+    #: the folders each table's relative image paths are relative to
+    folders: TableFolders
     notify: Callable[[str], None] = _unheard
 
     @classmethod
@@ -42,7 +45,7 @@ class Services:
         cluster = Cluster(settings.ray_address)
         shards = SearchShards(cluster, settings.database_url, settings.search_shard_rows)
         return cls(settings, store, registry, EmbeddingCatalog(store, settings, notify, shards),
-                   ModelLoader(registry), cluster, notify)
+                   ModelLoader(registry), cluster, TableFolders(store), notify)
 
     def close(self) -> None:
         """Release the vector index, if one was opened, and the database."""

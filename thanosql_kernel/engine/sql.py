@@ -11,6 +11,7 @@ from ..results import Message, Table
 from ..storage import Transaction, writes
 from ..syntax import ListTables, Sql
 from ..syntax.statements import statement_for
+from .image_rows import query_tables
 from .run import Run, TopN
 from .services import Services
 
@@ -30,10 +31,16 @@ def run_sql(node: Sql, services: Services, run: Run) -> Table | Message:
     store, catalog = services.store, services.catalog
     gone: list[str] = []   # the collections of embedding columns the statement dropped
     write = writes(node.text)
+    moves = write and services.folders.moved_by(node.text)
+    if moves:
+        services.folders.ensure()
     with located(node), store.begin(write=write) as tx, \
             subquery_tables(node, services, run, tx), \
             (catalog.following(tx, node.text, gone) if write else nullcontext()):
         result = store.run(tx, node.text, run.row_limit, run.params)
+        if moves:   # where a table's images are follows it (renamed, made from others, dropped)
+            services.folders.follow(tx, replace(store.changes(node.text),
+                                                read=query_tables(node)))
         if isinstance(result, Table) and _has_bytes(result):
             # show the columns named like an embedding column CONVERT made compactly
             known = catalog.names(tx)

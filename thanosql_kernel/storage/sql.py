@@ -33,7 +33,7 @@ from ..syntax.statements import SQL_PHRASES
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ..syntax.shape import Shape
+    from ..syntax.shape import Changes, Shape
 
 #: tables the kernel keeps for itself start with this and are not listed to users
 INTERNAL_PREFIX = "thanosql_"
@@ -334,6 +334,12 @@ class SqlStore:
         from ..syntax.shape import shape
 
         return shape(sql, self.dialect)
+
+    def changes(self, sql: str) -> Changes:
+        """Which tables a statement writes and reads (see ``syntax.shape.table_changes``)."""
+        from ..syntax.shape import table_changes
+
+        return table_changes(sql, self.dialect)
 
     def top_n(self, sql: str, source: str) -> tuple[str, int] | None:
         """(column, n) when ``sql`` keeps only the top n rows of ``source`` by column."""

@@ -163,3 +163,38 @@ def written_tables(sql: str, dialect: str | None = None) -> tuple[str, ...]:
         if table is not None and table.name:
             names.append(table.name.lower())
     return tuple(names)
+
+
+@dataclass(frozen=True)
+class Changes:
+    """How a statement changes tables: ``written`` those it creates, changes or drops,
+    ``read`` the others it reads (no CTE names), ``renamed`` (old, new) for ALTER TABLE …
+    RENAME TO."""
+
+    written: tuple[str, ...]
+    read: tuple[str, ...]
+    renamed: tuple[str, str] | None = None
+
+
+def table_changes(sql: str, dialect: str | None = None) -> Changes:
+    """``written_tables`` with the tables read beside them, and a rename."""
+    from sqlglot import exp
+
+    written = written_tables(sql, dialect)
+    tree = _parse(sql, dialect)
+    if tree is None:
+        return Changes(written, ())
+    ctes = {c.alias_or_name.lower() for c in tree.find_all(exp.CTE)}
+    # the action's class was RenameTable before sqlglot 26, AlterRename since
+    renames = tuple(getattr(exp, name) for name in ("AlterRename", "RenameTable")
+                    if hasattr(exp, name))
+    renamed = None
+    if renames and written:
+        for action in tree.args.get("actions") or ():
+            if isinstance(action, renames) and isinstance(action.this, exp.Table) \
+                    and action.this.name:
+                renamed = (written[0], action.this.name.lower())
+    skip = ctes | set(written) | ({renamed[1]} if renamed else set())
+    read = tuple(dict.fromkeys(t.name.lower() for t in tree.find_all(exp.Table)
+                               if t.name and t.name.lower() not in skip))
+    return Changes(written, read, renamed)
