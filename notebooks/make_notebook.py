@@ -48,6 +48,11 @@ CELLS = [
     ("code", '%%thanosql\nCONVERT USING my_image_search_model\nOPTIONS (\n'
              '    table_name= "mnist_test",\n    image_col="image_path"\n    )\nAS \n'
              'SELECT * \nFROM mnist_test\n'),
+    ("md", "`PRINT EMBEDDING` draws the column as a map: each test image a point on the "
+           "plane of the embeddings' first two principal axes, coloured by its digit, with "
+           "some of the images at their points. Digits the model tells apart lie apart."),
+    ("code", "PRINT EMBEDDING USING my_image_search_model OPTIONS (color_col='label')\n"
+             "AS SELECT * FROM mnist_test"),
     ("md", "## 3. Search images with an image\n\n"
            "`SEARCH IMAGE` adds to every row the cosine similarity between its image and the "
            "query image `923.jpg` (a handwritten 8)."),

@@ -19,6 +19,7 @@ from thanosql_kernel.syntax import (
     ListModels,
     ListTables,
     Magic,
+    PrintEmbedding,
     PrintImage,
     SearchImage,
     Sql,
@@ -55,7 +56,8 @@ README_SECTIONS = {
     Sql: "PLAIN SQL", Magic: "COMPATIBILITY LINES", Copy: "COPY", ListTables: "LIST TABLE",
     ListModels: "LIST MODEL", ListDatasets: "LIST THANOSQL DATASET",
     GetDataset: "GET THANOSQL DATASET", BuildModel: "BUILD MODEL", Convert: "CONVERT USING",
-    SearchImage: "SEARCH IMAGE", PrintImage: "PRINT IMAGE", DeleteModel: "DELETE MODEL",
+    SearchImage: "SEARCH IMAGE", PrintImage: "PRINT IMAGE", PrintEmbedding: "PRINT EMBEDDING",
+    DeleteModel: "DELETE MODEL",
 }
 
 

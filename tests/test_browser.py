@@ -156,6 +156,14 @@ def test_the_tutorial_in_jupyterlab(page) -> None:
     assert below
     printed.scroll_into_view_if_needed()
     printed.screenshot(path=str(SHOTS / "print_image.png"))
+    # the map of the column: one image at its size, its caption under it
+    mapped = next(c for s, c in cells.items() if s.startswith("PRINT EMBEDDING"))
+    [image] = mapped.locator(".jp-OutputArea-output[data-mime-type='image/png'] img").all()
+    assert image.evaluate("i => i.complete && i.naturalWidth == 900 && i.naturalHeight == 648")
+    caption = mapped.locator(f".jp-OutputArea-output[data-mime-type='{stdout}']")
+    assert caption.inner_text().startswith("PRINT EMBEDDING: 200 rows of mnist_test")
+    mapped.scroll_into_view_if_needed()
+    mapped.screenshot(path=str(SHOTS / "print_embedding.png"))
     # ThanoSQL's words are highlighted as SQL's keywords are, and a name is not
     search = next(c for s, c in cells.items() if s.startswith("%%thanosql\nSEARCH IMAGE"))
     colour = {span.inner_text(): span.evaluate("s => getComputedStyle(s).color")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -277,6 +278,16 @@ def test_tutorial_search_through_the_kernel(tmp_path: Path) -> None:
         reply = kernel.execute("SEARCH IMAGE images='imgs/missing.png' USING m AS "
                                "SELECT * FROM imgs")
         assert reply.status == "error" and reply.content["ename"] == "NotFoundError"
+        # the map of the column: one image/png at its size, its caption printed under it
+        reply = kernel.execute("PRINT EMBEDDING USING m OPTIONS (color_col='label') AS "
+                               "SELECT * FROM imgs")
+        assert reply.status == "ok"
+        [image], [caption] = reply.of("display_data"), reply.of("stream")
+        assert image["metadata"] == {"image/png": {"width": 900, "height": 648}}
+        assert image["data"]["text/plain"] == "[image map of imgs.m_simclr]"
+        with PILImage.open(io.BytesIO(base64.b64decode(image["data"]["image/png"]))) as png:
+            assert png.size == (900, 648)
+        assert caption["text"].startswith("PRINT EMBEDDING: 24 rows of imgs.m_simclr")
     finally:
         kernel.close()
 
@@ -556,3 +567,66 @@ def _travel(alice: Engine, bob: Engine) -> None:
     said = str(caught.value)
     assert f"; relative paths are read from this notebook's folder ({bob.cwd})" in said
     assert str(alice.cwd) not in said
+
+
+def test_print_embedding_maps_the_converted_column_coloured_by_a_column(
+        searchable: Engine) -> None:
+    searchable.run("CONVERT USING m AS SELECT * FROM imgs")
+    result = searchable.one("PRINT EMBEDDING USING m OPTIONS (color_col='label', width=600) "
+                            "AS SELECT * FROM imgs")
+    assert isinstance(result, Images) and len(result.images) == 1
+    [picture] = result.images
+    opened = Image.open(io.BytesIO(picture.png))
+    assert opened.format == "PNG" and opened.size == (picture.width, picture.height) == (
+        600, 432)
+    # the figures it states are PCA's of the stored column, computed here with numpy's SVD
+    from thanosql_kernel.vectors import from_blob
+
+    vectors = np.stack([from_blob(v) for (v,) in searchable.rows("SELECT m_simclr FROM imgs")])
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    s = np.linalg.svd(unit - unit.mean(axis=0), compute_uv=False) ** 2
+    stated, thumbnails = picture.caption.rsplit(", ", 1)
+    said = re.fullmatch(r"PRINT EMBEDDING: 24 rows of imgs\.m_simclr on their first two "
+                        r"principal axes \(PCA; (\d+)% and (\d+)% of the spread\), coloured "
+                        r"by label", stated)
+    assert said, stated
+    for percent, share in zip(said.groups(), (s / s.sum())[:2], strict=True):
+        assert abs(int(percent) - 100 * share) <= 0.5 + 1e-6   # rounded to a whole percent
+    # as many thumbnails as the spread leaves room for, one a grid cell
+    assert thumbnails.endswith(" thumbnails") and 1 <= int(thumbnails.split()[0]) <= 24
+    # each label's colour is on the picture; without color_col, one colour and no legend
+    from thanosql_kernel.engine.map_drawing import PALETTE
+
+    pixels = {tuple(p) for p in np.asarray(opened.convert("RGB")).reshape(-1, 3).tolist()}
+    labels = {label for (label,) in searchable.rows("SELECT DISTINCT label FROM imgs")}
+    assert {PALETTE[i] for i in range(len(labels))} <= pixels
+    plain = searchable.one("PRINT EMBEDDING USING m OPTIONS (thumbnails=0) AS "
+                           "SELECT image_path FROM imgs WHERE label = 0")
+    assert plain.images[0].caption.endswith("spread), 0 thumbnails")
+
+
+def test_print_embedding_of_rows_not_converted_embeds_their_images(searchable: Engine) -> None:
+    # the table 'other' has no column: its images are embedded as SEARCH embeds them
+    result = searchable.one("PRINT EMBEDDING USING m AS SELECT * FROM other")
+    assert "24 rows of other.m_simclr" in result.images[0].caption
+
+
+@pytest.mark.parametrize(("cell", "error", "words"), [
+    ("PRINT EMBEDDING USING m OPTIONS (color_col='lable') AS SELECT * FROM imgs",
+     NotFoundError, ["no column 'lable' to colour by", "Did you mean 'label'?"]),
+    ("PRINT EMBEDDING USING m OPTIONS (emb_col='label') AS SELECT * FROM imgs",
+     DataError, ["the column 'label' holds no embeddings"]),
+    ("PRINT EMBEDDING USING m AS SELECT * FROM imgs LIMIT 1",
+     DataError, ["returned 1 row(s); a map needs at least 2"]),
+    ("PRINT EMBEDDING USING m AS SELECT label FROM imgs",
+     NotFoundError, ["neither an embedding column 'm_simclr' nor an image column"]),
+    ("PRINT EMBEDDING USING nosuch AS SELECT * FROM imgs", NotFoundError, ["nosuch"]),
+    ("PRINT EMBEDDING USING m OPTIONS (width=10) AS SELECT * FROM imgs",
+     OptionError, ["width", "from 400 to 4096"]),
+])
+def test_bad_maps_get_one_clean_error(searchable: Engine, cell: str, error: type,
+                                      words: list[str]) -> None:
+    with pytest.raises(error) as caught:
+        searchable.run(cell)
+    for word in words:
+        assert word in str(caught.value)

@@ -37,8 +37,10 @@ def run_tutorial(folder: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPa
 
     body, resources = MarkdownExporter().from_notebook_node(nb)
     pngs = [name for name in resources["outputs"] if name.endswith(".png")]
-    assert len(pngs) == 4 and all(f"]({name})" in body for name in pngs), sorted(
+    # PRINT IMAGE's four, and PRINT EMBEDDING's map
+    assert len(pngs) == 5 and all(f"]({name})" in body for name in pngs), sorted(
         resources["outputs"])
+    assert "PRINT EMBEDDING: 200 rows of mnist_test.my_image_search_model_simclr" in body
     assert "tutorial_data/mnist_data/test/923.jpg  my_image_search_model" in body
     outputs = {}
     for cell in nb.cells:
@@ -92,6 +94,10 @@ def test_the_tutorial_runs_on_every_backend_with_the_same_answer(
                     if src.startswith("%%thanosql\nSEARCH IMAGE")]
         assert search.splitlines()[0].split()[-1] == SIM
         assert "200 rows" in search
+        [mapped] = [o for src, o in outputs.items() if src.startswith("PRINT EMBEDDING")]
+        assert [o.output_type for o in mapped] == ["display_data", "stream"]
+        assert mapped[0].metadata["image/png"] == {"width": 900, "height": 648}
+        assert mapped[1].text.startswith(f"PRINT EMBEDDING: 200 rows of mnist_test.{COLUMN}")
         found = top4(outputs)
         assert len(found) == 4 and found[0].endswith("/923.jpg")
         labels = dict(re.findall(r"(\S+/\d+\.jpg)\s+(\d)\s", "\n".join(

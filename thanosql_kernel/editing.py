@@ -65,11 +65,15 @@ class Level:
     def statement(self) -> Statement | None:
         """The ThanoSQL statement this level is, by its first words."""
         words = [t.word for t in self.tokens[:3] if t.kind != "STRING"]
-        for s in STATEMENTS:
-            for phrase in s.phrases:
-                parts = phrase.split()
-                if words[:len(parts)] == parts or (not s.shares_head and words[:1] == parts[:1]):
-                    return s
+        # the whole phrase first (PRINT EMBEDDING is not PRINT IMAGE), then the first word
+        # alone of a statement that owns it (a phrase still being typed)
+        for whole in (True, False):
+            for s in STATEMENTS:
+                for phrase in s.phrases:
+                    parts = phrase.split()
+                    if words[:len(parts)] == parts if whole else \
+                            not s.shares_head and words[:1] == parts[:1]:
+                        return s
         return None
 
     def after(self, word: str) -> list[Token]:

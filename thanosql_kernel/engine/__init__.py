@@ -29,6 +29,7 @@ from ..syntax import (
     ListTables,
     Magic,
     Node,
+    PrintEmbedding,
     PrintImage,
     SearchImage,
     Sql,
@@ -38,6 +39,7 @@ from .compat import magic
 from .convert import CONVERT_OPTIONS, convert
 from .copy import COPY_OPTIONS, copy
 from .datasets import GET_OPTIONS, get_dataset, list_datasets
+from .mapping import MAP_OPTIONS, print_embedding
 from .printing import PRINT_OPTIONS, print_image
 from .run import Run, TopN
 from .search import SEARCH_OPTIONS, search_image
@@ -62,6 +64,7 @@ HANDLERS: dict[type[Node], Handler] = {
     Convert: convert,
     SearchImage: search_image,
     PrintImage: print_image,
+    PrintEmbedding: print_embedding,
 }
 
 
@@ -89,6 +92,7 @@ STATEMENT_OPTIONS: dict[type[Node], tuple[OptionSpec, ...]] = {
     Convert: CONVERT_OPTIONS,
     SearchImage: SEARCH_OPTIONS,
     PrintImage: PRINT_OPTIONS,
+    PrintEmbedding: MAP_OPTIONS,
 }
 
 

@@ -19,7 +19,8 @@ from ..paths import not_a_file
 from ..results import Progress, Table
 from ..storage import EmbeddingColumn
 from ..syntax import SearchImage, Sql
-from .image_rows import image_paths, places
+from .embedding_rows import check_made_by, refuse_others, row_embeddings
+from .image_rows import places
 from .naming import embedding_column, similarity_columns
 from .run import Run, TopN
 from .services import Services
@@ -72,9 +73,9 @@ def search_image(node: SearchImage, services: Services, run: Run,
     rows = run.rows(node.query)
     columns = [c.lower() for c in rows.columns]
     if emb_col in columns:   # the rows bring vectors: they must be this model's
-        _check_made_by(services, node, emb_col, entry.digest)
-    matrix, unreadable = _row_embeddings(services, model, rows, columns, emb_col, image_col,
-                                         node)
+        check_made_by(services, "SEARCH IMAGE", node.model, node.query, emb_col, entry.digest)
+    matrix, unreadable = row_embeddings(services, "SEARCH IMAGE", model, node.model, node.query,
+                                        rows, emb_col, image_col)
     sims = np.stack([cosine_scores(matrix, v) for v in q], axis=1) if len(rows.rows) \
         else np.zeros((0, len(q)))
     # rows CONVERT left out (on_error='skip') have no similarity: SEARCH leaves them out
@@ -139,35 +140,6 @@ def _embed_queries(services: Services, node: SearchImage, model: Any, digest: st
     return embedded
 
 
-def _check_made_by(services: Services, node: SearchImage, emb_col: str,
-                   digest: str | None) -> None:
-    """Refuse to compare the query with vectors another model (or this model before it was
-    rebuilt) made: the similarities would be meaningless, and nothing would say so."""
-    query = node.query
-    shape = services.store.shape(query.text) \
-        if isinstance(query, Sql) and not query.subqueries else None
-    with services.store.begin() as tx:
-        made = [e for e in services.catalog.entries(tx) if e.column_name == emb_col
-                and (shape is None or e.table_name in shape.tables)]
-    for entry in made:
-        _refuse_others(entry, node, digest)
-
-
-def _refuse_others(entry: EmbeddingColumn, node: SearchImage, digest: str | None) -> None:
-    where = f"{entry.table_name}.{entry.column_name}"
-    again = f"CONVERT USING {node.model} AS SELECT * FROM {entry.table_name}"
-    if entry.model != node.model:
-        raise DataError(f"SEARCH IMAGE: {where} holds the embeddings of the model "
-                        f"{entry.model!r}, not of {node.model!r}",
-                        hint=f"Search it USING {entry.model}, run {again} into another column "
-                             "(OPTIONS (result_col='…')), or name the column of "
-                             f"{node.model}'s embeddings with OPTIONS (emb_col='…').")
-    if entry.model_digest is not None and digest is not None and entry.model_digest != digest:
-        raise DataError(f"SEARCH IMAGE: {where} holds the embeddings of {node.model!r} as it "
-                        "was before it was built again",
-                        hint=f"Run {again} to embed the rows with the model as it is now.")
-
-
 def _query_images(node: SearchImage, options: dict[str, Any], base: str
                   ) -> tuple[bool, list[str], list[str]]:
     """(second generation?, the query image paths, their similarity columns' names)."""
@@ -193,63 +165,6 @@ def _ranked(similarity: np.ndarray, limit: int | None) -> np.ndarray:
 
     order = np.argsort(-similarity, kind="stable")
     return order if limit is None else order[:limit]
-
-
-def _row_embeddings(services: Services, model: Any, rows: Table, columns: list[str], emb_col: str,
-                    image_col: str, node: SearchImage) -> tuple[np.ndarray, list[int]]:
-    """Each row's embedding: from its embedding column, or computed from its image; and the
-    rows that have none, their image unreadable (CONVERT OPTIONS (on_error='skip'))."""
-    import numpy as np
-
-    from ..models import embed, iter_image_batches
-    from ..vectors import from_blob
-
-    n = len(rows.rows)
-    matrix = np.zeros((n, model.embedding_dim), dtype=np.float32)
-    todo = list(range(n))
-    unreadable: list[int] = []
-    if emb_col in columns:
-        e = columns.index(emb_col)
-        todo = []
-        for i, row in enumerate(rows.rows):
-            value = row[e]
-            if value is None:
-                todo.append(i)
-                continue
-            if isinstance(value, (bytes, bytearray, memoryview)) and not len(value):
-                unreadable.append(i)
-                continue
-            if not isinstance(value, (bytes, bytearray, memoryview)):
-                raise DataError(f"SEARCH IMAGE: the column {excerpt(emb_col)} holds no embeddings "
-                                f"(it holds values such as {excerpt(value)})",
-                                hint="Name the column CONVERT made with OPTIONS "
-                                     "(emb_col='…'), or leave emb_col out.")
-            vector = from_blob(value)
-            if vector.shape != (model.embedding_dim,):
-                raise DataError(f"SEARCH IMAGE: {excerpt(emb_col)} holds {vector.shape[0]}-d "
-                                f"vectors but {node.model!r} makes {model.embedding_dim}-d ones",
-                                hint="Run CONVERT USING with this model again, or name the "
-                                     "right column with OPTIONS (emb_col='…').")
-            matrix[i] = vector
-    if not np.isfinite(matrix).all():
-        raise DataError(f"SEARCH IMAGE: {excerpt(emb_col)} holds embeddings that are not numbers "
-                        "(NaN)", hint="Run CONVERT USING again to embed the rows anew.")
-    if todo:
-        if image_col not in columns:
-            raise NotFoundError(
-                f"SEARCH IMAGE: the rows have neither an embedding column {excerpt(emb_col)} "
-                f"nor an image column {excerpt(image_col)}",
-                hint=f"Their columns: {', '.join(rows.columns)}. Name them with OPTIONS "
-                     "(emb_col='…') or OPTIONS (image_col='…').")
-        i_img = columns.index(image_col)
-        paths = image_paths(places(services, node.query), [rows.rows[i][i_img] for i in todo],
-                            image_col, "SEARCH IMAGE")
-        # in batches, like CONVERT: memory stays small however many rows lack a vector
-        done = 0
-        for batch in iter_image_batches(paths, 256, model.image_size, model.channels):
-            matrix[todo[done:done + len(batch)]] = embed(model, batch)
-            done += len(batch)
-    return matrix, unreadable
 
 
 class _LoadingBar:
@@ -294,7 +209,7 @@ def _search_with_index(services: Services, run: Run, node: SearchImage, emb_col:
     with store.begin() as tx:
         entry = catalog.entry(tx, found.tables[0], emb_col)
         if entry is not None:
-            _refuse_others(entry, node, digest)
+            refuse_others(entry, "SEARCH IMAGE", node.model, digest)
         if entry is None or entry.image_col != image_col:
             return None
         if not catalog.covers(tx, entry):

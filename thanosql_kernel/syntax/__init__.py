@@ -13,6 +13,7 @@ from .nodes import (  # noqa: F401
     Magic,
     Node,
     Options,
+    PrintEmbedding,
     PrintImage,
     SearchImage,
     Sql,

@@ -86,10 +86,11 @@ SEARCH_IMAGE = (
     keyword("SEARCH") - keyword("IMAGE") - pp.Optional(IMAGES) - keyword("USING") - NAME("model")
     - pp.Optional(OPTIONS("options")) - keyword("AS") - REST("query")
 )
-PRINT_IMAGE = (
-    keyword("PRINT") - keyword("IMAGE") - pp.Optional(OPTIONS("options"))
-    - keyword("AS") - REST("query")
-)
+PRINT_STATEMENT = keyword("PRINT") - (
+    (keyword("IMAGE") - pp.Optional(OPTIONS("options")) - keyword("AS") - REST("query"))
+    | (keyword("EMBEDDING")("embedding") - keyword("USING") - NAME("model")
+       - pp.Optional(OPTIONS("options")) - keyword("AS") - REST("query"))
+).set_name("IMAGE or EMBEDDING")
 DELETE_MODEL = (
     (keyword("DELETE") | keyword("DROP")) - keyword("MODEL")
     - pp.Optional(keyword("IF") - keyword("EXISTS"))("if_exists") - NAME("name")
@@ -97,5 +98,5 @@ DELETE_MODEL = (
 
 #: every statement's element; the registry (statements.py) names which parses what
 for _element in (COPY, LIST_STATEMENT, GET_DATASET, BUILD_MODEL, CONVERT, SEARCH_IMAGE,
-                 PRINT_IMAGE, DELETE_MODEL):
+                 PRINT_STATEMENT, DELETE_MODEL):
     _element.parse_with_tabs()

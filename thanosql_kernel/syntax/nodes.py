@@ -201,6 +201,19 @@ class PrintImage(Node):
 
 
 @dataclass(frozen=True)
+class PrintEmbedding(Node):
+    """``PRINT EMBEDDING USING model [OPTIONS (...)] AS query``: a map of the rows' embeddings."""
+
+    model: str
+    query: Node
+    options: Options = Options()
+
+    def to_sql(self) -> str:
+        return (f"PRINT EMBEDDING USING {self.model}{self.options.to_sql()} "
+                f"AS {render_query(self.query)}")
+
+
+@dataclass(frozen=True)
 class DeleteModel(Node):
     """``DELETE MODEL name`` / ``DROP MODEL [IF EXISTS] name``."""
 
@@ -212,4 +225,4 @@ class DeleteModel(Node):
 
 
 ALL_NODES = (Sql, Magic, Copy, ListTables, ListModels, ListDatasets, GetDataset, BuildModel,
-             Convert, SearchImage, PrintImage, DeleteModel)
+             Convert, SearchImage, PrintImage, PrintEmbedding, DeleteModel)

@@ -26,6 +26,7 @@ from .nodes import (
     ListTables,
     Node,
     Options,
+    PrintEmbedding,
     PrintImage,
     SearchImage,
 )
@@ -122,8 +123,10 @@ def _search(b: Builder, result: Any, start: int, meta: dict[str, Any]) -> Node:
 
 
 def _print(b: Builder, result: Any, start: int, meta: dict[str, Any]) -> Node:
-    return PrintImage(b.query(start, token(result, "query", None)), b.options(result, start),
-                      **meta)
+    query = b.query(start, token(result, "query", None))
+    if "embedding" in result:
+        return PrintEmbedding(result["model"].lower(), query, b.options(result, start), **meta)
+    return PrintImage(query, b.options(result, start), **meta)
 
 
 STATEMENTS: tuple[Statement, ...] = (
@@ -160,7 +163,12 @@ STATEMENTS: tuple[Statement, ...] = (
     Statement(PrintImage, ("PRINT IMAGE",),
               "PRINT IMAGE [OPTIONS (image_col=..., limit=..., width=...)] AS query",
               "Shows the image of each row with its path and values as a caption.",
-              "PRINT_IMAGE", _print),
+              "PRINT_STATEMENT", _print),
+    Statement(PrintEmbedding, ("PRINT EMBEDDING",),
+              "PRINT EMBEDDING USING model [OPTIONS (color_col=..., thumbnails=..., ...)] "
+              "AS query",
+              "Draws a 2-D map (PCA) of the rows' embeddings, coloured by a column, with "
+              "thumbnails of some images.", "PRINT_STATEMENT", _print),
     Statement(DeleteModel, ("DELETE MODEL", "DROP MODEL"),
               "DELETE MODEL name | DROP MODEL [IF EXISTS] name",
               "Removes a model: its catalog row and its files.", "DELETE_MODEL", _delete,
