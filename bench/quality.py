@@ -1,34 +1,30 @@
-"""Search quality of the default SimCLR model against raw pixels and PCA on pixels.
+"""Search quality of the default SimCLR model against raw pixels and PCA on pixels, by EVALUATE.
 
-    python bench/quality.py [--sets mnist,glyphs,shapes] [--options "max_epochs=1"] [--direct]
+    python bench/quality.py [--sets mnist,glyphs,shapes,heldout] [--options "max_epochs=1"]
                             [--threads N] [--keep DIR]
-    python bench/quality.py --rules [--candidates "OPTS;OPTS;…"] [--seeds 0,1,2] [--direct]
+    python bench/quality.py --rules [--candidates "OPTS;OPTS;…"] [--seeds 0,1,2]
 
 For every image set (see ``bench/datasets.py``) in a fresh temporary workspace:
 
 1. ``COPY`` the train and test CSVs into tables, ``BUILD MODEL … USING SimCLR AS SELECT *
    FROM <train>`` with DEFAULT options (plus ``--options`` if given), timed;
 2. ``CONVERT USING <model> AS SELECT * FROM <test>``;
-3. for every test image ``SEARCH IMAGE images='<path>' USING <model> AS SELECT * FROM
-   <test>`` and rank the other test rows by the similarity column, best first.
+3. ``EVALUATE USING <model> OPTIONS (k=…, queries=None) AS SELECT * FROM <test>`` for k in
+   1, 4 and 10: precision@k of the model and of raw pixels, the product's own measure (each
+   test image's k most similar other test images; the share with its label).
 
-All three statements go through the engine (parse + execute), as a notebook cell would.
-``--direct`` (or an engine without SEARCH IMAGE yet) computes the same ranking from
-``models.embed`` instead. precision@k is the fraction of the k best other test images that
-carry the query's label; the query itself is excluded. Labels are only read to score.
-
-In the same run the same figures are computed for two baselines on the same test images:
-cosine similarity of the raw pixels, and of PCA on pixels (64 components fitted on the
-TRAINING images with numpy's SVD, centred on their mean).
+All statements go through the engine (parse + execute), as a notebook cell would. Labels are
+only read to score. Beside them, PCA on pixels (64 components fitted on the TRAINING images
+with numpy's SVD, centred on their mean), scored the same way here in numpy.
 
 For the tutorial's data it also prints the top 4 (after itself) for ``test/923.jpg``, the
-image the tutorial searches with.
+image the tutorial searches with (one SEARCH IMAGE).
 
 ``--rules`` judges the default (or each of ``--candidates``, BUILD options separated by ``;``,
-an empty one being the defaults) against issue 14's rules and prints one table:
+an empty one being the defaults) against issue 24's rules and prints one table:
 
-- at the default ``max_epochs``, the mean P@4 over ``--seeds`` beats raw-pixel cosine by
-  >= 0.10 on the tutorial digits and >= 0.03 on every other set;
+- at the default ``max_epochs``, the mean P@4 over ``--seeds`` beats raw pixels by >= 0.10 on
+  the tutorial digits and >= 0.03 on every other set;
 - the tutorial's own cell (``max_epochs=1``, default seed): PRINT IMAGE of ``923.jpg`` shows
   at least 3 eights among its 4 images (itself included, so 2 of the 3 best others), and the
   1-epoch model's P@4 over the 200 test digits is at least 0.770.
@@ -122,47 +118,39 @@ class Workspace:
     def close(self) -> None:
         self.services.close()
 
-    def search_supported(self) -> bool:
-        from thanosql_kernel.engine import HANDLERS
-        from thanosql_kernel.syntax import SearchImage
 
-        return SearchImage in HANDLERS
-
-
-def engine_scores(ws: Workspace, model: str, table: str, paths: list[str]) -> np.ndarray:
-    """SEARCH IMAGE for every test image over the test table: scores[i, j] is the
-    similarity column of row j (matched by image_path) when searching with image i."""
+def evaluated(ws: Workspace, model: str, table: str) -> tuple[list[float], list[float]]:
+    """precision@k for every k in KS, the model's and raw pixels', by EVALUATE over every
+    row of the test table (each row's k most similar other rows; the product's measure)."""
     ws.run(f"CONVERT USING {model} AS SELECT * FROM {table}")
-    where = {p: j for j, p in enumerate(paths)}
-    scores = np.full((len(paths), len(paths)), -np.inf)
+    by_model, by_raw = [], []
+    for k in KS:
+        result = ws.run(f"EVALUATE USING {model} OPTIONS (k={k}, queries=None) AS "
+                        f"SELECT * FROM {table}")
+        rows = {r[0]: dict(zip(result.columns, r, strict=True)) for r in result.rows}
+        by_model.append(float(rows[model]["precision_at_k"]))
+        by_raw.append(float(rows["raw_pixels"]["precision_at_k"]))
+    return by_model, by_raw
+
+
+def top4_of(ws: Workspace, model: str, table: str, query: str) -> list[str]:
+    """The 4 image paths SEARCH IMAGE ranks first for ``query`` (itself excluded)."""
     column = f"{model}_simclr_similarity1"
-    for i, p in enumerate(paths):
-        result = ws.rows(f"SELECT image_path, {column} FROM (SEARCH IMAGE images='{p}' "
-                        f"USING {model} AS SELECT * FROM {table}) ORDER BY {column} DESC")
-        if len(result.rows) != len(paths):
-            raise RuntimeError(f"SEARCH IMAGE returned {len(result.rows)} rows, expected "
-                               f"{len(paths)}")
-        for path, sim in result.rows:
-            scores[i, where[path]] = float(sim)
-    return scores
+    result = ws.rows(f"SELECT image_path, {column} FROM (SEARCH IMAGE images='{query}' "
+                     f"USING {model} AS SELECT * FROM {table}) ORDER BY {column} DESC "
+                     "LIMIT 5")
+    return [p for p, _ in result.rows if p != query][:4]
 
 
-def direct_scores(ws: Workspace, model: str, paths: list[str]) -> np.ndarray:
-    """The same similarities computed with models.embed on the registered model (used only
-    while the engine has no SEARCH IMAGE, or with --direct)."""
-    from thanosql_kernel.models import embed, load_images
-
-    m = ws.services.loader.load(model)[0]
-    e = embed(m, load_images([str(ws.root / p) for p in paths], m.image_size, m.channels))
-    return e.astype(np.float64) @ e.T.astype(np.float64)
+SETS = {"mnist": bench_sets.mnist, "glyphs": bench_sets.glyphs, "shapes": bench_sets.shapes,
+        "heldout": bench_sets.heldout}
 
 
-def evaluate(kind: str, options: str, direct: bool, keep: Path | None) -> dict[str, object]:
+def evaluate(kind: str, options: str, keep: Path | None) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="quality-") as tmp:
         root = keep or Path(tmp)
         root.mkdir(parents=True, exist_ok=True)
-        s = {"mnist": bench_sets.mnist, "glyphs": bench_sets.glyphs,
-             "shapes": bench_sets.shapes}[kind](root)
+        s = SETS[kind](root)
         ws = Workspace(root)
         try:
             for table, csv in ((s.train_table, s.train_csv), (s.test_table, s.test_csv)):
@@ -174,30 +162,29 @@ def evaluate(kind: str, options: str, direct: bool, keep: Path | None) -> dict[s
             msg = ws.run(f"BUILD MODEL {model} USING SimCLR{opts} AS SELECT * FROM "
                          f"{s.train_table}")
             seconds = time.perf_counter() - t0
-            use_engine = not direct and ws.search_supported()
             t1 = time.perf_counter()
-            scores = (engine_scores(ws, model, s.test_table, s.test_paths) if use_engine
-                      else direct_scores(ws, model, s.test_paths))
+            by_model, by_raw = evaluated(ws, model, s.test_table)
             search_seconds = time.perf_counter() - t1
+            top = None
+            if kind == "mnist":
+                query = next(p for p in s.test_paths if p.endswith("/" + TUTORIAL_QUERY))
+                top = top4_of(ws, model, s.test_table, query)
         finally:
             ws.close()
         train_px, test_px = pixels(root, s.train_paths), pixels(root, s.test_paths)
         out: dict[str, object] = {
             "set": s.name, "build": getattr(msg, "text", str(msg)), "seconds": seconds,
-            "search_seconds": search_seconds, "path": "engine" if use_engine else "direct",
-            "model": precision_from_scores(scores, s.test_labels),
-            "raw": precision_from_scores(cosine_scores(test_px), s.test_labels),
+            "search_seconds": search_seconds, "path": "EVALUATE",
+            "model": by_model, "raw": by_raw,
             "pca": precision_from_scores(pca_scores(train_px, test_px), s.test_labels),
         }
-        if kind == "mnist":
-            i = next(k for k, p in enumerate(s.test_paths) if p.endswith("/" + TUTORIAL_QUERY))
-            row = scores[i].copy()
-            row[i] = -np.inf
-            top = np.argsort(-row, kind="stable")[:4]
+        if top is not None:
+            label = dict(zip(s.test_paths, s.test_labels, strict=True))
+            i = s.test_paths.index(query)
             out["query"] = (f"test/{TUTORIAL_QUERY} (label {s.test_labels[i]}): top 4 labels "
-                            f"{[s.test_labels[j] for j in top]}")
+                            f"{[label[p] for p in top]}")
             # PRINT IMAGE shows the query itself (an 8) and its 3 best others
-            out["eights"] = 1 + sum(s.test_labels[j] == s.test_labels[i] for j in top[:3])
+            out["eights"] = 1 + sum(label[p] == s.test_labels[i] for p in top[:3])
         return out
 
 
@@ -205,7 +192,7 @@ def _joined(*parts: str) -> str:
     return ", ".join(p for p in parts if p)
 
 
-def rules(candidates: list[str], sets: list[str], seeds: list[int], direct: bool) -> None:
+def rules(candidates: list[str], sets: list[str], seeds: list[int]) -> None:
     """Judge every candidate against issue 14's rules; one table, a verdict per rule."""
     print("| candidate | set | P@4 mean (seeds) | raw | margin | needed | 1-epoch 923 eights | "
           "1-epoch P@4 | verdict |")
@@ -213,14 +200,14 @@ def rules(candidates: list[str], sets: list[str], seeds: list[int], direct: bool
     for cand in candidates:
         fails = []
         for kind in sets:
-            runs = [evaluate(kind, _joined(cand, f"seed={seed}"), direct, None) for seed in seeds]
+            runs = [evaluate(kind, _joined(cand, f"seed={seed}"), None) for seed in seeds]
             p4 = [r["model"][1] for r in runs]   # type: ignore[index]
             raw = runs[0]["raw"][1]   # type: ignore[index]
             need = MARGINS.get(kind, OTHER_MARGIN)
             margin = float(np.mean(p4)) - raw
             extra = ["", ""]
             if kind == "mnist":
-                one = evaluate(kind, _joined(cand, "max_epochs=1"), direct, None)
+                one = evaluate(kind, _joined(cand, "max_epochs=1"), None)
                 extra = [f"{one['eights']} ({one['query'].split('labels ')[1]})",
                          f"{one['model'][1]:.3f}"]   # type: ignore[index]
                 if one["eights"] < 3:   # type: ignore[operator]
@@ -240,13 +227,12 @@ def rules(candidates: list[str], sets: list[str], seeds: list[int], direct: bool
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sets", default="mnist,glyphs,shapes")
+    ap.add_argument("--sets", default="mnist,glyphs,shapes,heldout")
     ap.add_argument("--rules", action="store_true", help="judge against issue 14's rules")
     ap.add_argument("--candidates", default="",
                     help="with --rules: BUILD options of each candidate, separated by ';'")
     ap.add_argument("--seeds", default="0,1,2", help="with --rules: the seeds averaged")
     ap.add_argument("--options", default="", help="extra BUILD MODEL options, e.g. max_epochs=1")
-    ap.add_argument("--direct", action="store_true", help="rank with models.embed, not SEARCH")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--keep", type=Path, default=None, help="workspace folder to keep")
     args = ap.parse_args()
@@ -258,11 +244,11 @@ def main() -> None:
           f"{args.options or 'defaults'}", flush=True)
     if args.rules:
         rules(args.candidates.split(";"), [k.strip() for k in args.sets.split(",")],
-              [int(v) for v in args.seeds.split(",")], args.direct)
+              [int(v) for v in args.seeds.split(",")])
         return
     rows: list[tuple[str, str, list[float], str]] = []
     for kind in args.sets.split(","):
-        r = evaluate(kind.strip(), args.options, args.direct, args.keep)
+        r = evaluate(kind.strip(), args.options, args.keep)
         print(f"{r['set']}: {r['build']}  [search via {r['path']}, "
               f"{r['search_seconds']:.1f} s]", flush=True)
         if "query" in r:

@@ -14,6 +14,7 @@ from thanosql_kernel.syntax import (
     Convert,
     Copy,
     DeleteModel,
+    Evaluate,
     GetDataset,
     ListDatasets,
     ListModels,
@@ -57,7 +58,7 @@ README_SECTIONS = {
     ListModels: "LIST MODEL", ListDatasets: "LIST THANOSQL DATASET",
     GetDataset: "GET THANOSQL DATASET", BuildModel: "BUILD MODEL", Convert: "CONVERT USING",
     SearchImage: "SEARCH IMAGE", PrintImage: "PRINT IMAGE", PrintEmbedding: "PRINT EMBEDDING",
-    DeleteModel: "DELETE MODEL",
+    Evaluate: "EVALUATE", DeleteModel: "DELETE MODEL",
 }
 
 

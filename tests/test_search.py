@@ -6,6 +6,7 @@ import base64
 import io
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -288,6 +289,17 @@ def test_tutorial_search_through_the_kernel(tmp_path: Path) -> None:
         with PILImage.open(io.BytesIO(base64.b64decode(image["data"]["image/png"]))) as png:
             assert png.size == (900, 648)
         assert caption["text"].startswith("PRINT EMBEDDING: 24 rows of imgs.m_simclr")
+        # how good the model is, beside raw pixels: a table, and its progress bar on the way
+        reply = kernel.execute("EVALUATE USING m OPTIONS (label_col='label', k=4) AS "
+                               "SELECT * FROM imgs")
+        assert reply.status == "ok"
+        [table] = [m["data"]["text/plain"] for m in reply.of("execute_result")]
+        header, _, first, second = table.splitlines()[:4]
+        assert header.split()[:3] == ["method", "k", "rows"]
+        assert first.split()[:3] == ["m", "4", "24"] and second.split()[0] == "raw_pixels"
+        bar = (reply.of("display_data") + reply.of("update_display_data"))[-1]
+        assert bar["data"]["text/plain"].startswith("EVALUATE USING m |")
+        assert "100%" in bar["data"]["text/plain"]
     finally:
         kernel.close()
 
@@ -630,3 +642,107 @@ def test_bad_maps_get_one_clean_error(searchable: Engine, cell: str, error: type
         searchable.run(cell)
     for word in words:
         assert word in str(caught.value)
+
+
+def hand_table(engine: Engine, name: str, rows: list[tuple[str | None, str | None, Any]]
+               ) -> None:
+    """A table (image_path, label, m_simclr) written directly: vectors chosen by hand."""
+    import sqlalchemy as sa
+
+    from thanosql_kernel.vectors import to_blob
+
+    table = sa.Table(name, sa.MetaData(), sa.Column("image_path", sa.Text),
+                     sa.Column("label", sa.Text), sa.Column("m_simclr", sa.LargeBinary))
+    with engine.services.store.begin(write=True) as conn:
+        table.create(conn)
+        conn.execute(table.insert(), [
+            {"image_path": p, "label": label,
+             "m_simclr": None if v is None else to_blob(np.asarray(v, np.float32))}
+            for p, label, v in rows])
+
+
+def independent_precision(vectors: np.ndarray, labels: list[Any], k: int) -> float:
+    v = vectors.astype(np.float64)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    sims = v @ v.T
+    np.fill_diagonal(sims, -np.inf)
+    nearest = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+    lab = np.asarray(labels)
+    return float((lab[nearest] == lab[:, None]).mean())
+
+
+def test_evaluate_scores_hand_made_vectors_as_worked_out_by_hand(searchable: Engine) -> None:
+    def vector(*head: float) -> list[float]:
+        return list(head) + [0.0] * (128 - len(head))
+
+    # two pairs: each row's nearest other is its pair; its second the other label's row
+    hand_table(searchable, "hand", [
+        ("imgs/0.png", "x", vector(10, 1, 0)), ("imgs/1.png", "x", vector(10, 0, 1)),
+        ("imgs/2.png", "y", vector(0, 10, 1)), ("imgs/3.png", "y", vector(1, 10, 0)),
+        ("imgs/4.png", None, vector(5, 5, 5)),          # no label: left out, counted
+        ("missing.png", "y", vector(0, 0, 9)),          # no image: left out, counted
+    ])
+    result = searchable.one("EVALUATE USING m OPTIONS (k=1) AS SELECT * FROM hand")
+    assert isinstance(result, Table)
+    assert result.columns == ("method", "k", "rows", "queries", "labels", "skipped",
+                              "precision_at_k", "knn_accuracy", "mrr_at_k", "chance_precision")
+    model = dict(zip(result.columns, result.rows[0], strict=True))
+    assert model == {"method": "m", "k": 1, "rows": 4, "queries": 4, "labels": 2,
+                     "skipped": 2, "precision_at_k": 1.0, "knn_accuracy": 1.0,
+                     "mrr_at_k": 1.0, "chance_precision": pytest.approx(4 / 12)}
+    two = searchable.one("EVALUATE USING m OPTIONS (k=2) AS SELECT * FROM hand")
+    model = dict(zip(two.columns, two.rows[0], strict=True))
+    # k=2: one of each label; the vote's tie goes to the nearer, the row's own label
+    assert (model["precision_at_k"], model["knn_accuracy"], model["mrr_at_k"]) == (
+        0.5, 1.0, 1.0)
+    # raw pixels: the same measure on the images as the model sees them (12 x 12 grey)
+    raw = dict(zip(two.columns, two.rows[1], strict=True))
+    pixels = np.stack([np.asarray(Image.open(searchable.cwd / f"imgs/{i}.png").convert("L"),
+                                  np.float64).ravel() for i in range(4)])
+    assert raw["method"] == "raw_pixels" and raw["rows"] == 4
+    assert raw["precision_at_k"] == independent_precision(pixels, ["x", "x", "y", "y"], 2)
+
+
+def test_evaluate_reads_the_converted_column_and_agrees_with_it(searchable: Engine) -> None:
+    searchable.run("CONVERT USING m AS SELECT * FROM imgs")
+    stored = searchable.rows("SELECT label, m_simclr FROM imgs")
+    from thanosql_kernel.vectors import from_blob
+
+    vectors = np.stack([from_blob(v) for _, v in stored])
+    labels = [label for label, _ in stored]
+    result = searchable.one("EVALUATE USING m AS SELECT * FROM imgs")
+    [model, raw] = [dict(zip(result.columns, r, strict=True)) for r in result.rows]
+    assert model["precision_at_k"] == independent_precision(vectors, labels, 4)
+    assert model["k"] == 4 and model["rows"] == model["queries"] == 24
+    # from the images (no column in 'other'), the model's own embeddings: the same answer
+    again = searchable.one("EVALUATE USING m AS SELECT * FROM other")
+    assert again.rows[0][6] == pytest.approx(model["precision_at_k"], abs=1 / 24)
+    # a sample of the rows as queries, each against every row
+    sampled = searchable.one("EVALUATE USING m OPTIONS (queries=6) AS SELECT * FROM imgs")
+    assert [r[3] for r in sampled.rows] == [6, 6] and [r[2] for r in sampled.rows] == [24, 24]
+    # EVALUATE is a query like SEARCH: SQL can read its rows
+    table = searchable.one("SELECT method, precision_at_k FROM (EVALUATE USING m AS SELECT * "
+                           "FROM imgs) ORDER BY method")
+    assert [r[0] for r in table.rows] == ["m", "raw_pixels"]
+
+
+@pytest.mark.parametrize(("cell", "error", "words"), [
+    ("EVALUATE USING m OPTIONS (label_col='lable') AS SELECT * FROM imgs",
+     NotFoundError, ["no label column 'lable'", "Did you mean 'label'?"]),
+    ("EVALUATE USING m OPTIONS (k=0) AS SELECT * FROM imgs", OptionError, ["k", "1 or more"]),
+    ("EVALUATE USING m OPTIONS (k=24) AS SELECT * FROM imgs",
+     OptionError, ["k=24 needs more than 24 rows", "the query has 24", "k=23 or less"]),
+    ("EVALUATE USING m AS SELECT * FROM imgs WHERE label = 0",
+     DataError, ["every row has the same label"]),
+    ("EVALUATE USING m OPTIONS (emb_col='nope') AS SELECT * FROM imgs",
+     NotFoundError, ["no column 'nope'"]),
+    ("EVALUATE USING nosuch AS SELECT * FROM imgs", NotFoundError, ["nosuch"]),
+])
+def test_bad_evaluations_get_one_clean_error_before_any_work(
+        searchable: Engine, cell: str, error: type, words: list[str]) -> None:
+    searchable.progress.clear()
+    with pytest.raises(error) as caught:
+        searchable.run(cell)
+    for word in words:
+        assert word in str(caught.value)
+    assert not searchable.progress   # nothing was read or computed

@@ -23,6 +23,7 @@ from ..syntax import (
     Convert,
     Copy,
     DeleteModel,
+    Evaluate,
     GetDataset,
     ListDatasets,
     ListModels,
@@ -39,6 +40,7 @@ from .compat import magic
 from .convert import CONVERT_OPTIONS, convert
 from .copy import COPY_OPTIONS, copy
 from .datasets import GET_OPTIONS, get_dataset, list_datasets
+from .evaluating import EVALUATE_OPTIONS, evaluate
 from .mapping import MAP_OPTIONS, print_embedding
 from .printing import PRINT_OPTIONS, print_image
 from .run import Run, TopN
@@ -65,6 +67,7 @@ HANDLERS: dict[type[Node], Handler] = {
     SearchImage: search_image,
     PrintImage: print_image,
     PrintEmbedding: print_embedding,
+    Evaluate: evaluate,
 }
 
 
@@ -82,6 +85,7 @@ ROW_HANDLERS: dict[type[Node], RowHandler] = {
     ListModels: _whole(list_models),
     ListDatasets: _whole(list_datasets),
     Convert: _whole(convert),
+    Evaluate: _whole(evaluate),
 }
 
 #: the options each statement takes (none where a statement has no OPTIONS clause)
@@ -93,6 +97,7 @@ STATEMENT_OPTIONS: dict[type[Node], tuple[OptionSpec, ...]] = {
     SearchImage: SEARCH_OPTIONS,
     PrintImage: PRINT_OPTIONS,
     PrintEmbedding: MAP_OPTIONS,
+    Evaluate: EVALUATE_OPTIONS,
 }
 
 

@@ -6,6 +6,7 @@ from .nodes import (  # noqa: F401
     Convert,
     Copy,
     DeleteModel,
+    Evaluate,
     GetDataset,
     ListDatasets,
     ListModels,

@@ -91,6 +91,10 @@ PRINT_STATEMENT = keyword("PRINT") - (
     | (keyword("EMBEDDING")("embedding") - keyword("USING") - NAME("model")
        - pp.Optional(OPTIONS("options")) - keyword("AS") - REST("query"))
 ).set_name("IMAGE or EMBEDDING")
+EVALUATE = (
+    keyword("EVALUATE") - keyword("USING") - NAME("model") - pp.Optional(OPTIONS("options"))
+    - keyword("AS") - REST("query")
+)
 DELETE_MODEL = (
     (keyword("DELETE") | keyword("DROP")) - keyword("MODEL")
     - pp.Optional(keyword("IF") - keyword("EXISTS"))("if_exists") - NAME("name")
@@ -98,5 +102,5 @@ DELETE_MODEL = (
 
 #: every statement's element; the registry (statements.py) names which parses what
 for _element in (COPY, LIST_STATEMENT, GET_DATASET, BUILD_MODEL, CONVERT, SEARCH_IMAGE,
-                 PRINT_STATEMENT, DELETE_MODEL):
+                 PRINT_STATEMENT, EVALUATE, DELETE_MODEL):
     _element.parse_with_tabs()

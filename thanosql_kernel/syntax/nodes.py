@@ -214,6 +214,18 @@ class PrintEmbedding(Node):
 
 
 @dataclass(frozen=True)
+class Evaluate(Node):
+    """``EVALUATE USING model [OPTIONS (...)] AS query``: the model's search quality."""
+
+    model: str
+    query: Node
+    options: Options = Options()
+
+    def to_sql(self) -> str:
+        return f"EVALUATE USING {self.model}{self.options.to_sql()} AS {render_query(self.query)}"
+
+
+@dataclass(frozen=True)
 class DeleteModel(Node):
     """``DELETE MODEL name`` / ``DROP MODEL [IF EXISTS] name``."""
 
@@ -225,4 +237,4 @@ class DeleteModel(Node):
 
 
 ALL_NODES = (Sql, Magic, Copy, ListTables, ListModels, ListDatasets, GetDataset, BuildModel,
-             Convert, SearchImage, PrintImage, PrintEmbedding, DeleteModel)
+             Convert, SearchImage, PrintImage, PrintEmbedding, Evaluate, DeleteModel)

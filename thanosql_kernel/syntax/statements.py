@@ -20,6 +20,7 @@ from .nodes import (
     Convert,
     Copy,
     DeleteModel,
+    Evaluate,
     GetDataset,
     ListDatasets,
     ListModels,
@@ -129,6 +130,11 @@ def _print(b: Builder, result: Any, start: int, meta: dict[str, Any]) -> Node:
     return PrintImage(query, b.options(result, start), **meta)
 
 
+def _evaluate(b: Builder, result: Any, start: int, meta: dict[str, Any]) -> Node:
+    return Evaluate(result["model"].lower(), b.query(start, token(result, "query", None)),
+                    b.options(result, start), **meta)
+
+
 STATEMENTS: tuple[Statement, ...] = (
     Statement(Copy, ("COPY",),
               "COPY table [OPTIONS (overwrite=True | if_exists='replace')] FROM 'path'",
@@ -169,6 +175,13 @@ STATEMENTS: tuple[Statement, ...] = (
               "AS query",
               "Draws a 2-D map (PCA) of the rows' embeddings, coloured by a column, with "
               "thumbnails of some images.", "PRINT_STATEMENT", _print),
+    Statement(Evaluate, ("EVALUATE",),
+              "EVALUATE USING model [OPTIONS (label_col='label', k=4, ...)] AS query",
+              "Scores how well the model's embeddings find images of the same label "
+              "(precision@k, k-NN accuracy, MRR), beside raw pixels.", "EVALUATE", _evaluate,
+              rows=True, columns=("method", "k", "rows", "queries", "labels", "skipped",
+                                  "precision_at_k", "knn_accuracy", "mrr_at_k",
+                                  "chance_precision")),
     Statement(DeleteModel, ("DELETE MODEL", "DROP MODEL"),
               "DELETE MODEL name | DROP MODEL [IF EXISTS] name",
               "Removes a model: its catalog row and its files.", "DELETE_MODEL", _delete,

@@ -8,8 +8,10 @@ from .chroma import HNSW, ChromaIndex, collection_name
 from .compact import CompactVectors
 from .exact import cosine_scores, cosine_similarities, exact_top_k, normalize
 from .index import VectorIndex
+from .neighbours import Scores, chance_precision, nearest_others, scores
 from .projection import Projection, pca_2d
 
-__all__ = ["HNSW", "UNREADABLE", "ChromaIndex", "CompactVectors", "Projection", "VectorIndex",
-           "blobs_to_matrix", "collection_name", "cosine_scores", "cosine_similarities",
-           "exact_top_k", "from_blob", "normalize", "pca_2d", "to_blob"]
+__all__ = ["HNSW", "UNREADABLE", "ChromaIndex", "CompactVectors", "Projection", "Scores",
+           "VectorIndex", "blobs_to_matrix", "chance_precision", "collection_name",
+           "cosine_scores", "cosine_similarities", "exact_top_k", "from_blob", "nearest_others",
+           "normalize", "pca_2d", "scores", "to_blob"]
