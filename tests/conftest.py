@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -123,22 +123,37 @@ class KernelSession:
         self.km, self.kc = start_new_kernel(kernel_name=kernel_name, cwd=str(cwd),
                                             env=kernel_env, startup_timeout=60)
 
-    def execute(self, code: str, timeout: float = 60, interrupt_after: float | None = None
-                ) -> Reply:
+    def execute(self, code: str, timeout: float = 60, interrupt_after: float | None = None,
+                interrupt_on: Callable[[dict[str, Any]], bool] | None = None) -> Reply:
+        """Run ``code``; press stop ``interrupt_after`` seconds in, or once an output message
+        satisfies ``interrupt_on`` (so a test stops work it has seen start, however fast or
+        slow the machine)."""
         msg_id = self.kc.execute(code)
+        seen: list[dict[str, Any]] = []
         if interrupt_after is not None:
             time.sleep(interrupt_after)
             self.km.interrupt_kernel()
-        return self.collect(msg_id, timeout)
+        elif interrupt_on is not None:
+            while True:
+                msg = self.kc.get_iopub_msg(timeout=timeout)
+                if msg["parent_header"].get("msg_id") != msg_id or \
+                        msg["msg_type"] in ("status", "execute_input"):
+                    continue
+                seen.append(msg)
+                if interrupt_on(msg):
+                    break
+            self.km.interrupt_kernel()
+        return self.collect(msg_id, timeout, seen)
 
-    def collect(self, msg_id: str, timeout: float = 60) -> Reply:
+    def collect(self, msg_id: str, timeout: float = 60,
+                seen: list[dict[str, Any]] | None = None) -> Reply:
         """The reply to the request ``msg_id`` (sent with ``kc.execute``), and its output."""
         reply = self.kc.get_shell_msg(timeout=timeout)
         while reply["parent_header"].get("msg_type") == "kernel_info_request":
             # a slow start makes wait_for_ready ask twice; the second answer comes late
             reply = self.kc.get_shell_msg(timeout=timeout)
         assert reply["parent_header"]["msg_id"] == msg_id
-        messages = []
+        messages = list(seen or [])
         while True:  # every iopub message of this request, up to its idle status
             msg = self.kc.get_iopub_msg(timeout=timeout)
             if msg["parent_header"].get("msg_id") != msg_id:

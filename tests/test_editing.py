@@ -73,7 +73,7 @@ def test_where_a_table_goes_only_tables_are_offered(kernel: KernelSession, code:
 
 def test_after_using_models_or_base_models(kernel: KernelSession) -> None:
     for statement in ("CONVERT USING my", "SEARCH IMAGE images='x.png' USING my",
-                      "PRINT EMBEDDING USING my"):
+                      "PRINT EMBEDDING USING my", "EVALUATE USING my"):
         assert matches(kernel, statement) == [(MODEL, "model")]
     assert matches(kernel, "BUILD MODEL m USING sim") == [("SimCLR", "base model")]
     assert matches(kernel, "DROP MODEL my") == [(MODEL, "model")]
@@ -97,6 +97,8 @@ def test_inside_options_the_statements_options_and_their_values(kernel: KernelSe
     assert search == ["search_by", "search_input"]
     mapped = [m for m, _ in matches(kernel, f"PRINT EMBEDDING USING {MODEL} OPTIONS (")]
     assert mapped == ["emb_col", "image_col", "color_col", "thumbnails", "width"]
+    evaluated = [m for m, _ in matches(kernel, f"EVALUATE USING {MODEL} OPTIONS (")]
+    assert evaluated == ["label_col", "k", "image_col", "emb_col", "queries"]
 
 
 def test_in_a_query_the_columns_of_the_tables_it_reads(kernel: KernelSession) -> None:
@@ -129,6 +131,7 @@ def test_statement_words_at_the_start(kernel: KernelSession) -> None:
     assert ("search image", "keyword") in matches(kernel, "sea")
     assert matches(kernel, "PRINT IM")[0] == ("IMAGE", "keyword")
     assert matches(kernel, "PRINT EM")[0] == ("EMBEDDING", "keyword")
+    assert ("evaluate", "keyword") in matches(kernel, "eva")
     assert [m for m, _ in matches(kernel, "LIST ")][:3] == ["TABLE", "MODEL", "THANOSQL DATASET"]
 
 
@@ -166,6 +169,11 @@ def test_inspect_a_keyword_an_option_and_a_data_set(kernel: KernelSession) -> No
     assert text.startswith("PRINT EMBEDDING") and "Draws a 2-D map (PCA)" in text
     text = inspect(kernel, code, code.index("color_col") + 2)["data"]["text/plain"]
     assert text.startswith("option color_col of PRINT EMBEDDING") and "legend" in text
+    code = f"EVALUATE USING {MODEL} OPTIONS (k=4) AS SELECT * FROM mnist_test"
+    text = inspect(kernel, code, 3)["data"]["text/plain"]
+    assert text.startswith("EVALUATE") and "beside raw pixels" in text
+    text = inspect(kernel, code, code.index("k=4"))["data"]["text/plain"]
+    assert text.startswith("option k of EVALUATE") and "default 4" in text
     text = inspect(kernel, "GET THANOSQL DATASET mnist_data", 24)["data"]["text/plain"]
     assert text.startswith("data set mnist_data") and "MNIST" in text
     assert not inspect(kernel, "SELECT 1 + 2", 10)["found"]

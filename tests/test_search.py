@@ -300,6 +300,24 @@ def test_tutorial_search_through_the_kernel(tmp_path: Path) -> None:
         bar = (reply.of("display_data") + reply.of("update_display_data"))[-1]
         assert bar["data"]["text/plain"].startswith("EVALUATE USING m |")
         assert "100%" in bar["data"]["text/plain"]
+        # the stop button ends a long one (50,000 rows, every row a query: hundreds of
+        # billions of multiply-adds), and its bar says so
+        assert kernel.execute(
+            "CREATE TABLE many AS SELECT imgs.* FROM imgs, (WITH RECURSIVE n(i) AS (SELECT 1 "
+            "UNION ALL SELECT i + 1 FROM n WHERE i < 2084) SELECT i FROM n) AS copies"
+        ).status == "ok"
+
+        def scanning(msg: dict) -> bool:   # its bar is on the neighbours: images all read
+            text = msg["content"].get("data", {}).get("text/plain", "")
+            return text.startswith("EVALUATE USING m |") and "neighbours by" in text
+
+        reply = kernel.execute("EVALUATE USING m OPTIONS (queries=None) AS SELECT * FROM many",
+                               timeout=300, interrupt_on=scanning)
+        assert reply.status == "error" and reply.content["ename"] == "KeyboardInterrupt"
+        bar = (reply.of("display_data") + reply.of("update_display_data"))[-1]
+        assert "stopped at" in bar["data"]["text/plain"], bar["data"]["text/plain"]
+        assert kernel.execute("SELECT COUNT(*) AS n FROM many").texts[-1].split()[-1] == \
+            "50016"
     finally:
         kernel.close()
 

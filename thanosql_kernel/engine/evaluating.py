@@ -69,6 +69,10 @@ def evaluate(node: Evaluate, services: Services, run: Run) -> Table:
     _check_counts(rows.rows, labelled, i_label, k, no_label)
     column = _column(services, node, options, entry, columns)
 
+    started = time.monotonic()
+    key, title = f"evaluate-{node.model}-{started}", f"EVALUATE USING {node.model}"
+    run.report(Progress(key, title, 0, len(labelled), "images", 0.0,
+                        detail="looking at the images"))
     found = places(services, node.query)
     # a row without an image path is one without an image: left out and counted
     pathed = [i for i in labelled if str(rows.rows[i][i_image] or "").strip()]
@@ -81,8 +85,6 @@ def evaluate(node: Evaluate, services: Services, run: Run) -> Table:
     _check_counts(rows.rows, picked, i_label, k, skipped)
     codes = _codes([rows.rows[i][i_label] for i in picked])
 
-    started = time.monotonic()
-    key, title = f"evaluate-{node.model}-{started}", f"EVALUATE USING {node.model}"
     with cpu_share(services.settings.threads).running():
         embeddings, pixels, shrunk = _vectors(model, rows.rows, picked, paths, column, run,
                                               key, title, started)
