@@ -67,6 +67,10 @@ def fill(ctx: Services, n: int, dim: int = 128) -> None:
     from thanosql_kernel.storage import EmbeddingColumn, EmbeddingColumns
     from thanosql_kernel.vectors import to_blob
 
+    import csv
+
+    with open(ctx.settings.cwd / "tutorial_data/mnist_data/mnist_train.csv", newline="") as f:
+        files = [row["image_path"] for row in csv.DictReader(f)]
     rng = np.random.default_rng(0)
     centres = rng.standard_normal((10, dim)).astype(np.float32)
     labels = np.arange(n) % 10
@@ -79,7 +83,7 @@ def fill(ctx: Services, n: int, dim: int = 128) -> None:
         table.create(conn)
         for start in range(0, n, 50_000):
             conn.execute(table.insert(), [
-                {"image_path": f"tutorial_data/mnist_data/train/{i % 1000}.jpg",
+                {"image_path": files[i % len(files)],
                  "label": int(labels[i]), "m_simclr": to_blob(vectors[i])}
                 for i in range(start, min(n, start + 50_000))])
         EmbeddingColumns(ctx.store).put(conn, EmbeddingColumn("t", "m_simclr", "m",

@@ -14,7 +14,7 @@ from thanosql_kernel.models.config import SIMCLR_OPTION_DOCS, SimCLRConfig, pars
 def test_defaults_and_documented_names_agree() -> None:
     cfg = parse_simclr_options({})
     assert cfg == SimCLRConfig()
-    assert cfg.max_epochs == 5 and cfg.batch_size == 16 and cfg.views == 8
+    assert cfg.max_epochs == 5 and cfg.batch_size == 16 and cfg.views == 16
     assert cfg.device == "auto"
     assert not cfg.flip   # flipped digits are other symbols: off by default
     for name, line in SIMCLR_OPTION_DOCS.items():
@@ -76,3 +76,13 @@ def test_options_module_does_not_import_torch() -> None:
     code = ("import sys, thanosql_kernel.models.config as o, thanosql_kernel.models as m; "
             "o.parse_simclr_options({}); assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_views_default_to_the_backbones_own_and_a_given_count_is_kept() -> None:
+    # 16 views of each small image; 8 of a 224-px photo, whose views fill memory far sooner
+    assert parse_simclr_options({}).views == 16
+    assert parse_simclr_options({"backbone": "resnet50"}).views == 8
+    assert parse_simclr_options({"backbone": "resnet18", "views": 12}).views == 12
+    assert parse_simclr_options({"views": 2}).views == 2
+    with pytest.raises(OptionError, match="views"):
+        parse_simclr_options({"views": 1})

@@ -30,7 +30,7 @@ class SimCLRConfig:
     backbone: str = "small"
     pretrained: bool = False
     batch_size: int = 16
-    views: int = 8
+    views: int = 16
     learning_rate: float = 3e-2
     weight_decay: float = 1e-4
     warmup_epochs: float = 0.5
@@ -66,6 +66,11 @@ class SimCLRConfig:
 
 
 _DEFAULTS = SimCLRConfig()
+#: the views of a torchvision backbone's step by default: 16 x 8 views at 224 px are already
+#: the activations of 128 photos through ResNet-50
+TORCHVISION_VIEWS = 8
+#: options whose None means "the default for the rest of the options" (not a value to keep)
+_AUTOMATIC = frozenset({"views"})
 
 #: the torchvision backbones BUILD MODEL offers besides our own ``small`` network, with the
 #: file torchvision's DEFAULT ImageNet weights have in the torch hub cache and their URL
@@ -148,10 +153,14 @@ SIMCLR_OPTIONS: tuple[OptionSpec, ...] = (
     _int("batch_size", 2, 65_536,
          f"images per step, integer >= 2, capped at the row count "
          f"(default {_DEFAULTS.batch_size}; each brings `views` views)"),
-    _int("views", 2, 64,
-         f"augmented views of every image in a step, 2..64: the loss pulls all views of "
-         f"one image together, so more views teach more per epoch (default "
-         f"{_DEFAULTS.views}; 2 is the original SimCLR)"),
+    OptionSpec("views", (int, type(None)), None,
+               f"augmented views of every image in a step, 2..64: the loss pulls all views of "
+               f"one image together, so more views teach more per epoch (default: "
+               f"{_DEFAULTS.views} with the small network, {TORCHVISION_VIEWS} with a "
+               f"torchvision backbone, whose 224-px views cost far more memory; 2 is the "
+               f"original SimCLR)",
+               check=lambda v: None if v is None or 2 <= v <= 64 else "out of range",
+               allowed="an integer from 2 to 64, or None (the default for the backbone)"),
     _float("learning_rate", 0.0, 10.0,
            f"peak AdamW learning rate, > 0 (default {_DEFAULTS.learning_rate})", lo_open=True),
     _float("weight_decay", 0.0, 10.0,
@@ -229,7 +238,10 @@ def simclr_config(values: dict[str, Any]) -> SimCLRConfig:
     """The config from values ``read_options`` checked (other statements' options ignored),
     with the checks that involve two options."""
     config = SimCLRConfig(**{name: values[name] for name in SIMCLR_OPTION_DOCS
-                             if name in values})
+                             if name in values and not (name in _AUTOMATIC
+                                                        and values[name] is None)})
+    if values.get("views") is None and config.backbone in TORCHVISION_BACKBONES:
+        config = dataclasses.replace(config, views=TORCHVISION_VIEWS)
     if config.pretrained and config.backbone not in TORCHVISION_BACKBONES:
         raise OptionError(f"BUILD MODEL: pretrained=True needs a torchvision backbone; "
                           f"backbone={config.backbone!r} has no ImageNet weights",
