@@ -62,12 +62,12 @@ def prepare(folder: Path) -> None:
 
 
 def fill(ctx: Services, n: int, dim: int = 128) -> None:
+    import csv
+
     import sqlalchemy as sa
 
     from thanosql_kernel.storage import EmbeddingColumn, EmbeddingColumns
     from thanosql_kernel.vectors import to_blob
-
-    import csv
 
     with open(ctx.settings.cwd / "tutorial_data/mnist_data/mnist_train.csv", newline="") as f:
         files = [row["image_path"] for row in csv.DictReader(f)]
