@@ -193,3 +193,24 @@ def test_a_model_saved_in_the_old_format_asks_for_a_rebuild(trained: TrainedMode
     (tmp_path / "model.json").write_text(json.dumps(meta))
     with pytest.raises(DataError, match="BUILD MODEL|format"):
         load_model(tmp_path)
+
+
+def test_large_images_are_embedded_a_few_at_a_time_with_the_same_answer(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from thanosql_kernel.models.train import cpu_step
+
+    # a step's activations stay in the caches: 8 photos at 224 px, all of 256 tiny digits
+    assert cpu_step(224) == 8 and cpu_step(28) >= 256 and cpu_step(4096) == 1
+    model = fit(_digits(12, size=64), _cfg(max_epochs=1, batch_size=4))
+    steps: list[int] = []
+    forward = model.encoder.forward
+    monkeypatch.setattr(model.encoder, "forward", lambda x: steps.append(len(x)) or forward(x))
+    images = _digits(30, size=64, seed=3)
+    together = embed(model, images)   # 256 asked, cpu_step(64) = 98 a step on a CPU
+    assert steps == [30]
+    monkeypatch.setattr(train_mod, "_CPU_STEP_PIXELS", 7 * 64 * 64)
+    steps.clear()
+    apart = embed(model, images)
+    assert steps == [7, 7, 7, 7, 2]
+    # eval mode: no image's embedding depends on the others in its step
+    assert np.allclose(together, apart, atol=1e-5)

@@ -421,6 +421,18 @@ def _fit(batches: _Batches, n: int, channels: int, side: int, config: SimCLRConf
     return model
 
 
+#: the pixels (per channel) of the images one forward step takes on a CPU: 8 at 224 px
+_CPU_STEP_PIXELS = 8 * 224 * 224
+
+
+def cpu_step(image_size: int) -> int:
+    """Images per forward step on a CPU: few enough that a step's activations stay in the
+    caches (resnet18 at 224 px: 42.8 images/s at 8 a step, 38.1 at 32, and slower still at
+    CONVERT's 256; ``bench/photos.py``), and all of them for small images (256 of the
+    tutorial's 28-px digits)."""
+    return max(1, _CPU_STEP_PIXELS // max(1, image_size * image_size))
+
+
 def embed(model: TrainedModel, images: torch.Tensor, batch_size: int = 256) -> np.ndarray:
     """Search embeddings of ``images`` (N, C, S, S) uint8 -> float32 (N, D): the projection
     head's output on the backbone's feature (measured better for search than the feature
@@ -437,9 +449,10 @@ def embed(model: TrainedModel, images: torch.Tensor, batch_size: int = 256) -> n
     out = np.empty((images.shape[0], model.embedding_dim), dtype=np.float32)
     encoder, head = model.encoder.eval(), model.head.eval()
     device = model.device
+    step = batch_size if device.type != "cpu" else min(batch_size, cpu_step(model.image_size))
     with torch.inference_mode():
-        for i in range(0, images.shape[0], batch_size):
-            x = images[i:i + batch_size].to(device, non_blocking=True)
+        for i in range(0, images.shape[0], step):
+            x = images[i:i + step].to(device, non_blocking=True)
             h = head(encoder(x.contiguous(memory_format=torch.channels_last)))
             out[i:i + len(x)] = torch.nn.functional.normalize(h, dim=1).float().cpu().numpy()
     return out
