@@ -62,21 +62,27 @@ def photos(folder: Path, n: int) -> None:
     (folder.parent / "photos.csv").write_text("\n".join(lines) + "\n")
 
 
-def convert_rates(n: int) -> dict[str, tuple[float, float]]:
-    """backbone -> (BUILD s, CONVERT images/s) through the engine."""
+def random_weights(torch_home: Path) -> None:
+    """Random weights of every torchvision backbone where ``pretrained=True`` reads ImageNet's
+    (TORCH_HOME set to ``torch_home``): no download, and speed does not depend on them."""
     import torch
     import torchvision
 
     from thanosql_kernel.models.config import TORCHVISION_BACKBONES
 
+    os.environ["TORCH_HOME"] = str(torch_home)
+    checkpoints = torch_home / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    for name, (file, _) in TORCHVISION_BACKBONES.items():
+        torch.save(getattr(torchvision.models, name)().state_dict(), checkpoints / file)
+
+
+def convert_rates(n: int) -> dict[str, tuple[float, float]]:
+    """backbone -> (BUILD s, CONVERT images/s) through the engine."""
     out = {}
     with tempfile.TemporaryDirectory(prefix="backbones-") as tmp:
         folder = Path(tmp)
-        os.environ["TORCH_HOME"] = str(folder / "torch_home")
-        checkpoints = folder / "torch_home" / "hub" / "checkpoints"
-        checkpoints.mkdir(parents=True)
-        for name, (file, _) in TORCHVISION_BACKBONES.items():
-            torch.save(getattr(torchvision.models, name)().state_dict(), checkpoints / file)
+        random_weights(folder / "torch_home")
         photos(folder / "photos", n)
         ws = Workspace(folder)
 

@@ -28,6 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from backbones import random_weights  # noqa: E402
 from quality import Workspace  # noqa: E402 - the engine driven statement by statement
 
 
@@ -82,9 +83,7 @@ def main() -> None:
     ap.add_argument("--batches", default="8,16,32")
     args = ap.parse_args()
     import torch
-    import torchvision
 
-    from thanosql_kernel.models.config import TORCHVISION_BACKBONES
     from thanosql_kernel.models.train import cpu_has_native_bf16
 
     print(f"torch {torch.__version__}, {os.cpu_count()} cores, {torch.get_num_threads()} "
@@ -93,11 +92,7 @@ def main() -> None:
     batches = [int(b) for b in args.batches.split(",")]
     with tempfile.TemporaryDirectory(prefix="photos-") as tmp:
         folder = Path(tmp)
-        os.environ["TORCH_HOME"] = str(folder / "torch_home")
-        checkpoints = folder / "torch_home" / "hub" / "checkpoints"
-        checkpoints.mkdir(parents=True)
-        for name, (file, _) in TORCHVISION_BACKBONES.items():
-            torch.save(getattr(torchvision.models, name)().state_dict(), checkpoints / file)
+        random_weights(folder / "torch_home")
         tables = {}
         for w, h in sizes:
             tables[(w, h)] = write_photos(folder / f"photos_{w}x{h}", args.images, w,
