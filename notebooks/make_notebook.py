@@ -53,6 +53,11 @@ CELLS = [
            "some of the images at their points. Digits the model tells apart lie apart."),
     ("code", "PRINT EMBEDDING USING my_image_search_model OPTIONS (color_col='label')\n"
              "AS SELECT * FROM mnist_test"),
+    ("md", "`EVALUATE` says how good the model is for search: for every test image, its 4 "
+           "most similar other test images, and how many share its label (precision@4), "
+           "beside the same measure on raw pixels."),
+    ("code", "EVALUATE USING my_image_search_model OPTIONS (label_col='label', k=4)\n"
+             "AS SELECT * FROM mnist_test"),
     ("md", "## 3. Search images with an image\n\n"
            "`SEARCH IMAGE` adds to every row the cosine similarity between its image and the "
            "query image `923.jpg` (a handwritten 8)."),

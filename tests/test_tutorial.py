@@ -98,6 +98,13 @@ def test_the_tutorial_runs_on_every_backend_with_the_same_answer(
         assert [o.output_type for o in mapped] == ["display_data", "stream"]
         assert mapped[0].metadata["image/png"] == {"width": 900, "height": 648}
         assert mapped[1].text.startswith(f"PRINT EMBEDDING: 200 rows of mnist_test.{COLUMN}")
+        [evaluated] = [texts(o)[-1] for src, o in outputs.items() if src.startswith("EVALUATE")]
+        header, _, model, raw = evaluated.splitlines()[:4]
+        assert header.split()[:3] == ["method", "k", "rows"]
+        assert model.split()[:3] == ["my_image_search_model", "4", "200"]
+        assert raw.split()[:3] == ["raw_pixels", "4", "200"]
+        # the 1-epoch model's precision@4 (0.78-0.80 over seeds here; chance 0.10)
+        assert float(model.split()[6]) >= 0.5
         found = top4(outputs)
         assert len(found) == 4 and found[0].endswith("/923.jpg")
         labels = dict(re.findall(r"(\S+/\d+\.jpg)\s+(\d)\s", "\n".join(
