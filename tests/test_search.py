@@ -754,6 +754,8 @@ def test_evaluate_reads_the_converted_column_and_agrees_with_it(searchable: Engi
      DataError, ["every row has the same label"]),
     ("EVALUATE USING m OPTIONS (emb_col='nope') AS SELECT * FROM imgs",
      NotFoundError, ["no column 'nope'"]),
+    ("EVALUATE USING m OPTIONS (emb_col='label') AS SELECT * FROM imgs",
+     DataError, ["the column 'label' holds no embeddings"]),
     ("EVALUATE USING nosuch AS SELECT * FROM imgs", NotFoundError, ["nosuch"]),
 ])
 def test_bad_evaluations_get_one_clean_error_before_any_work(

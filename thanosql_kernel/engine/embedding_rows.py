@@ -48,6 +48,44 @@ def refuse_others(entry: EmbeddingColumn, statement: str, model: str,
                         hint=f"Run {again} to embed the rows with the model as it is now.")
 
 
+def stored_vectors(statement: str, values: list[Any], emb_col: str, model: Any,
+                   model_name: str) -> tuple[np.ndarray, list[int], list[int]]:
+    """The vectors an embedding column holds (``values``, one a row): a matrix (rows, D),
+    the rows with none (NULL: added since CONVERT) and those CONVERT marked unreadable (an
+    empty value); a column that holds something else, vectors of another length or not
+    numbers is an error that says so."""
+    import numpy as np
+
+    from ..vectors import from_blob
+
+    matrix = np.zeros((len(values), model.embedding_dim), dtype=np.float32)
+    todo: list[int] = []
+    unreadable: list[int] = []
+    for i, value in enumerate(values):
+        if value is None:
+            todo.append(i)
+            continue
+        if isinstance(value, (bytes, bytearray, memoryview)) and not len(value):
+            unreadable.append(i)
+            continue
+        if not isinstance(value, (bytes, bytearray, memoryview)):
+            raise DataError(f"{statement}: the column {excerpt(emb_col)} holds no embeddings "
+                            f"(it holds values such as {excerpt(value)})",
+                            hint="Name the column CONVERT made with OPTIONS "
+                                 "(emb_col='…'), or leave emb_col out.")
+        vector = from_blob(value)
+        if vector.shape != (model.embedding_dim,):
+            raise DataError(f"{statement}: {excerpt(emb_col)} holds {vector.shape[0]}-d "
+                            f"vectors but {model_name!r} makes {model.embedding_dim}-d ones",
+                            hint="Run CONVERT USING with this model again, or name the "
+                                 "right column with OPTIONS (emb_col='…').")
+        matrix[i] = vector
+    if not np.isfinite(matrix).all():
+        raise DataError(f"{statement}: {excerpt(emb_col)} holds embeddings that are not numbers "
+                        "(NaN)", hint="Run CONVERT USING again to embed the rows anew.")
+    return matrix, todo, unreadable
+
+
 def row_embeddings(services: Services, statement: str, model: Any, model_name: str,
                    query: Node, rows: Table, emb_col: str, image_col: str
                    ) -> tuple[np.ndarray, list[int]]:
@@ -56,39 +94,16 @@ def row_embeddings(services: Services, statement: str, model: Any, model_name: s
     import numpy as np
 
     from ..models import embed, iter_image_batches
-    from ..vectors import from_blob
 
     columns = [c.lower() for c in rows.columns]
-    n = len(rows.rows)
-    matrix = np.zeros((n, model.embedding_dim), dtype=np.float32)
-    todo = list(range(n))
-    unreadable: list[int] = []
     if emb_col in columns:
         e = columns.index(emb_col)
-        todo = []
-        for i, row in enumerate(rows.rows):
-            value = row[e]
-            if value is None:
-                todo.append(i)
-                continue
-            if isinstance(value, (bytes, bytearray, memoryview)) and not len(value):
-                unreadable.append(i)
-                continue
-            if not isinstance(value, (bytes, bytearray, memoryview)):
-                raise DataError(f"{statement}: the column {excerpt(emb_col)} holds no embeddings "
-                                f"(it holds values such as {excerpt(value)})",
-                                hint="Name the column CONVERT made with OPTIONS "
-                                     "(emb_col='…'), or leave emb_col out.")
-            vector = from_blob(value)
-            if vector.shape != (model.embedding_dim,):
-                raise DataError(f"{statement}: {excerpt(emb_col)} holds {vector.shape[0]}-d "
-                                f"vectors but {model_name!r} makes {model.embedding_dim}-d ones",
-                                hint="Run CONVERT USING with this model again, or name the "
-                                     "right column with OPTIONS (emb_col='…').")
-            matrix[i] = vector
-    if not np.isfinite(matrix).all():
-        raise DataError(f"{statement}: {excerpt(emb_col)} holds embeddings that are not numbers "
-                        "(NaN)", hint="Run CONVERT USING again to embed the rows anew.")
+        matrix, todo, unreadable = stored_vectors(statement, [row[e] for row in rows.rows],
+                                                  emb_col, model, model_name)
+    else:
+        n = len(rows.rows)
+        matrix = np.zeros((n, model.embedding_dim), dtype=np.float32)
+        todo, unreadable = list(range(n)), []
     if todo:
         if image_col not in columns:
             raise NotFoundError(

@@ -10,7 +10,7 @@ from ..errors import DataError, NotFoundError, OptionError, did_you_mean, excerp
 from ..options import OptionSpec, read_options
 from ..results import Progress, Table
 from ..syntax import Evaluate
-from .embedding_rows import check_made_by
+from .embedding_rows import check_made_by, stored_vectors
 from .image_rows import image_column, image_paths, places, readable
 from .naming import embedding_column
 from .run import Run
@@ -68,6 +68,9 @@ def evaluate(node: Evaluate, services: Services, run: Run) -> Table:
     k = options["k"]
     _check_counts(rows.rows, labelled, i_label, k, no_label)
     column = _column(services, node, options, entry, columns)
+    # the column's vectors, checked as SEARCH checks them, before any work
+    stored = None if column is None else stored_vectors(
+        STATEMENT, [rows.rows[i][column[0]] for i in labelled], column[1], model, node.model)
 
     started = time.monotonic()
     key, title = f"evaluate-{node.model}-{started}", f"EVALUATE USING {node.model}"
@@ -86,7 +89,7 @@ def evaluate(node: Evaluate, services: Services, run: Run) -> Table:
     codes = _codes([rows.rows[i][i_label] for i in picked])
 
     with cpu_share(services.settings.threads).running():
-        embeddings, pixels, shrunk = _vectors(model, rows.rows, picked, paths, column, run,
+        embeddings, pixels, shrunk = _vectors(model, labelled, picked, paths, stored, run,
                                               key, title, started)
         n = len(picked)
         rng = np.random.default_rng(0)
@@ -135,9 +138,9 @@ def _codes(labels: list[Any]) -> np.ndarray:
 
 
 def _column(services: Services, node: Evaluate, options: dict[str, Any], entry: Any,
-            columns: list[str]) -> int | None:
-    """The index of the model's own embedding column in the rows, where they have one that
-    this model made as it is now; None: embed every image. A column named in OPTIONS must
+            columns: list[str]) -> tuple[int, str] | None:
+    """The index and name of the model's own embedding column in the rows, where they have
+    one that this model made as it is now; None: embed every image. A column named in OPTIONS must
     be the model's (else the error says whose it is)."""
     named = options["emb_col"]
     column = (named or embedding_column(node.model, entry.base_model)).lower()
@@ -152,13 +155,14 @@ def _column(services: Services, node: Evaluate, options: dict[str, Any], entry: 
         if named is not None:
             raise
         return None   # another model's, or this one's before a rebuild: embed them anew
-    return columns.index(column)
+    return columns.index(column), column
 
 
-def _vectors(model: Any, rows: Any, picked: list[int], paths: list[str], column: int | None,
-             run: Run, key: str, title: str, started: float
-             ) -> tuple[np.ndarray, np.ndarray, str | None]:
-    """The model's embeddings (from the column where the row has one, else from the image)
+def _vectors(model: Any, labelled: list[int], picked: list[int], paths: list[str],
+             stored: tuple[np.ndarray, list[int], list[int]] | None, run: Run, key: str,
+             title: str, started: float) -> tuple[np.ndarray, np.ndarray, str | None]:
+    """The model's embeddings (from the column's vectors, ``stored`` for the ``labelled``
+    rows, where the row has one, else from the image)
     and the raw pixels as the model sees them (its size and colour mode, flattened; shrunk
     to fit ``_RAW_BYTES`` as float32), decoding each image once; and the size the pixels
     were shrunk to, if they were."""
@@ -166,7 +170,6 @@ def _vectors(model: Any, rows: Any, picked: list[int], paths: list[str], column:
     import torch
 
     from ..models import embed, iter_image_batches
-    from ..vectors import from_blob
 
     n, size, channels = len(picked), model.image_size, model.channels
     side = size
@@ -174,14 +177,17 @@ def _vectors(model: Any, rows: Any, picked: list[int], paths: list[str], column:
         side = int(side * 0.9)
     shrunk = f"{side}x{side}" if side != size else None
     pixels = np.empty((n, side * side * channels), np.uint8)
-    embeddings = np.zeros((n, model.embedding_dim), np.float32)
-    todo = []
-    for i, row in enumerate(picked):
-        value = rows[row][column] if column is not None else None
-        if isinstance(value, (bytes, bytearray, memoryview)) and len(value):
-            embeddings[i] = from_blob(value)
-        else:
-            todo.append(i)
+    if stored is None:
+        embeddings = np.zeros((n, model.embedding_dim), np.float32)
+        todo = list(range(n))
+    else:
+        matrix, empty, marked = stored
+        at = {row: j for j, row in enumerate(labelled)}
+        embeddings = matrix[[at[row] for row in picked]]
+        # NULL (added since CONVERT), or marked (CONVERT could not read the image, which
+        # reads now): embedded from the image
+        missing = set(empty) | set(marked)
+        todo = [i for i, row in enumerate(picked) if at[row] in missing]
     need = set(todo)
     done = 0
     for batch in iter_image_batches(paths, 256, size, channels):
