@@ -101,15 +101,20 @@ def _embed_queries(services: Services, node: SearchImage, model: Any, digest: st
     from ..models import cpu_share, embed, load_images
 
     # a path the user typed is looked for in the notebook's folder first, then where the
-    # query's tables were loaded from (the tutorial's test image, in a folder shared by two)
-    found = places(services, node.query, own_first=True)
-    paths = [found.resolve(q) for q in queries]
+    # query's tables were loaded from (the tutorial's test image, in a folder shared by two):
+    # those are read only when the notebook's folder lacks one, off the usual search's path
+    paths = [services.settings.resolved(q) for q in queries]
+    found = None
+    if not all(os.path.lexists(path) for path in paths):
+        found = places(services, node.query, own_first=True)
+        paths = [found.resolve(q) for q in queries]
     keys = []
     for shown, path in zip(queries, paths, strict=True):
         if not os.path.lexists(path) and "\0" not in path:
             looked = " and ".join(excerpt(path) for path in dict.fromkeys(
                 os.path.join(folder, shown) for folder in found.folders)) \
-                if not os.path.isabs(os.path.expanduser(shown)) else excerpt(path)
+                if found is not None and not os.path.isabs(os.path.expanduser(shown)) \
+                else excerpt(path)
             raise NotFoundError(f"SEARCH IMAGE: the query image {excerpt(shown)} does not "
                                 f"exist (looked for {looked})",
                                 hint="Relative paths are relative to the notebook's folder.")
