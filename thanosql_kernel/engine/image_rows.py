@@ -69,14 +69,8 @@ class Places:
         loaded = [f for f in self.folders if f != self.own]
         if not loaded:
             return f"relative paths are read from {own}"
-        tables = " and ".join(loaded)
         return (f"relative paths were looked for in the folder{'s' * (len(loaded) > 1)} the "
-                f"table was loaded from ({tables}), then in {own}")
-
-
-def own_places(settings: Settings) -> Places:
-    """The kernel's folder alone: for paths a statement names itself."""
-    return Places((str(settings.cwd),), str(settings.cwd))
+                f"table was loaded from ({' and '.join(loaded)}), then in {own}")
 
 
 def places(services: Services, query: Node, own_first: bool = False) -> Places:

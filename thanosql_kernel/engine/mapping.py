@@ -9,9 +9,9 @@ from ..errors import DataError, NotFoundError, did_you_mean, excerpt
 from ..imports import import_whole
 from ..options import OptionSpec, read_options
 from ..results import Image, Images
-from ..syntax import PrintEmbedding, Sql
+from ..syntax import PrintEmbedding
 from .embedding_rows import check_made_by, row_embeddings
-from .image_rows import Places, places
+from .image_rows import Places, places, query_tables
 from .naming import embedding_column
 from .run import Run
 from .services import Services
@@ -92,14 +92,8 @@ def print_embedding(node: PrintEmbedding, services: Services, run: Run) -> Image
 
 def _source(node: PrintEmbedding) -> str:
     """The table the map is of, in words: the one table the query reads, or 'the query'."""
-    query = node.query
-    if isinstance(query, Sql) and not query.subqueries:
-        from ..syntax.shape import table_changes
-
-        tables = table_changes(query.text).read
-        if len(tables) == 1:
-            return tables[0]
-    return "the query"
+    tables = query_tables(node.query)
+    return tables[0] if len(tables) == 1 else "the query"
 
 
 def _thumbnail(found: Places, value: Any, side: int) -> PILImage.Image | None:
