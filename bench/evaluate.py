@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -38,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from embedding_map import fill, prepare, run  # noqa: E402
+from embedding_map import _high_water_mb, fill, prepare, run  # noqa: E402
 
 from thanosql_kernel.engine import Services  # noqa: E402
 from thanosql_kernel.settings import Settings  # noqa: E402
@@ -95,10 +94,6 @@ def child(folder: Path, n: int, queries: str) -> dict:
     ctx.close()
     return {"rows": n, "seconds": seconds, "baseline": baseline, "peak_mb": peak,
             "result": result, "base_model": base_model, "base_raw": base_raw}
-
-
-def _high_water_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main() -> None:
