@@ -93,3 +93,63 @@ def test_non_image_file_is_a_data_error(tmp_path: Path) -> None:
 def test_empty_list() -> None:
     assert load_images([], 8).shape == (0, 1, 8, 8)
     assert list(iter_image_batches([], 4, 8)) == []
+
+
+def _turned(path: Path, pixels: np.ndarray, orientation: int, fmt: str) -> str:
+    """``pixels`` saved as they leave a camera: as stored, with an EXIF Orientation tag."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(pixels).save(path, format=fmt, exif=exif.tobytes(),
+                                 **({"quality": 95} if fmt == "JPEG" else {}))
+    return str(path)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP", "TIFF"])
+def test_a_photo_is_read_upright_as_its_exif_orientation_says(tmp_path: Path, fmt: str) -> None:
+    from PIL import ImageOps
+
+    rng = np.random.default_rng(0)
+    stored = rng.integers(0, 256, (12, 20, 3), dtype=np.uint8)   # 20 wide, 12 high
+    for orientation in range(1, 9):
+        path = _turned(tmp_path / f"{orientation}.{fmt.lower()}", stored, orientation, fmt)
+        with Image.open(path) as opened:   # Pillow's own answer, from the same file
+            viewed = np.asarray(ImageOps.exif_transpose(opened).convert("RGB"))
+        if orientation in (5, 6, 7, 8):
+            assert viewed.shape[:2] == (20, 12), (orientation, viewed.shape)
+        x = load_images([path], None)
+        assert x.shape == (1, 3, *viewed.shape[:2]), (fmt, orientation, x.shape)
+        assert torch.equal(x[0].permute(1, 2, 0), torch.from_numpy(viewed.copy())), \
+            (fmt, orientation)
+        # a square size resizes the upright image, not the stored one
+        [batch] = iter_image_batches([path], 4, 10)
+        upright = np.asarray(Image.fromarray(viewed).resize((10, 10),
+                                                            Image.Resampling.BILINEAR))
+        assert np.abs(batch[0].permute(1, 2, 0).numpy().astype(int) - upright).max() <= 1
+
+
+def test_a_big_turned_jpeg_decodes_drafted_and_upright(tmp_path: Path) -> None:
+    """A 4000x3000 phone photo held upright: drafted at 1/8 by the JPEG decoder, then turned;
+    the result matches the full decode turned and resized, closely (draft's own scaling)."""
+    from PIL import ImageOps
+
+    base = np.zeros((3000, 4000, 3), np.uint8)
+    base[:, :2000, 0] = 220   # the stored image's left half red, its top third green
+    base[:1000, :, 1] = 200
+    path = _turned(tmp_path / "phone.jpg", base, 6, "JPEG")   # 6: view turned 90 clockwise
+    [batch] = iter_image_batches([path], 4, 224)
+    with Image.open(path) as opened:
+        expected = np.asarray(ImageOps.exif_transpose(opened).convert("RGB")
+                              .resize((224, 224), Image.Resampling.BILINEAR)).astype(int)
+    got = batch[0].permute(1, 2, 0).numpy().astype(int)
+    assert np.abs(got - expected).mean() < 3
+    # turned clockwise: the stored left half (red) is now the top, its top (green) the right
+    assert got[:100, :, 0].mean() > 200 and got[124:, :, 0].mean() < 20
+    assert got[:, 160:, 1].mean() > 180 and got[:, :40, 1].mean() < 20
+
+
+def test_an_orientation_said_only_in_xmp_turns_a_jpeg_too(tmp_path: Path) -> None:
+    xmp = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/'
+           b'02/22-rdf-syntax-ns#"><rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" '
+           b'tiff:Orientation="6"/></rdf:RDF></x:xmpmeta>')
+    Image.fromarray(np.zeros((8, 24), np.uint8)).save(tmp_path / "x.jpg", xmp=xmp)
+    assert load_images([str(tmp_path / "x.jpg")], None).shape == (1, 1, 24, 8)

@@ -250,6 +250,27 @@ def test_print_image_shows_images_with_captions(searchable: Engine) -> None:
     assert to_bundles(limited)[-1]["text/plain"].startswith("showing 2 of 24 images")
 
 
+def test_a_phone_photo_is_searched_and_shown_as_it_was_held(searchable: Engine) -> None:
+    """An image stored on its side with an EXIF Orientation tag (as phones save photos held
+    upright) embeds like the upright image and is shown upright."""
+    with Image.open(searchable.cwd / "imgs/3.png") as opened:
+        upright = np.asarray(opened)
+    exif = Image.Exif()
+    exif[0x0112] = 6   # view: the stored pixels turned 90 degrees clockwise
+    Image.fromarray(np.rot90(upright).copy()).save(searchable.cwd / "held.png",
+                                                   exif=exif.tobytes())
+    found = searchable.one(
+        f"SELECT image_path, {SIM} FROM (SEARCH IMAGE images='held.png' USING m AS "
+        f"SELECT * FROM imgs) ORDER BY {SIM} DESC LIMIT 1").rows
+    assert found[0][0] == "imgs/3.png" and found[0][1] > 0.9999, found
+    wide = np.zeros((10, 30, 3), np.uint8)   # 30 wide, 10 high as stored; 10 x 30 as held
+    Image.fromarray(wide).save(searchable.cwd / "tall.jpg", exif=exif.tobytes())
+    shown = searchable.one("PRINT IMAGE OPTIONS (width=40) AS SELECT 'tall.jpg' AS image_path")
+    assert (shown.images[0].width, shown.images[0].height) == (40, 120)
+    with Image.open(io.BytesIO(shown.images[0].png)) as png:
+        assert png.size == (40, 120)
+
+
 def test_tutorial_search_through_the_kernel(tmp_path: Path) -> None:
     make_images(tmp_path / "imgs", count=24)
     kernel = KernelSession(tmp_path)

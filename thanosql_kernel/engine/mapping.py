@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import DataError, NotFoundError, did_you_mean, excerpt
 from ..imports import import_whole
 from ..options import OptionSpec, read_options
+from ..pictures import upright
 from ..results import Image, Images
 from ..syntax import PrintEmbedding
 from .embedding_rows import check_made_by, row_embeddings
@@ -106,7 +107,7 @@ def _thumbnail(found: Places, value: Any, side: int) -> PILImage.Image | None:
     try:
         with PILImage.open(found.resolve(str(value))) as opened:
             opened.draft("RGB", (side, side))
-            picture = opened.convert("RGB")
+            picture = upright(opened).convert("RGB")
     except (OSError, ValueError, SyntaxError, PILImage.DecompressionBombError):
         return None
     scale = side / max(picture.width, picture.height)

@@ -7,6 +7,7 @@ import io
 from ..imports import import_whole
 from ..options import OptionSpec, read_options
 from ..paths import not_a_file
+from ..pictures import upright
 from ..results import Image, Images
 from ..syntax import PrintImage
 from ..text import format_value
@@ -57,7 +58,10 @@ def _image(found: Places, value: object, caption: str, width: int | None) -> Ima
         if problem is not None:
             return Image(str(value), caption, problem=problem)
         with PILImage.open(path) as opened:
-            picture = opened.convert("RGBA" if opened.mode in ("RGBA", "LA", "P") else "RGB")
+            # a phone photo decodes at 1/2..1/8 straight away: what is kept is at most 1,024
+            opened.draft("RGB", (_MAX_STORED_SIDE, _MAX_STORED_SIDE))
+            picture = upright(opened)   # as the camera was held
+            picture = picture.convert("RGBA" if picture.mode in ("RGBA", "LA", "P") else "RGB")
     except FileNotFoundError:
         return Image(str(value), caption, problem="no such file" + (
             f" ({found.described()})" if len(found.folders) > 1 else ""))

@@ -13,6 +13,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..errors import DataError, NotFoundError
 from ..paths import not_a_file
+from ..pictures import upright, upright_size
 
 # Pillow releases the GIL while it decodes, so threads overlap file reads and decoding;
 # small JPEGs are mostly Python overhead, which is why the pool is kept small.
@@ -48,7 +49,7 @@ def _open(path: str, size: tuple[int, int] | None, mode: str | None) -> np.ndarr
         if size is not None and opened.format == "JPEG":
             # the JPEG decoder can scale down by 1/2..1/8 for free: big photos decode fast
             opened.draft(opened.mode, size)
-        img: Image.Image = opened
+        img: Image.Image = upright(opened)   # a phone photo as it was held, not on its side
         target = mode or ("L" if img.mode in _GREY_MODES else "RGB")
         if img.mode != target:
             img = img.convert(target)
@@ -59,10 +60,10 @@ def _open(path: str, size: tuple[int, int] | None, mode: str | None) -> np.ndarr
 
 
 def _probe(path: str) -> tuple[tuple[int, int], str]:
-    """Size (W, H) and whether the image is grey ('L') or colour ('RGB'), from the file's
-    header alone (nothing is decoded)."""
+    """Size (W, H) as viewed (EXIF orientation applied) and whether the image is grey ('L')
+    or colour ('RGB'), from the file's header alone (nothing is decoded)."""
     with _reading(path), Image.open(path) as img:
-        return img.size, ("L" if img.mode in _GREY_MODES else "RGB")
+        return upright_size(img), ("L" if img.mode in _GREY_MODES else "RGB")
 
 
 def _decode(paths: list[str], size: tuple[int, int] | None, mode: str | None,
