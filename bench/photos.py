@@ -1,17 +1,32 @@
-"""CONVERT of photos with the torchvision backbones, beside the network alone, in one run.
+"""Photos with the torchvision backbones: CONVERT and BUILD beside the network alone, in one run.
 
-    python bench/photos.py [--images 96] [--sizes 320x240,1024x768] [--backbones resnet18,resnet50]
+    python bench/photos.py [--images 128] [--sizes 320x240,1024x768] [--backbones resnet18,resnet50]
+                           [--phones 48,96] [--build 32]
 
 For each backbone (random weights written into a temporary TORCH_HOME as ImageNet's would
 be: speed does not depend on their values), ``BUILD MODEL … OPTIONS (backbone=…,
 pretrained=True, max_epochs=0)`` through the engine, then:
 
-- the network alone: the encoder and head CONVERT runs (at the precision and in the memory
-  format the kernel chooses, on torch's threads) on random 224x224 images already in memory,
-  at the batch sizes given (``--batches``), images/s;
-- CONVERT end to end through the engine on ``--images`` JPEG photos of each size (decode with
-  the JPEG draft mode, resize to 224, embed, write the column, index), images/s; and its
-  ratio to the network alone at its best batch (goal, issue 25: >= 0.8x).
+1. CONVERT (issue 25, item 1): the network alone (the encoder and head CONVERT runs, at the
+   precision and in the memory format the kernel chooses, on torch's threads) on random
+   224x224 images already in memory, at the batch sizes given (``--batches``), images/s;
+   beside CONVERT end to end through the engine on ``--images`` JPEG photos of each size
+   (decode with the JPEG draft mode, resize to 224, embed, write the column, index), and its
+   ratio to the network alone at its best batch (goal: >= 0.8x).
+2. Phone photos (item 3): ``--phones`` tables of 4000x3000 JPEGs stored on their side with
+   EXIF orientation 6, as a phone saves a photo held upright. The JPEG draft decode alone,
+   on one thread (images/s per core), and the bound the machine allows when decoding and
+   the network share its cores: cores / (1/decode + cores/network), each image costing its
+   decode's core-seconds plus the network's. CONVERT's rate against that bound, and the
+   peak resident memory CONVERT added (VmHWM, reset before it): the same for every table
+   size, since no more than a few images are held at full size, and none of a JPEG.
+3. BUILD (item 2): the network's own training step (forward under the kernel's autocast,
+   the multi-view NT-Xent, backward, AdamW: what BUILD's step runs, without augmentation or
+   data) on random views already in memory, at BUILD's default batch (16 images x 8 views
+   at 224 px), views/s; beside ``BUILD MODEL … max_epochs=1`` end to end through the engine
+   on ``--build`` 320x240 photos, from scratch and pretrained (decode, channel statistics,
+   augmentation, training, BatchNorm recalibration, storing the model), views/s (goal:
+   >= 0.8x).
 
 The photos are smooth colour fields with noise, so their JPEG files are photo-like in size.
 """
@@ -32,24 +47,32 @@ from backbones import random_weights  # noqa: E402
 from quality import Workspace  # noqa: E402 - the engine driven statement by statement
 
 
-def write_photos(folder: Path, n: int, width: int, height: int) -> str:
-    """n JPEGs of width x height under ``folder``; the CSV's path (relative to its parent)."""
+def write_photos(folder: Path, n: int, width: int, height: int, orientation: int = 1,
+                 tables: tuple[int, ...] = ()) -> dict[int, str]:
+    """n JPEGs of width x height under ``folder`` (an EXIF ``orientation`` tag unless 1); a
+    CSV of all of them named after the folder, and one of the first k for each k in
+    ``tables``: rows -> table name (the CSV's name without .csv, beside the folder)."""
     import numpy as np
     from PIL import Image
 
     rng = np.random.default_rng(0)
     folder.mkdir(parents=True)
-    lines = ["image_path"]
+    exif = Image.Exif()
+    if orientation != 1:
+        exif[0x0112] = orientation
+    paths = []
     for i in range(n):
         base = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
         img = Image.fromarray(base).resize((width, height), Image.BICUBIC)
         noisy = np.clip(np.asarray(img, dtype=np.int16)
-                        + rng.integers(-20, 20, (height, width, 3)), 0, 255).astype(np.uint8)
-        Image.fromarray(noisy).save(folder / f"{i}.jpg", quality=90)
-        lines.append(f"{folder.name}/{i}.jpg")
-    csv = folder.parent / f"{folder.name}.csv"
-    csv.write_text("\n".join(lines) + "\n")
-    return csv.name
+                        + rng.integers(-20, 20, (height, width, 3), dtype=np.int16),
+                        0, 255).astype(np.uint8)
+        Image.fromarray(noisy).save(folder / f"{i}.jpg", quality=90, exif=exif.tobytes())
+        paths.append(f"{folder.name}/{i}.jpg")
+    names = {k: f"{folder.name}_{k}" for k in tables if k != n} | {n: folder.name}
+    for k, name in names.items():
+        (folder.parent / f"{name}.csv").write_text("\n".join(["image_path", *paths[:k]]) + "\n")
+    return names
 
 
 def network_alone(model, batch: int, seconds: float = 6.0) -> float:
@@ -75,34 +98,104 @@ def network_alone(model, batch: int, seconds: float = 6.0) -> float:
     return done / (time.perf_counter() - started)
 
 
+def decode_alone(paths: list[str]) -> float:
+    """images/s of the decode CONVERT runs (``models.images``: JPEG draft, upright, resize to
+    224), on one thread: the rate of one core."""
+    from thanosql_kernel.models.images import _open
+
+    _open(paths[0], (224, 224), "RGB")   # warm
+    started = time.perf_counter()
+    for path in paths:
+        _open(path, (224, 224), "RGB")
+    return len(paths) / (time.perf_counter() - started)
+
+
+def training_step_alone(backbone: str, batch: int, views: int, steps: int = 2) -> float:
+    """views/s of BUILD's training step without its data: forward (the kernel's autocast),
+    multi-view NT-Xent, backward, AdamW, on random views already in memory."""
+    import torch
+
+    from thanosql_kernel.models.loss import multi_view_nt_xent_loss
+    from thanosql_kernel.models.train import BackboneSpec, Encoder, ProjectionHead, autocast
+
+    spec = BackboneSpec.for_images(3, 224, kind=backbone)
+    encoder = Encoder(spec).to(memory_format=torch.channels_last).train()
+    head = ProjectionHead(spec.feature_dim, 256, 128).train()
+    optimiser = torch.optim.AdamW([*encoder.parameters(), *head.parameters()], lr=1e-3)
+    x = torch.randn(batch * views, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    x = x.contiguous(memory_format=torch.channels_last)
+
+    def step() -> None:
+        with autocast(torch.device("cpu")):
+            z = head(encoder.backbone(x))
+        loss = multi_view_nt_xent_loss(z.float(), views, 0.2)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+
+    step()   # warm: oneDNN picks its kernels, AdamW makes its state
+    started = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return steps * batch * views / (time.perf_counter() - started)
+
+
+def _reset_peak() -> float:
+    """Reset this process's peak resident memory (VmHWM) to what it holds now; MB now."""
+    Path("/proc/self/clear_refs").write_text("5")
+    return _status_mb("VmRSS")
+
+
+def _status_mb(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise LookupError(field)
+
+
+def convert_table(ws: Workspace, model: str, table: str, n: int) -> float:
+    started = time.perf_counter()
+    ws.run(f"CONVERT USING {model} AS SELECT * FROM {table}")
+    return n / (time.perf_counter() - started)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=128)
     ap.add_argument("--sizes", default="320x240,1024x768")
     ap.add_argument("--backbones", default="resnet18,resnet50")
     ap.add_argument("--batches", default="8,16,32")
+    ap.add_argument("--phones", default="48,96",
+                    help="table sizes of 4000x3000 phone photos (empty: none)")
+    ap.add_argument("--build", type=int, default=32,
+                    help="320x240 photos BUILD trains on, one epoch (0: no BUILD)")
     args = ap.parse_args()
     import torch
 
+    from thanosql_kernel.models.config import TORCHVISION_VIEWS, SimCLRConfig
     from thanosql_kernel.models.train import cpu_has_native_bf16
 
-    print(f"torch {torch.__version__}, {os.cpu_count()} cores, {torch.get_num_threads()} "
-          f"threads, native bf16: {cpu_has_native_bf16()}", flush=True)
+    cores = torch.get_num_threads()
+    print(f"torch {torch.__version__}, {os.cpu_count()} cores, {cores} threads, native bf16: "
+          f"{cpu_has_native_bf16()}", flush=True)
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
     batches = [int(b) for b in args.batches.split(",")]
+    phones = sorted(int(k) for k in args.phones.split(",") if k)
     with tempfile.TemporaryDirectory(prefix="photos-") as tmp:
         folder = Path(tmp)
         random_weights(folder / "torch_home")
         tables = {}
         for w, h in sizes:
             tables[(w, h)] = write_photos(folder / f"photos_{w}x{h}", args.images, w,
-                                          h).removesuffix(".csv")
+                                          h)[args.images]
+        phone_tables = write_photos(folder / "phones", phones[-1], 4000, 3000, orientation=6,
+                                    tables=tuple(phones)) if phones else {}
         ws = Workspace(folder)
-        for table in tables.values():
+        for table in [*tables.values(), *phone_tables.values()]:
             ws.run(f"COPY {table} FROM '{table}.csv'")
-        print("| backbone | network alone images/s by batch | photo size | CONVERT images/s | "
-              "CONVERT / best alone |")
-        print("|---|---|---|---|---|", flush=True)
+        convert_rows, phone_rows, build_rows = [], [], []
+        decode = decode_alone([str(folder / "phones" / f"{i}.jpg") for i in range(
+            min(24, phones[-1]))]) if phones else 0.0
         for backbone in args.backbones.split(","):
             model_name = f"m_{backbone}"
             ws.run(f"BUILD MODEL {model_name} USING SimCLR OPTIONS (backbone='{backbone}', "
@@ -114,12 +207,56 @@ def main() -> None:
             best = max(alone.values())
             shown = ", ".join(f"{b}: {r:.1f}" for b, r in alone.items())
             for (w, h), table in tables.items():
-                started = time.perf_counter()
-                ws.run(f"CONVERT USING {model_name} AS SELECT * FROM {table}")
-                rate = args.images / (time.perf_counter() - started)
-                print(f"| {backbone} | {shown} | {w}x{h} | {rate:.1f} | {rate / best:.2f}x |",
-                      flush=True)
+                rate = convert_table(ws, model_name, table, args.images)
+                convert_rows.append(f"| {backbone} | {shown} | {w}x{h} | {rate:.1f} | "
+                                    f"{rate / best:.2f}x |")
+                print(convert_rows[-1], flush=True)
+            bound = cores / (1 / decode + cores / best) if phones else 0.0
+            for k in phones:
+                table = phone_tables[k]
+                before = _reset_peak()
+                rate = convert_table(ws, model_name, table, k)
+                added = _status_mb("VmHWM") - before
+                phone_rows.append(f"| {backbone} | {k} | {decode:.1f} | {best:.1f} | "
+                                  f"{bound:.1f} | {rate:.1f} | {rate / bound:.2f}x | "
+                                  f"{added:,.0f} |")
+                print(phone_rows[-1], flush=True)
+            if args.build:
+                step = training_step_alone(backbone, SimCLRConfig.batch_size, TORCHVISION_VIEWS)
+                views = args.build * TORCHVISION_VIEWS
+                for pretrained in (False, True):
+                    started = time.perf_counter()
+                    ws.run(f"BUILD MODEL b_{backbone} USING SimCLR OPTIONS (backbone="
+                           f"'{backbone}', pretrained={pretrained}, max_epochs=1, "
+                           f"overwrite=True) AS SELECT * FROM {tables[sizes[0]]} "
+                           f"LIMIT {args.build}")
+                    rate = views / (time.perf_counter() - started)
+                    weights = "pretrained" if pretrained else "from scratch"
+                    build_rows.append(f"| {backbone} | {weights} | {step:.1f} | {rate:.1f} | "
+                                      f"{rate / step:.2f}x |")
+                    print(build_rows[-1], flush=True)
         ws.close()
+    print()
+    print("| backbone | network alone images/s by batch | photo size | CONVERT images/s | "
+          "CONVERT / best alone |")
+    print("|---|---|---|---|---|")
+    print("\n".join(convert_rows))
+    if phone_rows:
+        print()
+        print(f"Phone photos, 4000x3000 JPEG, EXIF orientation 6; bound = {cores} cores / "
+              f"(1/decode + {cores}/network)")
+        print("| backbone | photos | decode alone, 1 thread, images/s | network alone images/s |"
+              " bound images/s | CONVERT images/s | CONVERT / bound | peak RSS added MB |")
+        print("|---|---|---|---|---|---|---|---|")
+        print("\n".join(phone_rows))
+    if build_rows:
+        print()
+        print(f"BUILD, max_epochs=1, {args.build} photos of {sizes[0][0]}x{sizes[0][1]}, "
+              f"batch {SimCLRConfig.batch_size} x {TORCHVISION_VIEWS} views at 224 px")
+        print("| backbone | weights | training step alone views/s | BUILD end to end views/s |"
+              " BUILD / step |")
+        print("|---|---|---|---|---|")
+        print("\n".join(build_rows))
 
 
 if __name__ == "__main__":
