@@ -91,7 +91,8 @@ PACKAGE = ROOT / "thanosql_kernel"
 #: the package's rooms (a top-level module or subpackage), lowest layer first: a module may
 #: import its own room's modules and any room of a lower layer, never one beside or above
 LAYERS = (
-    ("", "errors", "results", "imports", "paths", "install", "text"),
+    ("", "errors", "results", "imports", "paths", "pictures", "install",
+     "text"),
     ("options",),
     ("settings", "syntax"),
     ("storage", "vectors", "models", "datasets"),
