@@ -153,3 +153,16 @@ def test_an_orientation_said_only_in_xmp_turns_a_jpeg_too(tmp_path: Path) -> Non
            b'tiff:Orientation="6"/></rdf:RDF></x:xmpmeta>')
     Image.fromarray(np.zeros((8, 24), np.uint8)).save(tmp_path / "x.jpg", xmp=xmp)
     assert load_images([str(tmp_path / "x.jpg")], None).shape == (1, 1, 24, 8)
+
+
+def test_reading_the_viewed_size_decodes_nothing(tmp_path: Path) -> None:
+    """The size BUILD plans with is read from headers (every file of a table is probed):
+    Pillow's getexif would decode a whole PNG to look for EXIF after its pixels."""
+    from thanosql_kernel.pictures import upright_size
+
+    plain = _save(tmp_path / "plain.png", (30, 10), "RGB")
+    turned = _turned(tmp_path / "turned.png", np.zeros((10, 30, 3), np.uint8), 6, "PNG")
+    for path, viewed in ((plain, (30, 10)), (turned, (10, 30))):
+        with Image.open(path) as opened:
+            assert upright_size(opened) == viewed
+            assert opened.tile, "the pixels were decoded"

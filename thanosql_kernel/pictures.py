@@ -24,14 +24,17 @@ _TURNED_BY_PILLOW = frozenset({"TIFF"})
 _JPEG_ORIENTING = ("exif", "xmp", "XML:com.adobe.xmp")
 
 
-def orientation(image: Image.Image) -> int:
+def orientation(image: Image.Image, *, header_only: bool = False) -> int:
     """The turn the image still needs, as its EXIF orientation, 1..8 (1, none, when it has
-    no tag or a bad one, or when Pillow turns it while decoding); read from the file's
-    header, nothing decoded."""
+    no tag or a bad one, or when Pillow turns it while decoding). ``header_only``: never
+    decode to find it (a PNG may keep its EXIF after the pixels, and Pillow's getexif decodes
+    the whole image to look there; Pillow itself writes it before them)."""
     if image.format in _TURNED_BY_PILLOW:
         return 1
     if image.format == "JPEG" and not any(key in image.info for key in _JPEG_ORIENTING):
         return 1   # what getexif would find, without its cost (a tenth of a digit's decode)
+    if header_only and image.format == "PNG" and "exif" not in image.info:
+        return 1
     try:
         value = image.getexif().get(ORIENTATION, 1)
     except (OSError, ValueError, SyntaxError, TypeError):   # a broken EXIF block: as stored
@@ -40,9 +43,10 @@ def orientation(image: Image.Image) -> int:
 
 
 def upright_size(image: Image.Image) -> tuple[int, int]:
-    """(width, height) of the image as it is viewed, from the header alone."""
+    """(width, height) of the image as it is viewed, from the header alone (nothing is
+    decoded)."""
     w, h = image.size
-    return (h, w) if orientation(image) in _QUARTER_TURNS else (w, h)
+    return (h, w) if orientation(image, header_only=True) in _QUARTER_TURNS else (w, h)
 
 
 def upright(image: Image.Image) -> Image.Image:
