@@ -115,12 +115,14 @@ def training_step_alone(backbone: str, batch: int, views: int, steps: int = 2) -
     multi-view NT-Xent, backward, AdamW, on random views already in memory."""
     import torch
 
+    from thanosql_kernel.models.config import SimCLRConfig
     from thanosql_kernel.models.loss import multi_view_nt_xent_loss
     from thanosql_kernel.models.train import BackboneSpec, Encoder, ProjectionHead, autocast
 
+    config = SimCLRConfig()
     spec = BackboneSpec.for_images(3, 224, kind=backbone)
     encoder = Encoder(spec).to(memory_format=torch.channels_last).train()
-    head = ProjectionHead(spec.feature_dim, 256, 128).train()
+    head = ProjectionHead(spec.feature_dim, config.projection_dim, config.embedding_dim).train()
     optimiser = torch.optim.AdamW([*encoder.parameters(), *head.parameters()], lr=1e-3)
     x = torch.randn(batch * views, 3, 224, 224, generator=torch.Generator().manual_seed(0))
     x = x.contiguous(memory_format=torch.channels_last)
@@ -128,7 +130,7 @@ def training_step_alone(backbone: str, batch: int, views: int, steps: int = 2) -
     def step() -> None:
         with autocast(torch.device("cpu")):
             z = head(encoder.backbone(x))
-        loss = multi_view_nt_xent_loss(z.float(), views, 0.2)
+        loss = multi_view_nt_xent_loss(z.float(), views, config.temperature)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
@@ -157,6 +159,19 @@ def convert_table(ws: Workspace, model: str, table: str, n: int) -> float:
     started = time.perf_counter()
     ws.run(f"CONVERT USING {model} AS SELECT * FROM {table}")
     return n / (time.perf_counter() - started)
+
+
+def print_table(title: str, header: list[str], rows: list[str]) -> None:
+    """A Markdown table of ``rows`` (already formatted), after a blank line and ``title``;
+    nothing when there are no rows."""
+    if not rows:
+        return
+    print()
+    if title:
+        print(title)
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    print("\n".join(rows))
 
 
 def main() -> None:
@@ -236,28 +251,17 @@ def main() -> None:
                                       f"{rate / step:.2f}x |")
                     print(build_rows[-1], flush=True)
         ws.close()
-    print()
-    print("| backbone | network alone images/s by batch | photo size | CONVERT images/s | "
-          "CONVERT / best alone |")
-    print("|---|---|---|---|---|")
-    print("\n".join(convert_rows))
-    if phone_rows:
-        print()
-        print(f"Phone photos, 4000x3000 JPEG, EXIF orientation 6; bound = {cores} cores / "
-              f"(1/decode + {cores}/network)")
-        print("| backbone | photos | decode alone, 1 thread, images/s | network alone images/s |"
-              " bound images/s | CONVERT images/s | CONVERT / bound | peak RSS added MB |")
-        print("|---|---|---|---|---|---|---|---|")
-        print("\n".join(phone_rows))
-    if build_rows:
-        print()
-        print(f"BUILD, max_epochs=1, {args.build} photos of {sizes[0][0]}x{sizes[0][1]}, "
-              f"batch {SimCLRConfig.batch_size} x {TORCHVISION_VIEWS} views at 224 px")
-        print("| backbone | weights | training step alone views/s | BUILD end to end views/s |"
-              " BUILD / step |")
-        print("|---|---|---|---|---|")
-        print("\n".join(build_rows))
-
+    print_table("", ["backbone", "network alone images/s by batch", "photo size",
+                     "CONVERT images/s", "CONVERT / best alone"], convert_rows)
+    print_table(f"Phone photos, 4000x3000 JPEG, EXIF orientation 6; bound = {cores} cores / "
+                f"(1/decode + {cores}/network)",
+                ["backbone", "photos", "decode alone, 1 thread, images/s",
+                 "network alone images/s", "bound images/s", "CONVERT images/s",
+                 "CONVERT / bound", "peak RSS added MB"], phone_rows)
+    print_table(f"BUILD, max_epochs=1, {args.build} photos of {sizes[0][0]}x{sizes[0][1]}, "
+                f"batch {SimCLRConfig.batch_size} x {TORCHVISION_VIEWS} views at 224 px",
+                ["backbone", "weights", "training step alone views/s",
+                 "BUILD end to end views/s", "BUILD / step"], build_rows)
 
 if __name__ == "__main__":
     main()
