@@ -214,3 +214,81 @@ def test_large_images_are_embedded_a_few_at_a_time_with_the_same_answer(
     assert steps == [7, 7, 7, 7, 2]
     # eval mode: no image's embedding depends on the others in its step
     assert np.allclose(together, apart, atol=1e-5)
+
+
+def _photos(n: int, size: int, seed: int = 0) -> torch.Tensor:
+    """Smooth colour fields with noise: n distinct photo-like RGB images."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.nn.functional.interpolate(torch.rand(n, 3, 4, 4, generator=g), size=(size, size),
+                                           mode="bilinear") * 255
+    noise = torch.randint(-20, 20, base.shape, generator=g)
+    return (base + noise).clamp(0, 255).to(torch.uint8)
+
+
+def test_bf16_is_chosen_where_a_resnets_embeddings_stay_close_to_float32(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # as on a CPU with native bf16 (elsewhere torch emulates it: slower, the same numbers)
+    monkeypatch.setattr(train_mod, "cpu_has_native_bf16", lambda: True)
+    model = fit(_photos(24, 32), _cfg(backbone="resnet18", max_epochs=1, views=2))
+    assert model.precision == "bf16" and model.bf16_cosine is not None
+    assert model.bf16_cosine >= train_mod.BF16_MIN_COSINE
+    assert model.card_fields()["precision"] == "bf16"
+    forwards: list[torch.dtype] = []
+    hook = model.head.register_forward_hook(lambda m, i, o: forwards.append(o.dtype))
+    images = _photos(40, 32, seed=1)   # not the images BUILD measured on
+    rounded = embed(model, images)
+    model.precision = "fp32"
+    exact = embed(model, images)
+    hook.remove()
+    assert forwards == [torch.bfloat16, torch.float32]   # each ran as it said
+    assert rounded.dtype == np.float32
+    assert np.allclose(np.linalg.norm(rounded, axis=1), 1.0, atol=1e-5)
+    cosine = np.sum(exact.astype(np.float64) * rounded, axis=1)
+    assert cosine.min() >= 0.999, cosine.min()
+    # SEARCH's top 10 for every image as the query: what bf16 returns is the float32 top 10,
+    # but for neighbours whose float32 similarities lie closer than bf16's error
+    tolerance = 2 * (1 - cosine.min()) ** 0.5 + 1e-6
+    truth, found = exact @ exact.T, rounded @ rounded.T
+    for q in range(len(images)):
+        top = np.sort(truth[q])[::-1][:10]
+        picked = np.argsort(-found[q], kind="stable")[:10]
+        assert truth[q, picked].min() >= top[-1] - tolerance
+        assert np.allclose(np.sort(truth[q, picked])[::-1], top, atol=tolerance)
+    # saved and loaded, the choice stays; a model saved before it existed is float32
+    model.precision = "bf16"
+    save_model(model, tmp_path / "m")
+    assert load_model(tmp_path / "m").precision == "bf16"
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    del meta["precision"], meta["bf16_cosine"]
+    (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
+    assert load_model(tmp_path / "m").precision == "fp32"
+
+
+def test_bf16_is_refused_where_it_would_move_the_embeddings_or_is_not_wanted(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(train_mod, "cpu_has_native_bf16", lambda: True)
+    sample = _photos(8, 32)
+    model = fit(sample, _cfg(backbone="resnet18", max_epochs=1, views=2))
+    # a stricter limit than any bf16 embedding meets: measured, and refused
+    monkeypatch.setattr(train_mod, "BF16_MIN_COSINE", 1.5)
+    train_mod.choose_precision(model, sample)
+    assert model.precision == "fp32" and model.bf16_cosine is not None
+    assert 0.99 < model.bf16_cosine <= 1.0 + 1e-6
+    monkeypatch.setattr(train_mod, "BF16_MIN_COSINE", 0.999)
+    monkeypatch.setenv("THANOSQL_BF16", "0")   # the user's switch: not even measured
+    train_mod.choose_precision(model, sample)
+    assert (model.precision, model.bf16_cosine) == ("fp32", None)
+    monkeypatch.delenv("THANOSQL_BF16")
+    train_mod.choose_precision(model, sample)
+    assert model.precision == "bf16"
+    # chosen, but off at embedding time: float32, as on a CPU without native bf16
+    monkeypatch.setenv("THANOSQL_BF16", "0")
+    forwards: list[torch.dtype] = []
+    hook = model.head.register_forward_hook(lambda m, i, o: forwards.append(o.dtype))
+    embed(model, sample)
+    hook.remove()
+    assert model.precision == "bf16" and forwards == [torch.float32]
+    # the tutorial's small network: float32 (bf16 is no faster for it)
+    monkeypatch.delenv("THANOSQL_BF16")
+    small = fit(_digits(), _cfg(max_epochs=1))
+    assert (small.precision, small.bf16_cosine) == ("fp32", None)

@@ -111,7 +111,14 @@ def build_model(node: BuildModel, services: Services, run: Run) -> Message:
              f"{services.cluster.address}" if on_cluster else "")
     return Message(f"Success: built {node.name} ({base}{_backbone_words(config)}, "
                    f"{_training_words(model, len(paths), seconds)}{where}, "
-                   f"{model.embedding_dim}-d embeddings){_skipped_words(skipped)}")
+                   f"{model.embedding_dim}-d embeddings{_precision_words(model)})"
+                   f"{_skipped_words(skipped)}")
+
+
+def _precision_words(model: TrainedModel) -> str:
+    if model.precision != "bf16" or model.bf16_cosine is None:
+        return ""
+    return f", embeds in bf16: cosine with float32 {model.bf16_cosine:.5f} or more"
 
 
 def _skipped_words(skipped: int) -> str:
