@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import platform
@@ -184,6 +185,7 @@ def _imagenet_stats(channels: int) -> tuple[torch.Tensor, torch.Tensor]:
     return mean, std
 
 
+@functools.cache
 def cpu_has_native_bf16() -> bool:
     """True where the CPU computes bfloat16 natively (AVX512-BF16 or AMX), read from
     /proc/cpuinfo; elsewhere bf16 is emulated and slower than float32."""
@@ -198,11 +200,8 @@ def autocast(device: torch.device) -> torch.autocast:
     """bf16 autocast for the training forward on a CPU with native bf16 (convolutions and
     matmuls run in bf16, BatchNorm, loss and weights stay float32); float32 elsewhere.
     Set THANOSQL_BF16=0 to turn it off."""
-    import os
-
-    use = (device.type == "cpu" and os.environ.get("THANOSQL_BF16", "1") != "0"
-           and cpu_has_native_bf16())
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=use)
+    return torch.autocast("cpu", dtype=torch.bfloat16,
+                          enabled=device.type == "cpu" and _bf16_wanted())
 
 
 #: bf16 embeddings are used when every image of BUILD's sample has at least this cosine
@@ -465,10 +464,10 @@ def _fit(batches: _Batches, n: int, channels: int, side: int, config: SimCLRConf
         model.loss_per_epoch.append(float(losses) / steps_per_epoch)
     # big batches: with 16-image batches the recalibration cost as much as half an epoch
     _recalibrate_batchnorm(encoder, batches, n, max(batch, 256), cpu, shard)
+    model.seconds = time.perf_counter() - start
     encoder.eval()
     head.eval()
     choose_precision(model, _sample(batches, n))
-    model.seconds = time.perf_counter() - start
     return model
 
 
