@@ -274,7 +274,9 @@ def test_bf16_is_refused_where_it_would_move_the_embeddings_or_is_not_wanted(
     train_mod.choose_precision(model, sample)
     assert model.precision == "fp32" and model.bf16_cosine is not None
     assert 0.99 < model.bf16_cosine <= 1.0 + 1e-6
-    monkeypatch.setattr(train_mod, "BF16_MIN_COSINE", 0.999)
+    # a limit this barely trained model meets (its cosine with 8 images and one epoch sits
+    # near 0.999 and moves with the thread count: 0.9966 on one, 0.9992 on two)
+    monkeypatch.setattr(train_mod, "BF16_MIN_COSINE", 0.99)
     monkeypatch.setenv("THANOSQL_BF16", "0")   # the user's switch: not even measured
     train_mod.choose_precision(model, sample)
     assert (model.precision, model.bf16_cosine) == ("fp32", None)
