@@ -269,3 +269,60 @@ class ThanoSQLKernelTests(jupyter_kernel_test.KernelTests):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+def test_a_stop_pressed_as_a_cell_ends_never_loses_its_reply(kernel: KernelSession) -> None:
+    """The stop button pressed the moment a cell's result arrives: the press lands as the
+    statements end, while ipykernel sends the reply, or after it. Every cell still gets its
+    reply (before, a press after the statements and before the reply lost the reply, and
+    the notebook waited for ever: a stop pressed as a BUILD finished), and the next runs."""
+    for i in range(40):
+        reply = kernel.execute(f"SELECT {i} AS n", timeout=20,
+                               interrupt_on=lambda msg: msg["msg_type"] == "execute_result")
+        assert reply.status == "ok" or reply.content["ename"] == "KeyboardInterrupt", \
+            reply.content
+    assert kernel.execute("SELECT 41 AS n").texts[-1].split()[-1] == "41"
+
+
+def test_the_stop_button_raises_only_inside_a_cells_statements(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import logging
+    import signal
+
+    from thanosql_kernel.frontend import CellRunner, StopButton
+
+    for key in ("THANOSQL_DATABASE_URL", "THANOSQL_CHROMA_URL", "THANOSQL_WORKSPACE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.chdir(tmp_path)
+    stops = StopButton()
+    shown: list[object] = []
+    runner = CellRunner(lambda kind, content: None, logging.getLogger("test"))
+
+    def press() -> None:
+        os.kill(os.getpid(), signal.SIGINT)   # Python runs the handler before the next line
+
+    def show_and_press(result: object, last: bool) -> None:
+        shown.append(result)
+        with stops.held():   # as the kernel sends a message: the stop waits for its end
+            press()
+            shown.append("sent")
+
+    previous = signal.signal(signal.SIGINT, stops.handler)
+    try:
+        press()   # before the statements begin (nothing armed): it stops them as they begin
+        failure = runner.run("SELECT 1 AS a", lambda r, last: shown.append(r), stops=stops)
+        assert failure is not None and isinstance(failure.error, KeyboardInterrupt)
+        assert shown == []
+        stops.reset()   # the next request
+        failure = runner.run("SELECT 1 AS a; SELECT 2 AS b", show_and_press, stops=stops)
+        assert failure is not None and isinstance(failure.error, KeyboardInterrupt)
+        assert len(shown) == 2 and shown[1] == "sent"   # the message went out, whole; no b
+        press()   # after the statements: nothing to stop, and nothing raised here
+        stops.reset()
+        shown.clear()
+        assert runner.run("SELECT 3 AS c", lambda r, last: shown.append(r), stops=stops) is None
+        assert len(shown) == 1
+        press()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        runner.close()

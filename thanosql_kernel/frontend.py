@@ -13,9 +13,11 @@ import datetime as dt
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from decimal import Decimal
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from .display import error_content, progress_bundle, progress_text
@@ -103,6 +105,63 @@ class Failure:
     content: dict[str, Any]
 
 
+class StopButton:
+    """The stop button (SIGINT) of a kernel that runs its cells in its main thread: a
+    KeyboardInterrupt only while a cell's statements run, where ``CellRunner.run`` turns it
+    into the cell's "stopped" answer.
+
+    ipykernel's own handler raises wherever the signal lands in a request, and a stop that
+    came as a BUILD ended (after the statements, before ipykernel sent the reply) lost the
+    reply: the notebook waited for it forever. Here a press before the statements begin
+    stops them as they begin, and one after they end has nothing left to stop. A press while
+    a message is being sent (``held``) stops the statements once it is sent. Each press
+    raises once: the cleanup that a stop starts (rolling back, killing workers) is not cut
+    short by a second press."""
+
+    def __init__(self) -> None:
+        self._armed = False
+        self._pressed = False
+        self._holding = False
+
+    def reset(self) -> None:
+        """A new request: a press during the one before is forgotten."""
+        self._armed = self._pressed = False
+
+    def handler(self, signum: int, frame: FrameType | None) -> None:
+        """The SIGINT handler (``signal.signal(SIGINT, stops.handler)``)."""
+        if self._armed and not self._holding:
+            self._armed = False
+            raise KeyboardInterrupt
+        self._pressed = True
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """A press during the block stops the statements when it ends. For sending messages,
+        so that a KeyboardInterrupt never lands inside ipykernel's output machinery and no
+        result or progress bar goes out in part."""
+        outer, self._holding = self._holding, True
+        try:
+            yield
+        finally:
+            self._holding = outer
+        if not outer and self._pressed and self._armed:
+            self._armed = self._pressed = False
+            raise KeyboardInterrupt
+
+    @contextmanager
+    def armed(self) -> Iterator[None]:
+        """While the block runs, a press raises KeyboardInterrupt in it (at once, when one came
+        before it began)."""
+        if self._pressed:
+            self._pressed = False
+            raise KeyboardInterrupt
+        self._armed = True
+        try:
+            yield
+        finally:
+            self._armed = False
+
+
 class CellRunner:
     """One front end's engine: the services opened on first use (or by ``warm_up`` in the
     background), the progress bars of the running cell, and the run of a cell."""
@@ -147,28 +206,33 @@ class CellRunner:
     def _notice(self, text: str) -> None:
         self._send("stream", {"name": "stdout", "text": text + "\n"})
 
-    def run(self, code: str, show: Show, namespace: Mapping[str, Any] | None = None
-            ) -> Failure | None:
+    def run(self, code: str, show: Show, namespace: Mapping[str, Any] | None = None,
+            stops: StopButton | None = None) -> Failure | None:
         """Parse the whole cell, read its parameters' values from ``namespace`` (None: a
         front end without variables), then run its statements in order, handing each result
         to ``show``. The first error (or a stop) ends the cell and is returned, never raised.
+        ``stops``: the kernel's stop button, armed while the statements run (None: the front
+        end's own SIGINT handling, IPython's for the magic).
         """
         statement = None
+        stoppable: AbstractContextManager[None] = stops.armed() if stops else nullcontext()
         try:
-            # whole, even when the stop button is pressed while the first cell waits for them
-            for module in _ENGINE:
-                import_whole(module)
-            from .engine import Run, execute
-            from .syntax import parse
+            with stoppable:
+                # whole, even when the stop button is pressed while the first cell waits
+                for module in _ENGINE:
+                    import_whole(module)
+                from .engine import Run, execute
+                from .syntax import parse
 
-            nodes = parse(code)
-            params = bind_parameters(nodes, namespace)
-            services = self.services
-            run = Run(params, None if self._keep_all_rows else services.settings.display_limit,
-                      self.bars.report)
-            for i, node in enumerate(nodes):
-                statement = node.source
-                show(execute(node, services, run), i == len(nodes) - 1)
+                nodes = parse(code)
+                params = bind_parameters(nodes, namespace)
+                services = self.services
+                run = Run(params,
+                          None if self._keep_all_rows else services.settings.display_limit,
+                          self.bars.report)
+                for i, node in enumerate(nodes):
+                    statement = node.source
+                    show(execute(node, services, run), i == len(nodes) - 1)
         except BaseException as error:  # noqa: BLE001 - every failure is one error message
             if isinstance(error, (SystemExit, GeneratorExit)):
                 raise

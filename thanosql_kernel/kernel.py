@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 from ipykernel.kernelbase import Kernel
 
 from . import __version__
 from .display import to_messages
-from .frontend import CellRunner
+from .frontend import CellRunner, StopButton
 from .results import Images, Result
 
 
@@ -31,9 +32,21 @@ class ThanoSQLKernel(Kernel):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.runner = CellRunner(lambda kind, content: self.send_response(self.iopub_socket, kind,
-                                                                        content), self.log)
+        self.stops = StopButton()
+        self.runner = CellRunner(self._send, self.log)
         self.runner.warm_up()
+
+    def _send(self, kind: str, content: dict[str, Any]) -> None:
+        with self.stops.held():   # a stop waits until the message is out (StopButton)
+            self.send_response(self.iopub_socket, kind, content)
+
+    def pre_handler_hook(self) -> None:
+        """Around every request ipykernel installs Python's own SIGINT handler, which raises
+        wherever the signal lands (its reply too); ours raises only inside a cell's
+        statements (``StopButton``). ipykernel's ``post_handler_hook`` puts back the handler
+        saved here."""
+        self.stops.reset()
+        self.saved_sigint_handler = signal.signal(signal.SIGINT, self.stops.handler)
 
     def do_execute(  # type: ignore[override]  # synchronous, see the class docstring
             self, code: str, silent: bool, store_history: bool = True,
@@ -44,12 +57,12 @@ class ThanoSQLKernel(Kernel):
             if not silent:   # the cell's last table or message is its result
                 for kind, content in to_messages(result, last and not isinstance(
                         result, Images), self.execution_count):
-                    self.send_response(self.iopub_socket, kind, content)
+                    self._send(kind, content)
 
-        failure = self.runner.run(code, show)
+        failure = self.runner.run(code, show, stops=self.stops)
         if failure is not None:
             if not silent:
-                self.send_response(self.iopub_socket, "error", failure.content)
+                self._send("error", failure.content)
             return {"status": "error", "execution_count": self.execution_count,
                     **failure.content}
         return {"status": "ok", "execution_count": self.execution_count,
