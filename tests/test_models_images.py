@@ -56,8 +56,11 @@ def test_many_files_keep_their_order(tmp_path: Path) -> None:
     x = load_images(paths, None)
     assert x[:, 0, 2, 2].tolist() == list(range(100))
     batches = list(iter_image_batches(paths, 32, None))
-    assert [len(b) for b in batches] == [32, 32, 32, 4]
+    # the first batch small, so work starts while the next decodes; then batch_size each
+    assert [len(b) for b in batches] == [16, 32, 32, 20]
     assert torch.equal(torch.cat(batches), x)
+    assert [len(b) for b in iter_image_batches(paths, 50, None)] == [16, 32, 50, 2]
+    assert [len(b) for b in iter_image_batches(paths, 8, None)] == [8] * 12 + [4]
 
 
 def test_batches_keep_one_shape(tmp_path: Path) -> None:
