@@ -279,8 +279,9 @@ def iter_image_batches(paths: list[str], batch_size: int, image_size: int | None
     decoded while the caller works on the current one. The first batches are smaller
     (``FIRST_BATCH`` images, doubling up to ``batch_size``) so the caller starts on them
     while the rest decodes, instead of waiting for a whole first batch (``bench/photos.py``:
-    8% of a 192-photo CONVERT went so, and more of a smaller one's). ``channels`` None takes the first image's (1 for grey, 3
-    for colour) for every batch, so all batches have one shape.
+    8% of a 192-photo CONVERT went so, and more of a smaller one's). ``channels`` None takes
+    the first image's (1 for grey, 3 for colour) for every batch, so all batches have one
+    shape.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
