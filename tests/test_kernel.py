@@ -288,6 +288,7 @@ def test_the_stop_button_raises_only_inside_a_cells_statements(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import logging
     import signal
+    import threading
 
     from thanosql_kernel.frontend import CellRunner, StopButton
 
@@ -318,6 +319,30 @@ def test_the_stop_button_raises_only_inside_a_cells_statements(
         assert failure is not None and isinstance(failure.error, KeyboardInterrupt)
         assert len(shown) == 2 and shown[1] == "sent"   # the message went out, whole; no b
         press()   # after the statements: nothing to stop, and nothing raised here
+        stops.reset()
+        errors: list[BaseException] = []
+
+        def send_elsewhere() -> None:   # as the warm-up thread sends its notice
+            try:
+                with stops.held():
+                    press()   # while another thread sends: the main thread's statements stop
+                    time.sleep(0.2)
+            except BaseException as error:  # noqa: BLE001 - what the test looks for
+                errors.append(error)
+
+        thread = threading.Thread(target=send_elsewhere)
+
+        def show_and_send_elsewhere(result: object, last: bool) -> None:
+            shown.append(result)
+            thread.start()
+            thread.join()
+
+        shown.clear()
+        failure = runner.run("SELECT 4 AS d; SELECT 5 AS e", show_and_send_elsewhere,
+                             stops=stops)
+        assert failure is not None and isinstance(failure.error, KeyboardInterrupt)
+        thread.join()
+        assert len(shown) == 1 and errors == []
         stops.reset()
         shown.clear()
         assert runner.run("SELECT 3 AS c", lambda r, last: shown.append(r), stops=stops) is None

@@ -138,7 +138,12 @@ class StopButton:
     def held(self) -> Iterator[None]:
         """A press during the block stops the statements when it ends. For sending messages,
         so that a KeyboardInterrupt never lands inside ipykernel's output machinery and no
-        result or progress bar goes out in part."""
+        result or progress bar goes out in part. Only the main thread, which runs the
+        statements and handles signals, holds; a message sent from another thread (the
+        warm-up's notice) neither holds a press back nor raises one."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
         outer, self._holding = self._holding, True
         try:
             yield
