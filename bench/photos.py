@@ -79,6 +79,12 @@ def write_photos(folder: Path, n: int, width: int, height: int, orientation: int
     return names
 
 
+def shared_bound(cores: int, decode: float, network: float) -> float:
+    """images/s the cores allow when each image costs its decode's core-seconds (``decode``
+    images/s on one core) plus its share of the network (``network`` images/s on them all)."""
+    return cores / (1 / decode + cores / network)
+
+
 def network_alone(model, batch: int, seconds: float = 6.0, precision: str | None = None) -> float:
     """images/s of the encoder and head alone (what ``models.embed`` runs, in the kernel's
     memory format and in the precision BUILD chose for the model, or ``precision``, on
@@ -239,12 +245,12 @@ def main() -> None:
             shown = ", ".join(f"{b}: {r:.1f}" for b, r in alone.items())
             for (w, h), table in tables.items():
                 rate = convert_table(ws, model_name, table, args.images)
-                shared = cores / (1 / decodes[(w, h)] + cores / best)
+                shared = shared_bound(cores, decodes[(w, h)], best)
                 convert_rows.append(f"| {backbone} | {chosen} | {shown} | {w}x{h} | "
                                     f"{decodes[(w, h)]:.0f} | {shared:.1f} | {rate:.1f} | "
                                     f"{rate / best:.2f}x | {rate / shared:.2f}x |")
                 print(convert_rows[-1], flush=True)
-            bound = cores / (1 / decode + cores / best) if phones else 0.0
+            bound = shared_bound(cores, decode, best) if phones else 0.0
             for k in phones:
                 table = phone_tables[k]
                 before = _reset_peak()
