@@ -17,7 +17,9 @@ tail, for time the user's typing hides.
 
 from __future__ import annotations
 
+import _imp
 import importlib
+import logging
 import sys
 import threading
 from collections import deque
@@ -50,9 +52,31 @@ def import_whole(name: str) -> ModuleType:
                 error = _failed.pop(name, None)
                 break
             _cond.wait(0.05)
+        _release_a_leaked_import_lock()
     if error is not None:
         raise error
     return sys.modules[name]
+
+
+def _release_a_leaked_import_lock() -> None:
+    """Release Python's global import lock if this waiting thread holds it.
+
+    It is held only for instants inside importlib, never across a call into our code, so a
+    thread that holds it while it waits here was left holding it: the worker's next import
+    would wait for it for ever, and so would this statement. Seen pinned to one core, about
+    one first BUILD in seven: the main thread held it (level 1, from C, not through
+    importlib's Python code) while the worker imported torch. Who left it held is not yet
+    known; releasing it lets the import finish."""
+    released = 0
+    while _imp.lock_held():
+        try:
+            _imp.release_lock()
+        except RuntimeError:   # another thread holds it, for an instant: not ours
+            break
+        released += 1
+    if released:
+        logging.getLogger(__name__).warning(
+            "released Python's import lock, left held %d times by the waiting thread", released)
 
 
 def prefetch(*names: str) -> None:
