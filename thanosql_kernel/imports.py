@@ -63,9 +63,10 @@ def _release_a_leaked_import_lock() -> None:
 
     It is held only for instants inside importlib, never across a call into our code, so a
     thread that holds it while it waits here was left holding it: the worker's next import
-    would wait for it for ever, and so would this statement. Seen pinned to one core, about
-    one first BUILD in seven: the main thread held it (level 1, from C, not through
-    importlib's Python code) while the worker imported torch. Who left it held is not yet
+    would wait for it for ever, and so would this statement. Seen pinned to one core, in
+    about one fresh kernel in fifty (a first BUILD waiting for torch, or a CONVERT for
+    chromadb): the main thread held it (level 1, taken from C, not through importlib's Python
+    code) while the worker needed it. Who left it held is not yet
     known; releasing it lets the import finish."""
     released = 0
     while _imp.lock_held():
