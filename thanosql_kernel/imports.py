@@ -34,6 +34,7 @@ _failed: dict[str, BaseException] = {}
 #: modules the worker has imported whole
 _done: set[str] = set()
 _worker: threading.Thread | None = None
+_log = logging.getLogger(__name__)
 
 
 def import_whole(name: str) -> ModuleType:
@@ -66,8 +67,8 @@ def _release_a_leaked_import_lock() -> None:
     would wait for it for ever, and so would this statement. Seen pinned to one core, in
     about one fresh kernel in fifty (a first BUILD waiting for torch, or a CONVERT for
     chromadb): the main thread held it (level 1, taken from C, not through importlib's Python
-    code) while the worker needed it. Who left it held is not yet
-    known; releasing it lets the import finish."""
+    code) while the worker needed it. Who left it held is not yet known; releasing it lets
+    the import finish."""
     released = 0
     while _imp.lock_held():
         try:
@@ -76,7 +77,7 @@ def _release_a_leaked_import_lock() -> None:
             break
         released += 1
     if released:
-        logging.getLogger(__name__).warning(
+        _log.warning(
             "released Python's import lock, left held %d times by the waiting thread", released)
 
 
