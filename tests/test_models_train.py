@@ -294,3 +294,26 @@ def test_bf16_is_refused_where_it_would_move_the_embeddings_or_is_not_wanted(
     monkeypatch.delenv("THANOSQL_BF16")
     small = fit(_digits(), _cfg(max_epochs=1))
     assert (small.precision, small.bf16_cosine) == ("fp32", None)
+
+
+def test_the_automatic_stroke_thickens_grey_images_from_the_second_epoch_only() -> None:
+    """stroke=None (the default): grey images get stroke 0.5 from the second epoch on, so a
+    one-epoch run is the stroke-free run bit for bit (the tutorial's one-epoch cell is
+    unchanged) and colour images never draw it; an explicit stroke applies from the first."""
+    from thanosql_kernel.models.config import AUTO_STROKE, stroke_schedule
+
+    def losses(x: torch.Tensor, **options: object) -> list[float]:
+        return fit(x, _cfg(seed=3, **options)).loss_per_epoch
+
+    assert _cfg().stroke is None
+    assert stroke_schedule(_cfg(), 1) == (AUTO_STROKE, 2)
+    assert stroke_schedule(_cfg(), 3) == (0.0, 2)
+    assert stroke_schedule(_cfg(stroke=0.3), 3) == (0.3, 1)
+    grey, colour = _digits(16), _digits(16, channels=3)
+    assert losses(grey, max_epochs=1) == losses(grey, max_epochs=1, stroke=0.0)
+    auto, off, on = losses(grey), losses(grey, stroke=0.0), losses(grey, stroke=AUTO_STROKE)
+    assert auto[0] == off[0] and auto[1] != off[1]   # the stroke ran in the second epoch
+    assert on[0] != off[0]                           # an explicit one from the first
+    assert losses(colour) == losses(colour, stroke=0.0)
+    with pytest.raises(OptionError):
+        _cfg(stroke=1.5)

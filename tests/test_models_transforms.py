@@ -110,8 +110,8 @@ def test_stroke_thickens_and_thins_lines_per_image() -> None:
 
 
 def test_stroke_off_is_skipped_entirely(monkeypatch) -> None:
-    # stroke=0 (the default) must leave default training bit for bit as it was: the step is
-    # not run, so it draws nothing from the generator
+    # stroke=0 (off, and the first epoch of the default) must leave training bit for bit as it
+    # was without the option: the step is not run, so it draws nothing from the generator
     def not_expected(self, x, gen):
         raise AssertionError("the stroke step ran with stroke=0")
 

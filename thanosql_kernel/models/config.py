@@ -47,7 +47,7 @@ class SimCLRConfig:
     shear: float = 0.0
     flip: bool = False
     vertical_flip: bool = False
-    stroke: float = 0.0
+    stroke: float | None = None
     color_jitter: float = 0.4
     # colour images only (grey ones never draw these): a colour that changes between views
     # cannot be what tells images apart, so shape decides (bench/QUALITY.md, the shapes set)
@@ -66,6 +66,22 @@ class SimCLRConfig:
 
 
 _DEFAULTS = SimCLRConfig()
+#: the stroke strength of the automatic default (``stroke=None``), on grey images only and
+#: from the second epoch: bench/QUALITY.md (the held-out digits' margin over raw pixels)
+AUTO_STROKE = 0.5
+AUTO_STROKE_FROM_EPOCH = 2
+
+
+def stroke_schedule(config: SimCLRConfig, channels: int) -> tuple[float, int]:
+    """(strength, first epoch) of the stroke augmentation for images of ``channels``.
+
+    An explicit ``stroke`` applies from the first epoch. The automatic one (None) thickens
+    and thins grey images only, where strokes are what a picture is made of (colour shapes
+    and photos are not), and only once every image has been seen plainly for an epoch: in
+    a one-epoch run it moved thin-looped eights to nines (bench/QUALITY.md)."""
+    if config.stroke is not None:
+        return config.stroke, 1
+    return (AUTO_STROKE if channels == 1 else 0.0), AUTO_STROKE_FROM_EPOCH
 #: the views of a torchvision backbone's step by default: 16 x 8 views at 224 px are already
 #: the activations of 128 photos through ResNet-50
 TORCHVISION_VIEWS = 8
@@ -202,10 +218,14 @@ SIMCLR_OPTIONS: tuple[OptionSpec, ...] = (
     _bool("flip",
           f"random horizontal flip; leave off for digits and text (default {_DEFAULTS.flip})"),
     _bool("vertical_flip", f"random vertical flip (default {_DEFAULTS.vertical_flip})"),
-    _float("stroke", 0.0, 1.0,
-           f"random stroke width: every view is blended toward its 3x3 dilation or its "
-           f"3x3 erosion by a random fraction up to this, 0..1 (default {_DEFAULTS.stroke}; "
-           f"0.5 suits handwriting, digits and text)"),
+    OptionSpec("stroke", (float, type(None)), None,
+               f"random stroke width: every view is blended toward its 3x3 dilation or its "
+               f"3x3 erosion by a random fraction up to this, 0..1, from the first epoch "
+               f"(default None: {AUTO_STROKE} on grey images from the second epoch on, as "
+               f"suits handwriting, digits and text; 0 on colour images; 0 turns it off)",
+               check=lambda v: None if v is None or 0.0 <= v <= 1.0 else "out of range",
+               allowed="a number >= 0.0 and <= 1.0, or None (automatic)",
+               convert=lambda v: None if v is None else float(v)),
     _float("color_jitter", 0.0, 1.0,
            f"random brightness and contrast strength, 0..1 "
            f"(default {_DEFAULTS.color_jitter}; 0 turns it off)"),

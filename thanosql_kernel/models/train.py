@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -16,7 +17,7 @@ import torch
 
 from ..errors import DataError, NotFoundError, OptionError
 from .backbone import BackboneSpec, Encoder, TorchvisionBackbone
-from .config import SimCLRConfig
+from .config import SimCLRConfig, stroke_schedule
 from .head import ProjectionHead
 from .images import ImageFiles
 from .loss import multi_view_nt_xent_loss
@@ -403,7 +404,11 @@ def _fit(batches: _Batches, n: int, channels: int, side: int, config: SimCLRConf
     if shard is not None:   # BatchNorm over the whole batch, on every worker
         global_batchnorm(encoder)
         global_batchnorm(head)
-    augment = BatchAugment(config, mean.to(device), std.to(device))
+    strength, stroked_from = stroke_schedule(config, channels)
+    plain = BatchAugment(dataclasses.replace(config, stroke=0.0), mean.to(device),
+                         std.to(device))
+    stroked = BatchAugment(dataclasses.replace(config, stroke=strength), mean.to(device),
+                           std.to(device))
     aug_gen = torch.Generator(device=device).manual_seed(seed)
     order_gen = torch.Generator().manual_seed(seed + 1)
 
@@ -428,6 +433,7 @@ def _fit(batches: _Batches, n: int, channels: int, side: int, config: SimCLRConf
     for epoch in range(1, config.max_epochs + 1):
         # equal-sized chunks (not drop_last): every image is seen each epoch, no tiny tail
         order = torch.randperm(n, generator=order_gen).to(device)
+        augment = stroked if epoch >= stroked_from else plain
         losses = torch.zeros((), device=device)
         for step, idx in enumerate(torch.tensor_split(order, steps_per_epoch), start=1):
             lr = _lr_at(step_global, total_steps, warmup, config.learning_rate)

@@ -88,7 +88,7 @@ class BatchAugment:
         x = images.float().div_(255.0)
         if self.geometric:
             x = self._affine(x, r)
-        if self.c.stroke > 0:
+        if self.c.stroke:   # None (the automatic default, unresolved) draws none either
             x = self._stroke(x, r)
         x = self._colour(x, r)
         if self.c.blur > 0:
@@ -136,7 +136,7 @@ class BatchAugment:
         then count as the same image: measured on digits and letters it lifts precision@4
         a lot (``bench/QUALITY.md``). For dark strokes on a light ground the two directions
         swap, which the symmetric range makes no matter."""
-        s = self.c.stroke
+        s = self.c.stroke or 0.0
         t = r.uniform(-s, s, (x.shape[0], 1, 1, 1))
         dilated = F.max_pool2d(x, 3, 1, 1)
         eroded = -F.max_pool2d(-x, 3, 1, 1)
