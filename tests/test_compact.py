@@ -146,3 +146,50 @@ def test_any_length_of_vector(d: int) -> None:
         scanned, margin = compact.scan(query)
         assert np.all(np.abs(cosine_scores(vectors, query) - scanned) <= margin)
         assert _exact_top(vectors, query, 5) <= set(compact.candidates(query, 5).tolist())
+
+
+def test_a_stored_copy_reads_back_bit_for_bit_and_only_when_it_is_whole(tmp_path) -> None:
+    """StoredCopies: what is written reads back identical (codes, scales, bounds, paths) and
+    scans the same; a file of other counts, cut short, lengthened or of another format reads
+    as None; a new collection's file replaces the column's old one; drop removes it."""
+    import torch
+
+    from thanosql_kernel.vectors import StoredCopies
+
+    rng = np.random.default_rng(3)
+    vectors = rng.standard_normal((1_000, 40)).astype(np.float32)
+    vectors[5] = 0.0
+    compact = CompactVectors.from_matrix(vectors)
+    paths = np.array([f"img/{i}{'x' * (i % 7)}.png".encode() for i in range(1_000)])
+    copies = StoredCopies(tmp_path / "cache", "sqlite:///a.db")
+    heard: list[tuple[int, int, bool]] = []
+    assert copies.load("t", "c", "coll1", 1_000, 40) is None   # nothing stored yet
+    assert copies.save("t", "c", "coll1", paths, compact)
+    got = copies.load("t", "c", "coll1", 1_000, 40, lambda *a: heard.append(a))
+    assert got is not None
+    got_paths, got_compact = got
+    assert got_paths.tolist() == paths.tolist()
+    assert torch.equal(got_compact.codes, compact.codes)
+    assert torch.equal(got_compact.scales, compact.scales)
+    assert np.array_equal(got_compact.errors, compact.errors) and got_compact.dim == 40
+    q = rng.standard_normal(40).astype(np.float32)
+    assert np.array_equal(got_compact.candidates(q, 10), compact.candidates(q, 10))
+    assert heard and heard[-1][:2] == (1_000, 1_000)
+    # another database, table, row count or dimension: not this file
+    assert StoredCopies(tmp_path / "cache", "sqlite:///b.db").load(
+        "t", "c", "coll1", 1_000, 40) is None
+    assert copies.load("t", "c", "coll1", 999, 40) is None
+    assert copies.load("t", "c", "coll1", 1_000, 41) is None
+    file = copies.file("t", "c", "coll1")
+    whole = file.read_bytes()
+    for broken in (whole[:-1], whole + b"\0", b"something else\n" + whole[20:], b""):
+        file.write_bytes(broken)
+        assert copies.load("t", "c", "coll1", 1_000, 40) is None
+    file.write_bytes(whole)
+    # CONVERT again makes a new collection: its file replaces the old one
+    assert copies.save("t", "c", "coll2", paths, compact)
+    assert not file.exists() and copies.file("t", "c", "coll2").exists()
+    assert copies.save("t", "other", "coll3", paths, compact)   # another column's stays
+    copies.drop("coll2")
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [
+        copies.file("t", "other", "coll3").name]

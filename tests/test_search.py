@@ -480,6 +480,101 @@ def test_exact_search_of_a_large_column_is_brute_force_with_its_ties(
     assert len({p.key for p in loading}) == 1   # loaded once, for the first search only
 
 
+def test_a_restarted_kernel_reads_the_stored_compact_copy_while_it_matches_the_column(
+        searchable: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first search stores the column's compact copy in the workspace; a kernel started
+    again answers from that file without reading the column, the same rows and numbers;
+    a file that no longer matches the column (a vector changed by SQL), is cut short, or
+    cannot be written is never used and never breaks a search; dropping the column removes
+    it."""
+    import sqlalchemy as sa
+
+    from thanosql_kernel.engine import search as search_module
+    from thanosql_kernel.models import embed, load_images
+    from thanosql_kernel.storage import EmbeddingColumns
+    from thanosql_kernel.vectors import cosine_scores, stored, to_blob
+
+    model, _ = searchable.services.loader.load("m")
+    q = embed(model, load_images([str(searchable.cwd / "imgs/5.png")], 12, 1))[0]
+    rng = np.random.default_rng(6)
+    vectors = rng.standard_normal((5_000, 128)).astype(np.float32)
+    vectors[100:120] = vectors[3]   # ties
+    _column_of(searchable, "big", vectors)
+    cell = ("SEARCH IMAGE USING m OPTIONS (search_by='image', search_input='imgs/5.png', "
+            "top_k=25) AS SELECT * FROM big")
+    folder = searchable.services.settings.workspace / "cache" / "search"
+
+    def answer() -> list[tuple[str, float]]:
+        result = searchable.one(cell)
+        assert isinstance(result, Table)
+        return [(r[0], r[-1]) for r in result.rows]
+
+    def expected() -> list[tuple[str, float]]:
+        scores = cosine_scores(vectors, q)
+        best = sorted(range(len(vectors)), key=lambda i: (-scores[i], f"v/{i}.png"))[:25]
+        return [(f"v/{i}.png", float(scores[i])) for i in best]
+
+    def same(got: list[tuple[str, float]], want: list[tuple[str, float]]) -> None:
+        assert [p for p, _ in got] == [p for p, _ in want]
+        assert np.allclose([s for _, s in got], [s for _, s in want], rtol=0, atol=1e-6)
+
+    first = answer()
+    same(first, expected())
+    files = sorted(folder.glob("*.compact"))
+    assert len(files) == 1 and files[0].stat().st_size > 5_000 * 128
+
+    reads: list[str] = []
+    chunks = EmbeddingColumns.vector_chunks
+
+    def counted(self: Any, conn: Any, entry: Any, *args: Any, **kwargs: Any) -> Any:
+        reads.append(entry.table_name)
+        return chunks(self, conn, entry, *args, **kwargs)
+
+    monkeypatch.setattr(EmbeddingColumns, "vector_chunks", counted)
+    monkeypatch.setattr(search_module._LoadingBar, "_QUIET_S", 0.0)
+    searchable.reopen()
+    searchable.progress.clear()
+    assert answer() == first and reads == []   # from the file, the column not read
+    loading = [p for p in searchable.progress if p.title.startswith("SEARCH IMAGE: loading")]
+    assert loading and loading[-1].finished and loading[-1].done == 5_000
+
+    # a vector changed by SQL, one the check looks at (the first row): the file is not used
+    vectors[0] = q * 2.0
+    with searchable.services.store.begin(write=True) as conn:
+        conn.execute(sa.text("UPDATE big SET m_simclr = :v WHERE image_path = 'v/0.png'"),
+                     {"v": to_blob(vectors[0])})
+    searchable.reopen()
+    changed = answer()
+    assert reads == ["big"] and changed[0][0] == "v/0.png"
+    same(changed, expected())
+    assert len(list(folder.glob("*.compact"))) == 1   # made again, in place of the old one
+
+    # a file cut short is ignored and made again
+    (file,) = folder.glob("*.compact")
+    file.write_bytes(file.read_bytes()[:-100])
+    searchable.reopen()
+    same(answer(), expected())
+    assert reads == ["big", "big"] and file.stat().st_size > 5_000 * 128
+
+    # a file that cannot be written (a full disk) leaves nothing behind, and the search answers
+    file.unlink()
+
+    def full(*args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(stored.os, "replace", full)
+    searchable.reopen()
+    same(answer(), expected())
+    assert list(folder.iterdir()) == []
+    monkeypatch.undo()
+
+    searchable.reopen()
+    answer()
+    assert len(list(folder.glob("*.compact"))) == 1
+    searchable.run("ALTER TABLE big DROP COLUMN m_simclr")
+    assert list(folder.glob("*.compact")) == []
+
+
 def test_a_filtered_search_is_brute_force_over_the_rows_kept(
         searchable: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     """WHERE keeps some rows of a large column: the answer is the top k of those rows, never

@@ -26,12 +26,14 @@ if TYPE_CHECKING:
     import numpy as np
 
     from ..cluster.shards import SearchShards
-    from ..vectors import CompactVectors, VectorIndex
+    from ..vectors import CompactVectors, StoredCopies, VectorIndex
 
 #: a nearest-neighbour answer may be short when rows changed since CONVERT; ask for a margin
 _INDEX_MARGIN = 2
 #: rows read from the column at a time into the compact copy (about 30 MB of Python objects)
 _LOAD_CHUNK = 50_000
+#: rows of a stored compact copy checked against the column before it is used
+_SPOT_CHECKS = 64
 
 
 class EmbeddingCatalog:
@@ -117,6 +119,7 @@ class EmbeddingCatalog:
         """Remove a collection nobody names any more; failing to is only space lost, never an
         error of the statement that asked."""
         self._compacts.pop(collection, None)
+        self._stored_copies().drop(collection)
         if self._shards is not None:
             self._shards.drop(collection)
         with suppress(ThanoSQLError):
@@ -186,9 +189,12 @@ class EmbeddingCatalog:
     def _compact(self, tx: Transaction, entry: EmbeddingColumn,
                  loading: Callable[[int, int, bool], None] | None
                  ) -> tuple[np.ndarray, CompactVectors]:
-        """The column's image paths (bytes, a row each) and compact copy, read once per
+        """The column's image paths (bytes, a row each) and compact copy, made once per
         collection (CONVERT makes a new collection name each time, so a stale copy is never
-        used), chunk by chunk: memory holds the copy and one chunk, never the column."""
+        used): from its file in the workspace where one was written and still matches the
+        column (``vectors.StoredCopies``, a quarter of the column's bytes), else from the
+        column chunk by chunk (memory holds the copy and one chunk, never the column), and
+        then written to that file for the next kernel."""
         import numpy as np
 
         from ..vectors import CompactVectors, blobs_to_matrix
@@ -197,6 +203,14 @@ class EmbeddingCatalog:
             return self._compacts[entry.collection]
         self._compacts.clear()   # one converted column at a time is kept in memory
         at_most = max(entry.row_count, 0)
+        stored = self._stored_copies()
+        found = stored.load(entry.table_name, entry.column_name, entry.collection, at_most,
+                            entry.dim, loading)
+        if found is not None and self._still_matches(tx, entry, *found):
+            if loading is not None:
+                loading(at_most, at_most, True)
+            self._compacts[entry.collection] = found
+            return found
         paths: list[np.ndarray] = []
 
         def chunks() -> Iterator[np.ndarray]:
@@ -213,7 +227,53 @@ class EmbeddingCatalog:
         compact = CompactVectors.from_chunks(chunks(), at_most, entry.dim)
         every = np.concatenate(paths) if paths else np.empty(0, dtype=bytes)
         self._compacts[entry.collection] = (every, compact)
+        if compact.count == at_most:   # a file read only when the counts agree
+            stored.save(entry.table_name, entry.column_name, entry.collection, every, compact)
         return every, compact
+
+    def _stored_copies(self) -> StoredCopies:
+        from ..vectors import StoredCopies
+
+        return StoredCopies(self.settings.workspace / "cache" / "search",
+                            self.settings.database_url)
+
+    def _still_matches(self, tx: Transaction, entry: EmbeddingColumn, paths: np.ndarray,
+                       compact: CompactVectors) -> bool:
+        """Whether rows spread over the stored copy are still in the table with the vectors
+        it was made from (each within its bound): a check of ``_SPOT_CHECKS`` rows, which
+        catches a column written since by other means than CONVERT (which makes a new
+        collection) unless it changed only a few rows; the row count and the rows without a
+        vector were checked before (``covers``)."""
+        import numpy as np
+
+        from ..vectors import blobs_to_matrix, normalize
+
+        n = compact.count
+        if n == 0:
+            return True
+        at = np.unique(np.linspace(0, n - 1, min(n, _SPOT_CHECKS)).round().astype(np.intp))
+        wanted = [bytes(p).decode() for p in paths[at]]
+        fetched = self.rows_at(tx, entry, list(dict.fromkeys(wanted)))
+        columns = [c.lower() for c in fetched.columns]
+        if entry.image_col not in columns or entry.column_name not in columns:
+            return False
+        i_img, i_emb = columns.index(entry.image_col), columns.index(entry.column_name)
+        width = entry.dim * 4
+        vectors: dict[str, list[bytes]] = {}
+        for row in fetched.rows:
+            blob = row[i_emb]
+            if isinstance(blob, (bytes, memoryview)) and len(blob) == width:
+                vectors.setdefault(str(row[i_img]), []).append(bytes(blob))
+        codes = compact.codes[:, :entry.dim]
+        for i, path in zip(at, wanted, strict=True):
+            if path not in vectors:
+                return False
+            kept = compact.scales[i].float().item() * codes[i].double().numpy()
+            units = normalize(blobs_to_matrix(vectors[path], entry.dim)).astype(np.float64)
+            lost = np.linalg.norm(units - kept[None, :], axis=1)
+            if not (lost <= float(compact.errors[i]) * (1 + 1e-3) + 1e-6).any():
+                return False
+        return True
 
     # -- the vector index --------------------------------------------------------------------
     @property

@@ -10,8 +10,9 @@ from .exact import cosine_scores, cosine_similarities, exact_top_k, normalize
 from .index import VectorIndex
 from .neighbours import Scores, chance_precision, nearest_others, scores
 from .projection import Projection, pca_2d
+from .stored import StoredCopies
 
 __all__ = ["HNSW", "UNREADABLE", "ChromaIndex", "CompactVectors", "Projection", "Scores",
-           "VectorIndex", "blobs_to_matrix", "chance_precision", "collection_name",
+           "StoredCopies", "VectorIndex", "blobs_to_matrix", "chance_precision", "collection_name",
            "cosine_scores", "cosine_similarities", "exact_top_k", "from_blob", "nearest_others",
            "normalize", "pca_2d", "scores", "to_blob"]
