@@ -85,6 +85,43 @@ def test_convert_again_replaces_column_and_index(searchable: Engine) -> None:
     assert second.collection in index.names()
 
 
+def test_convert_stores_the_compact_copy_that_the_first_search_reads(
+        searchable: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CONVERT writes the column's compact copy to the workspace, so even the first search
+    after it (here, in a kernel started again) reads no column; CONVERT again replaces the
+    file once it commits, and a CONVERT that fails leaves the file it would replace."""
+    from thanosql_kernel.engine.catalog import EmbeddingCatalog
+    from thanosql_kernel.storage import EmbeddingColumns
+
+    folder = searchable.services.settings.workspace / "cache" / "search"
+    searchable.run("CONVERT USING m AS SELECT * FROM imgs")
+    (first,) = folder.glob("*.compact")
+    reads: list[str] = []
+    chunks = EmbeddingColumns.vector_chunks
+    monkeypatch.setattr(EmbeddingColumns, "vector_chunks", lambda self, conn, entry, *a, **k: (
+        reads.append(entry.table_name), chunks(self, conn, entry, *a, **k))[1])
+    searchable.reopen()
+    expected = exact_ranking(searchable, "imgs/5.png")[:5]
+    result = searchable.one("SEARCH IMAGE USING m OPTIONS (search_by='image', "
+                            "search_input='imgs/5.png', top_k=5) AS SELECT * FROM imgs")
+    assert reads == [] and [r[0] for r in result.rows] == [p for p, _ in expected]
+    assert np.allclose([r[-1] for r in result.rows], [s for _, s in expected], atol=1e-5)
+    searchable.run("CONVERT USING m AS SELECT * FROM imgs")
+    (second,) = folder.glob("*.compact")
+    assert second != first
+
+    publish = EmbeddingCatalog.publish
+
+    def published_then_failed(self: EmbeddingCatalog, tx: Any, entry: Any) -> Any:
+        publish(self, tx, entry)   # the new file written: then the commit fails
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(EmbeddingCatalog, "publish", published_then_failed)
+    with pytest.raises(OSError):
+        searchable.run("CONVERT USING m AS SELECT * FROM imgs")
+    assert list(folder.glob("*.compact")) == [second]
+
+
 def test_failed_or_interrupted_convert_changes_nothing(searchable: Engine, monkeypatch) -> None:
     searchable.run("CONVERT USING m AS SELECT * FROM imgs")
     before_rows = searchable.rows("SELECT * FROM imgs ORDER BY image_path")

@@ -101,14 +101,31 @@ class EmbeddingCatalog:
         is the table's size when every row has an embedding, else -1, so SEARCH can tell
         whether the index still covers the table.
         """
-        from ..vectors import blobs_to_matrix
+        import numpy as np
+
+        from ..vectors import CompactVectors, blobs_to_matrix
 
         ids, blobs, rows = self._columns.vectors(tx, entry)
-        self.index.replace(entry.collection, ids, blobs_to_matrix(blobs, entry.dim))
+        matrix = blobs_to_matrix(blobs, entry.dim)
+        self.index.replace(entry.collection, ids, matrix)
         total = self.store.count_rows(tx, entry.table_name)
         entry = replace(entry, row_count=total if rows == total else -1)
         self._columns.put(tx, entry)
+        if len(ids) == entry.row_count and self._searched_here(entry):
+            # every row a path of its own: the vectors are the compact copy's rows, so the
+            # first search (in this kernel or another) reads the copy's file, not the column;
+            # the old collection's file goes with it once CONVERT commits (drop_collection)
+            self._stored_copies().save(
+                entry.table_name, entry.column_name, entry.collection,
+                np.array([p.encode() for p in ids], dtype=bytes),
+                CompactVectors.from_matrix(matrix), replacing=False)
         return entry
+
+    def _searched_here(self, entry: EmbeddingColumn) -> bool:
+        """Whether the kernel's own compact copy answers the column's exact searches (not
+        the vector index past the exact limit, nor shards on a cluster)."""
+        return entry.row_count <= self.settings.exact_search_max_rows and not (
+            self._shards is not None and self._shards.applies(entry))
 
     def drop(self, tx: Transaction, entry: EmbeddingColumn) -> None:
         """Remove the column from its table and from the catalog; its collection goes with
@@ -179,8 +196,7 @@ class EmbeddingCatalog:
         """The column's image paths best first by the compact copy's scan, a round at a time,
         each with a bound no later row can beat (``CompactVectors.best_first``). None beyond
         ``exact_search_max_rows`` rows and for a column searched by shards."""
-        if entry.row_count > self.settings.exact_search_max_rows or (
-                self._shards is not None and self._shards.applies(entry)):
+        if not self._searched_here(entry):
             return None
         paths, compact = self._compact(tx, entry, loading)
         return (([p.decode() for p in paths[rows]], bound)

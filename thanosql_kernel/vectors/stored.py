@@ -89,9 +89,10 @@ class StoredCopies:
         return paths, compact
 
     def save(self, table: str, column: str, collection: str, paths: np.ndarray,
-             compact: CompactVectors) -> bool:
-        """Write the copy to its file and remove the files of the column's earlier
-        collections; False (and nothing left behind) where it cannot be written."""
+             compact: CompactVectors, *, replacing: bool = True) -> bool:
+        """Write the copy to its file and, ``replacing``, remove the files of the column's
+        other collections (not while CONVERT's transaction may still roll back to one of
+        them); False (and nothing left behind) where it cannot be written."""
         import torch
 
         path = self.file(table, column, collection)
@@ -116,7 +117,7 @@ class StoredCopies:
                 temporary.unlink()
             return False
         prefix = path.name.split(".")[0]
-        for other in self.folder.glob(f"{prefix}.*.compact"):
+        for other in self.folder.glob(f"{prefix}.*.compact") if replacing else ():
             if other != path:
                 with suppress(OSError):
                     other.unlink()
