@@ -615,7 +615,8 @@ def test_a_restarted_kernel_reads_the_stored_compact_copy_while_it_matches_the_c
 def test_a_filtered_search_is_brute_force_over_the_rows_kept(
         searchable: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     """WHERE keeps some rows of a large column: the answer is the top k of those rows, never
-    short, from the compact copy while the best rows hold k kept ones, row by row below."""
+    short, from the compact copy while the best rows hold k kept ones, from the kept rows'
+    paths and vectors below (ties at the cut, and no row kept, included)."""
     from thanosql_kernel.engine import search as search_module
     from thanosql_kernel.models import embed, load_images
     from thanosql_kernel.vectors import cosine_scores
@@ -634,6 +635,10 @@ def test_a_filtered_search_is_brute_force_over_the_rows_kept(
     q = embed(model, load_images([str(searchable.cwd / "imgs/5.png")], 12, 1))[0]
     rng = np.random.default_rng(8)
     vectors = rng.standard_normal((20_000, 128)).astype(np.float32)
+    # rows the 0.1 % filter keeps that tie across its 10th place: its 8th best row's vector
+    # copied to 4 of its worst (ranks 8 to 12 then tie; the cut takes them in path order)
+    ranked = sorted(range(0, 20_000, 1000), key=lambda i: -cosine_scores(vectors[i:i + 1], q)[0])
+    vectors[ranked[-4:]] = vectors[ranked[7]]
     _column_of(searchable, "big", vectors)
     scores = cosine_scores(vectors, q)
     for keep in (20, 1000, 10_000):   # 0.1 %, 5 % and half of the rows
@@ -641,11 +646,23 @@ def test_a_filtered_search_is_brute_force_over_the_rows_kept(
             f"SEARCH IMAGE USING m OPTIONS (search_by='image', search_input='imgs/5.png', "
             f"top_k=10) AS SELECT * FROM big WHERE n % {20_000 // keep} = 0")
         assert isinstance(result, Table)
+        assert result.columns == ("image_path", "n", "m_simclr", "search_result")
         kept = [i for i in range(len(vectors)) if i % (20_000 // keep) == 0]
         expected = sorted(kept, key=lambda i: (-scores[i], f"v/{i}.png"))[:10]
         assert [r[0] for r in result.rows] == [f"v/{i}.png" for i in expected]
-    # 0.1 %: too few kept rows among the best 4,096, the row-by-row path answered
-    assert answered == [False, True, True]
+        assert [r[1] for r in result.rows] == expected   # whole rows
+        assert np.allclose([r[-1] for r in result.rows], scores[expected], rtol=0, atol=1e-6)
+        if keep == 20:   # the tie straddles the cut: 3 of its 5 rows are in the top 10
+            assert sum(scores[i] == scores[ranked[7]] for i in expected) == 3
+    # a WHERE that keeps no row: no rows, the query's columns
+    none = searchable.one("SEARCH IMAGE USING m OPTIONS (search_by='image', "
+                          "search_input='imgs/5.png', top_k=10) AS SELECT * FROM big "
+                          "WHERE n < 0")
+    assert isinstance(none, Table) and none.rows == ()
+    assert none.columns == ("image_path", "n", "m_simclr", "search_result")
+    # 0.1 % and none: too few kept rows among the best 4,096, so the kept rows' paths and
+    # vectors answered; the compact copy's rounds the others
+    assert answered == [True, True, True, True]
 
 
 def test_a_table_travels_to_a_kernel_in_another_folder(tmp_path: Path) -> None:

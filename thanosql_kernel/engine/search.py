@@ -281,8 +281,11 @@ def _search_kept(services: Services, run: Run, tx: Any, entry: EmbeddingColumn, 
     columns: tuple[str, ...] = ()
     scores = np.zeros(0)
     for paths, bound in rounds:
-        if bound == -np.inf and len(paths) > _KEPT_MOST:
-            return None   # the WHERE keeps too few of the best rows: the row-by-row path
+        if paths is None:
+            # the WHERE keeps too few of the best rows: the database evaluates it on every
+            # row, and only the paths and vectors of the rows it keeps come back
+            return _search_all_kept(services, run, tx, entry, query, restricted, names,
+                                    vector, k)
         if paths:
             fetched = services.store.read(tx, restricted, {
                 **run.params, "thanosql_paths": tuple(dict.fromkeys(paths))})
@@ -298,6 +301,39 @@ def _search_kept(services: Services, run: Run, tx: Any, entry: EmbeddingColumn, 
     if not columns:   # nothing kept: the row-by-row path answers with the query's columns
         return None
     return _best(Table(columns, tuple(kept)), entry, names, vector, k, scores)
+
+
+def _search_all_kept(services: Services, run: Run, tx: Any, entry: EmbeddingColumn,
+                     query: Sql, restricted: str, names: list[str], vector: np.ndarray,
+                     k: int) -> Table | None:
+    """The top k of the rows a WHERE keeps, from the kept rows' paths and vectors alone (the
+    narrowest answer the database can give, which it must read every row for), then the
+    whole rows of the best k (ties at the k-th included) fetched by path through the query
+    again. None (the row-by-row path) where a kept row holds no whole vector."""
+    import numpy as np
+
+    from ..vectors import blobs_to_matrix, cosine_scores
+
+    quote = services.store.quote
+    image, column = quote(entry.image_col), quote(entry.column_name)
+    kept = services.store.read(tx, f"SELECT {image}, {column} FROM ({query.text}) AS "
+                                   f"thanosql_kept", run.params)
+    width = entry.dim * 4
+    blobs = [row[1] for row in kept.rows]
+    if not all(isinstance(b, (bytes, memoryview)) and len(b) == width for b in blobs) or \
+            any(row[0] is None for row in kept.rows):
+        return None
+    scores = cosine_scores(blobs_to_matrix([bytes(b) for b in blobs], entry.dim), vector)
+    if len(scores) > k:   # the k-th best score and every row that reaches it (ties)
+        kth = float(np.partition(scores, len(scores) - k)[len(scores) - k])
+        best = {str(kept.rows[i][0]) for i in np.flatnonzero(scores >= kth)}
+    else:
+        best = {str(row[0]) for row in kept.rows}
+    fetched = services.store.read(tx, restricted, {**run.params,
+                                                   "thanosql_paths": tuple(sorted(best))})
+    if not _whole(fetched, entry):
+        return None
+    return _best(fetched, entry, names, vector, k)
 
 
 def _best(fetched: Table, entry: EmbeddingColumn, names: list[str], vector: np.ndarray, k: int,

@@ -83,7 +83,7 @@ class StoredCopies:
                             loading(rows * done // total, rows, False)
                 if f.read(1):
                     return None   # more than the header says: not a file this code wrote
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, MemoryError):
             return None
         compact = CompactVectors(codes, scales.view(torch.bfloat16), errors, dim)
         return paths, compact
