@@ -639,6 +639,8 @@ def test_a_filtered_search_is_brute_force_over_the_rows_kept(
     # copied to 4 of its worst (ranks 8 to 12 then tie; the cut takes them in path order)
     ranked = sorted(range(0, 20_000, 1000), key=lambda i: -cosine_scores(vectors[i:i + 1], q)[0])
     vectors[ranked[-4:]] = vectors[ranked[7]]
+    # a quarter of the rows (n % 4 = 1, none of the others' kept rows) one vector, the worst
+    vectors[1::4] = -q
     _column_of(searchable, "big", vectors)
     scores = cosine_scores(vectors, q)
     for keep in (20, 1000, 10_000):   # 0.1 %, 5 % and half of the rows
@@ -660,9 +662,17 @@ def test_a_filtered_search_is_brute_force_over_the_rows_kept(
                           "WHERE n < 0")
     assert isinstance(none, Table) and none.rows == ()
     assert none.columns == ("image_path", "n", "m_simclr", "search_result")
+    # 5,000 kept rows tie for the top 10: the row-by-row path takes them (too many to fetch
+    # by path), the same 10 similarities
+    tied = searchable.one("SEARCH IMAGE USING m OPTIONS (search_by='image', "
+                          "search_input='imgs/5.png', top_k=10) AS SELECT * FROM big "
+                          "WHERE n % 4 = 1")
+    assert isinstance(tied, Table) and len(tied.rows) == 10
+    assert all(r[1] % 4 == 1 for r in tied.rows)
+    assert np.allclose([r[-1] for r in tied.rows], -1.0, rtol=0, atol=1e-6)
     # 0.1 % and none: too few kept rows among the best 4,096, so the kept rows' paths and
     # vectors answered; the compact copy's rounds the others
-    assert answered == [True, True, True, True]
+    assert answered == [True, True, True, True, False]
 
 
 def test_a_table_travels_to_a_kernel_in_another_folder(tmp_path: Path) -> None:

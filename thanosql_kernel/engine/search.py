@@ -309,7 +309,8 @@ def _search_all_kept(services: Services, run: Run, tx: Any, entry: EmbeddingColu
     """The top k of the rows a WHERE keeps, from the kept rows' paths and vectors alone (the
     narrowest answer the database can give, which it must read every row for), then the
     whole rows of the best k (ties at the k-th included) fetched by path through the query
-    again. None (the row-by-row path) where a kept row holds no whole vector."""
+    again. None (the row-by-row path) where a kept row holds no whole vector, or more than
+    ``_KEPT_MOST`` paths tie for the top k."""
     import numpy as np
 
     from ..vectors import blobs_to_matrix, cosine_scores
@@ -329,6 +330,8 @@ def _search_all_kept(services: Services, run: Run, tx: Any, entry: EmbeddingColu
         best = {str(kept.rows[i][0]) for i in np.flatnonzero(scores >= kth)}
     else:
         best = {str(row[0]) for row in kept.rows}
+    if len(best) > _KEPT_MOST:
+        return None   # thousands of rows tied at the k-th: the row-by-row path takes them
     fetched = services.store.read(tx, restricted, {**run.params,
                                                    "thanosql_paths": tuple(sorted(best))})
     if not _whole(fetched, entry):
