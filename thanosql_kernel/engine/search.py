@@ -332,8 +332,12 @@ def _search_all_kept(services: Services, run: Run, tx: Any, entry: EmbeddingColu
         best = {str(row[0]) for row in kept.rows}
     if len(best) > _KEPT_MOST:
         return None   # thousands of rows tied at the k-th: the row-by-row path takes them
-    fetched = services.store.read(tx, restricted, {**run.params,
-                                                   "thanosql_paths": tuple(sorted(best))})
+    if not best:   # no row kept: the query's columns (PostgreSQL refuses an empty IN)
+        fetched = services.store.read(tx, f"SELECT * FROM ({query.text}) AS thanosql_kept "
+                                          f"LIMIT 0", run.params)
+    else:
+        fetched = services.store.read(tx, restricted, {**run.params,
+                                                       "thanosql_paths": tuple(sorted(best))})
     if not _whole(fetched, entry):
         return None
     return _best(fetched, entry, names, vector, k)
