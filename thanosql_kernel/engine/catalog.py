@@ -36,6 +36,13 @@ _LOAD_CHUNK = 50_000
 _SPOT_CHECKS = 64
 
 
+def _encoded(paths: list[str]) -> np.ndarray:
+    """Image paths as the compact copy keeps them: fixed-width bytes, a row each."""
+    import numpy as np
+
+    return np.array([p.encode() for p in paths], dtype=bytes)
+
+
 class EmbeddingCatalog:
     """Which columns hold embeddings, from which model, and the copies that search them.
 
@@ -101,8 +108,6 @@ class EmbeddingCatalog:
         is the table's size when every row has an embedding, else -1, so SEARCH can tell
         whether the index still covers the table.
         """
-        import numpy as np
-
         from ..vectors import CompactVectors, blobs_to_matrix
 
         ids, blobs, rows = self._columns.vectors(tx, entry)
@@ -117,8 +122,7 @@ class EmbeddingCatalog:
             # the old collection's file goes with it once CONVERT commits (drop_collection)
             self._stored_copies().save(
                 entry.table_name, entry.column_name, entry.collection,
-                np.array([p.encode() for p in ids], dtype=bytes),
-                CompactVectors.from_matrix(matrix), replacing=False)
+                _encoded(ids), CompactVectors.from_matrix(matrix), replacing=False)
         return entry
 
     def _searched_here(self, entry: EmbeddingColumn) -> bool:
@@ -237,7 +241,7 @@ class EmbeddingCatalog:
         def chunks() -> Iterator[np.ndarray]:
             done = 0
             for chunk_paths, blobs in self._columns.vector_chunks(tx, entry, _LOAD_CHUNK):
-                paths.append(np.array([p.encode() for p in chunk_paths], dtype=bytes))
+                paths.append(_encoded(chunk_paths))
                 yield blobs_to_matrix(blobs, entry.dim)
                 done += len(blobs)
                 if loading is not None:

@@ -319,12 +319,10 @@ def _search_all_kept(services: Services, run: Run, tx: Any, entry: EmbeddingColu
     image, column = quote(entry.image_col), quote(entry.column_name)
     kept = services.store.read(tx, f"SELECT {image}, {column} FROM ({query.text}) AS "
                                    f"thanosql_kept", run.params)
-    width = entry.dim * 4
-    blobs = [row[1] for row in kept.rows]
-    if not all(isinstance(b, (bytes, memoryview)) and len(b) == width for b in blobs) or \
-            any(row[0] is None for row in kept.rows):
+    if not _whole(kept, entry) or any(row[0] is None for row in kept.rows):
         return None
-    scores = cosine_scores(blobs_to_matrix([bytes(b) for b in blobs], entry.dim), vector)
+    scores = cosine_scores(blobs_to_matrix([bytes(row[1]) for row in kept.rows], entry.dim),
+                           vector)
     if len(scores) > k:   # the k-th best score and every row that reaches it (ties)
         kth = float(np.partition(scores, len(scores) - k)[len(scores) - k])
         best = {str(kept.rows[i][0]) for i in np.flatnonzero(scores >= kth)}
