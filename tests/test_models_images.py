@@ -169,3 +169,50 @@ def test_reading_the_viewed_size_decodes_nothing(tmp_path: Path) -> None:
         with Image.open(path) as opened:
             assert upright_size(opened) == viewed
             assert opened.tile, "the pixels were decoded"
+
+
+def _paced(monkeypatch: pytest.MonkeyPatch, serial_s: float, pooled_s: float) -> list[str]:
+    """Decoding that takes ``serial_s`` an image on the calling thread and ``pooled_s`` on
+    the decoding pool's threads (a sleep: the GIL is free, as in Pillow's decoder); returns
+    the names of the threads it ran on."""
+    import threading
+    import time
+
+    from thanosql_kernel.models import images
+
+    real, seen = images._open, []
+
+    def paced(path: str, size: tuple[int, int] | None, mode: str | None) -> np.ndarray:
+        name = threading.current_thread().name
+        seen.append(name)
+        time.sleep(pooled_s if name.startswith("thanosql-decode") else serial_s)
+        return real(path, size, mode)
+
+    monkeypatch.setattr(images, "_open", paced)
+    return seen
+
+
+@pytest.mark.parametrize("pool_wins", [True, False])
+def test_decoding_goes_on_the_way_it_measured_faster(tmp_path: Path, pool_wins: bool,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from thanosql_kernel.models import images
+
+    paths = [_save(tmp_path / f"{i}.png", (4, 4), value=i) for i in range(120)]
+    expected = load_images(paths, None)
+    # photos: as slow on a pool thread as on one, so the pool's threads win together;
+    # small images: the pool's threads wait on each other (here, 10x slower each)
+    seen = _paced(monkeypatch, 0.004, 0.004) if pool_wins else _paced(monkeypatch, 0.0005,
+                                                                       0.005)
+    x = load_images(paths, None)
+    assert torch.equal(x, expected)   # the same images in the same order either way
+    after_trial = seen[3 * images._TRIAL:]   # load_images's second call: the choice
+    on_pool = [n.startswith("thanosql-decode") for n in after_trial]
+    assert len(after_trial) == 120 - 3 * images._TRIAL
+    assert all(on_pool) if pool_wins else not any(on_pool)
+    assert seen[0] == seen[1] and not seen[0].startswith("thanosql-decode")  # serial first
+    assert any(n.startswith("thanosql-decode") for n in seen)   # the pool was tried
+    seen.clear()
+    batches = list(iter_image_batches(paths, 32, None))
+    assert torch.equal(torch.cat(batches), expected)
+    on_pool = [n.startswith("thanosql-decode") for n in seen[16 + 32:]]
+    assert all(on_pool) if pool_wins else not any(on_pool)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Iterator
@@ -15,8 +16,8 @@ from ..errors import DataError, NotFoundError
 from ..paths import not_a_file
 from ..pictures import upright, upright_size
 
-# Pillow releases the GIL while it decodes, so threads overlap file reads and decoding;
-# small JPEGs are mostly Python overhead, which is why the pool is kept small.
+# Pillow releases the GIL while it decodes, so threads overlap file reads and decoding of
+# photos; small JPEGs are mostly Python overhead (see _Decoder), hence a small pool.
 _WORKERS = max(2, min(8, os.cpu_count() or 2))
 
 
@@ -66,11 +67,70 @@ def _probe(path: str) -> tuple[tuple[int, int], str]:
         return upright_size(img), ("L" if img.mode in _GREY_MODES else "RGB")
 
 
-def _decode(paths: list[str], size: tuple[int, int] | None, mode: str | None,
-            pool: ThreadPoolExecutor | None) -> list[np.ndarray]:
-    if pool is None or len(paths) < 16:
-        return [_open(p, size, mode) for p in paths]
-    return list(pool.map(lambda p: _open(p, size, mode), paths, chunksize=32))
+#: a decoding run times its first images serially (at most this many, or as many as
+#: ``_TRIAL_S`` allows), then the next ones on the pool, and goes on the faster way
+_TRIAL, _TRIAL_S = 16, 0.02
+
+
+class _Decoder:
+    """Decodes lists of files on one thread or on a pool of ``_WORKERS``, whichever it
+    measured faster on the first ones: a pool pays for photos (Pillow decodes them with the
+    GIL released: 1024x768 JPEGs 1.9x faster on 2 threads than on one), and costs for small
+    images, whose decoding is mostly Python holding the GIL (28x28 JPEGs 1.9x *slower* on 2
+    threads than on one, the threads waiting on each other; 2-core EPYC, 2026-12-04). The
+    first images (``_TRIAL``, fewer when they are slow) are decoded serially, the next ones
+    on the pool (at least 4 a thread), each timed per image; from then on, the faster way.
+    The answer is the same either way, in the order of the paths."""
+
+    def __init__(self, size: tuple[int, int] | None, mode: str | None) -> None:
+        self.size, self.mode = size, mode
+        self._pool: ThreadPoolExecutor | None = None
+        self._serial: float | None = None   # seconds an image, serially
+        self._pooled: bool | None = None    # the choice, once both are timed
+
+    def __call__(self, paths: list[str]) -> list[np.ndarray]:
+        if not paths:
+            return []
+        if self._pooled is not None:
+            return self._on_pool(paths) if self._pooled else self._one_by_one(paths)
+        out: list[np.ndarray] = []
+        if self._serial is None:
+            # the first image is not timed: a process's first decode loads Pillow's plugins
+            out.append(_open(paths[0], self.size, self.mode))
+            started = time.perf_counter()
+            for path in paths[1:_TRIAL + 1]:
+                out.append(_open(path, self.size, self.mode))
+                if time.perf_counter() - started > _TRIAL_S:
+                    break
+            if len(out) > 1:
+                self._serial = (time.perf_counter() - started) / (len(out) - 1)
+        rest = paths[len(out):]
+        # too few left to time the pool by (its threads start): serially, the choice later
+        if self._serial is None or len(rest) < 4 * _WORKERS:
+            return out + self._one_by_one(rest)
+        started = time.perf_counter()
+        out += self._on_pool(rest)
+        self._pooled = (time.perf_counter() - started) / len(rest) < self._serial
+        return out
+
+    def _one_by_one(self, paths: list[str]) -> list[np.ndarray]:
+        return [_open(p, self.size, self.mode) for p in paths]
+
+    def _on_pool(self, paths: list[str]) -> list[np.ndarray]:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(_WORKERS, thread_name_prefix="thanosql-decode")
+        size, mode = self.size, self.mode
+        return list(self._pool.map(lambda p: _open(p, size, mode), paths))
+
+    def all(self, paths: list[str]) -> list[np.ndarray]:
+        """Every file, the first ones timing the two ways."""
+        trial = self(paths[:3 * _TRIAL])
+        return trial + self(paths[3 * _TRIAL:])
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
 
 
 def _stack(arrays: list[np.ndarray], paths: list[str]) -> torch.Tensor:
@@ -133,22 +193,22 @@ class ImageFiles:
         self.shape = torch.Size((len(self.paths), channels, side, side))
         self._size = (side, side)
         self._mode = "L" if channels == 1 else "RGB"
-        self._pool: ThreadPoolExecutor | None = None
+        self._decoder: _Decoder | None = None
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def take(self, rows: list[int]) -> torch.Tensor:
         """The images of these rows, decoded now: (len(rows), C, S, S) uint8."""
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(_WORKERS)
+        if self._decoder is None:
+            self._decoder = _Decoder(self._size, self._mode)
         chosen = [self.paths[i] for i in rows]
-        return _stack(_decode(chosen, self._size, self._mode, self._pool), chosen)
+        return _stack(self._decoder(chosen), chosen)
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
+        if self._decoder is not None:
+            self._decoder.close()
+            self._decoder = None
 
 
 def _read_int(path: str) -> int | None:
@@ -254,8 +314,11 @@ def load_images(paths: list[str], image_size: int | None,
     if check:
         first_channels = {"L": 1, "RGB": 3}[plan.mode or plan.first_mode]
         check_memory(len(paths), first_channels, plan.size, what)
-    with ThreadPoolExecutor(_WORKERS) as pool:
-        arrays = _decode(list(paths), plan.size, plan.mode, pool)
+    decoder = _Decoder(plan.size, plan.mode)
+    try:
+        arrays = decoder.all(list(paths))
+    finally:
+        decoder.close()
     return _stack(arrays, paths)
 
 
@@ -290,10 +353,14 @@ def iter_image_batches(paths: list[str], batch_size: int, image_size: int | None
     plan = _Plan(paths[0], image_size, channels)
     plan.mode = plan.mode or plan.first_mode
     chunks = [list(paths[a:b]) for a, b in _batch_bounds(len(paths), batch_size)]
-    with ThreadPoolExecutor(_WORKERS) as pool, ThreadPoolExecutor(1) as ahead:
-        pending = ahead.submit(_decode, chunks[0], plan.size, plan.mode, pool)
-        for i in range(len(chunks)):
-            arrays = pending.result()
-            if i + 1 < len(chunks):
-                pending = ahead.submit(_decode, chunks[i + 1], plan.size, plan.mode, pool)
-            yield _stack(arrays, chunks[i])
+    decoder = _Decoder(plan.size, plan.mode)
+    try:
+        with ThreadPoolExecutor(1) as ahead:
+            pending = ahead.submit(decoder, chunks[0])
+            for i in range(len(chunks)):
+                arrays = pending.result()
+                if i + 1 < len(chunks):
+                    pending = ahead.submit(decoder, chunks[i + 1])
+                yield _stack(arrays, chunks[i])
+    finally:
+        decoder.close()
