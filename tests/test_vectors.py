@@ -54,6 +54,30 @@ def test_a_zero_vector_has_similarity_zero_not_nan() -> None:
     assert cosine_similarities(matrix, np.array([1, 1, 0], dtype=np.float32))[0] == 0
 
 
+@pytest.mark.parametrize("dim", [1, 3, 128, 130])
+def test_cosine_scores_are_float64_and_the_same_however_rows_are_grouped(
+        dim: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SEARCH's similarity: within float64 rounding of the textbook formula, and a row's
+    value bit for bit the same scored alone, among others, or past a block of rows."""
+    from thanosql_kernel.vectors import cosine_scores
+    from thanosql_kernel.vectors import exact as exact_module
+
+    rng = np.random.default_rng(dim)
+    matrix = rng.standard_normal((300, dim)).astype(np.float32)
+    matrix[7] = 0
+    query = rng.standard_normal(dim).astype(np.float32)
+    scores = cosine_scores(matrix, query)
+    assert scores.dtype == np.float64 and scores[7] == 0.0
+    kept = np.arange(300) != 7
+    assert np.allclose(scores[kept], naive_cosine(matrix[kept], query), rtol=0, atol=1e-14)
+    assert all(cosine_scores(matrix[i:i + 1], query)[0] == scores[i] for i in (0, 150, 299))
+    assert np.array_equal(np.concatenate([cosine_scores(matrix[:17], query),
+                                          cosine_scores(matrix[17:], query)]), scores)
+    monkeypatch.setattr(exact_module, "_SCORE_BLOCK", 64)
+    assert np.array_equal(cosine_scores(matrix, query), scores)
+    assert cosine_scores(matrix[:0], query).shape == (0,)
+
+
 def test_exact_top_k_is_the_sorted_prefix() -> None:
     matrix, query = random_vectors(1000), random_vectors(1, seed=1)[0]
     sims = naive_cosine(matrix, query)

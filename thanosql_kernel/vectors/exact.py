@@ -69,9 +69,9 @@ def cosine_scores(vectors: np.ndarray, query: np.ndarray) -> np.ndarray:
     This is the similarity every path of SEARCH shows, whichever found the row (the
     in-memory scan, the embedded index, a Chroma server, a table read row by row), so it is
     computed such that a row's value depends only on its own D numbers and the query's: the
-    products of float32 values are exact in float64, and each row's products are summed left
-    to right (a cumulative sum, whose order no SIMD width, alignment or BLAS can change). A
-    zero vector has similarity 0.
+    products of float32 values are exact in float64, and each row's products are summed in
+    one fixed order (``_fixed_sum``), which no SIMD width, alignment, BLAS or block of rows
+    can change. A zero vector has similarity 0.
     """
     matrix = np.asarray(vectors, dtype=np.float32)
     q = np.asarray(query, dtype=np.float32).astype(np.float64)
@@ -79,13 +79,35 @@ def cosine_scores(vectors: np.ndarray, query: np.ndarray) -> np.ndarray:
         raise DataError(f"cannot compare a query of shape {q.shape} "
                         f"with vectors of shape {matrix.shape}")
     out = np.zeros(matrix.shape[0], dtype=np.float64)
-    if matrix.shape[1] == 0:
+    width = matrix.shape[1]
+    if width == 0:
         return out
-    q_norm = np.sqrt(np.cumsum(q * q)[-1])
+    size = 1 << (width - 1).bit_length()   # the sums' width: a power of two
+    # one buffer for every block's products, zeros past the width
+    buffer = np.zeros((max(1, min(len(matrix), _SCORE_BLOCK)), size))
+    np.multiply(q, q, out=buffer[0, :width])
+    q_norm = np.sqrt(_fixed_sum(buffer[:1])[0])
     for start in range(0, matrix.shape[0], _SCORE_BLOCK):
-        block = matrix[start:start + _SCORE_BLOCK].astype(np.float64)
-        dots = np.cumsum(block * q, axis=1)[:, -1]
-        norms = np.sqrt(np.cumsum(block * block, axis=1)[:, -1]) * q_norm
+        block = matrix[start:start + _SCORE_BLOCK]
+        products = buffer[:len(block)]
+        np.multiply(block, q, out=products[:, :width])   # float32 x float32: exact in float64
+        dots = _fixed_sum(products)
+        np.multiply(block, block, out=products[:, :width], dtype=np.float64)
+        norms = np.sqrt(_fixed_sum(products)) * q_norm
         np.divide(dots, norms, out=out[start:start + len(block)], where=norms > 0)
     # rounding can push a vector's similarity to itself just past 1
     return np.clip(out, -1.0, 1.0, out=out)
+
+
+def _fixed_sum(values: np.ndarray) -> np.ndarray:
+    """Each row of ``values`` (n, S) float64, S a power of two, summed pairwise in a fixed
+    order: the row's second half is added to its first, element by element, until one value
+    is left (in place: ``values`` is overwritten, but for the columns past S/2, which stay).
+    Each addition is one IEEE operation on two given numbers, so the sum is the same on
+    every machine; as whole-array additions it runs at several times a cumulative sum's
+    speed, which goes a row at a time."""
+    size = values.shape[1]
+    while size > 1:
+        size //= 2
+        np.add(values[:, :size], values[:, size:2 * size], out=values[:, :size])
+    return values[:, 0].copy()
