@@ -612,14 +612,27 @@ def test_a_restarted_kernel_reads_the_stored_compact_copy_while_it_matches_the_c
     assert list(folder.glob("*.compact")) == []
 
 
+@pytest.mark.parametrize("race", ["rounds", "every kept row"])
 def test_a_filtered_search_is_brute_force_over_the_rows_kept(
-        searchable: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+        searchable: Engine, monkeypatch: pytest.MonkeyPatch, race: str) -> None:
     """WHERE keeps some rows of a large column: the answer is the top k of those rows, never
-    short, from the compact copy while the best rows hold k kept ones, from the kept rows'
-    paths and vectors below (ties at the cut, and no row kept, included)."""
+    short, from the compact copy while the best rows hold k kept ones, from every kept row
+    below (ties at the cut, and no row kept, included); whichever of the
+    two ways wins the race (forced here: the read of every kept row given no time after a
+    round, or all the time it needs)."""
     from thanosql_kernel.engine import search as search_module
     from thanosql_kernel.models import embed, load_images
     from thanosql_kernel.vectors import cosine_scores
+
+    monkeypatch.setattr(search_module, "_KEPT_RACE", 0.0 if race == "rounds" else 1e9)
+    reads: list[float | None] = []
+    read_for = search_module._KeptRows.read_for
+
+    def timed(self: object, seconds: float | None) -> bool:
+        reads.append(seconds)
+        return read_for(self, seconds)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(search_module._KeptRows, "read_for", timed)
 
     answered: list[bool] = []
     kept_search = search_module._search_kept
@@ -662,17 +675,19 @@ def test_a_filtered_search_is_brute_force_over_the_rows_kept(
                           "WHERE n < 0")
     assert isinstance(none, Table) and none.rows == ()
     assert none.columns == ("image_path", "n", "m_simclr", "search_result")
-    # 5,000 kept rows tie for the top 10: the row-by-row path takes them (too many to fetch
-    # by path), the same 10 similarities
+    # 5,000 kept rows tie for the top 10: the first 10 of them by image path
     tied = searchable.one("SEARCH IMAGE USING m OPTIONS (search_by='image', "
                           "search_input='imgs/5.png', top_k=10) AS SELECT * FROM big "
                           "WHERE n % 4 = 1")
     assert isinstance(tied, Table) and len(tied.rows) == 10
-    assert all(r[1] % 4 == 1 for r in tied.rows)
+    assert [r[0] for r in tied.rows] == sorted(f"v/{i}.png" for i in range(1, 20_000, 4))[:10]
     assert np.allclose([r[-1] for r in tied.rows], -1.0, rtol=0, atol=1e-6)
-    # 0.1 % and none: too few kept rows among the best 4,096, so the kept rows' paths and
-    # vectors answered; the compact copy's rounds the others
-    assert answered == [True, True, True, True, False]
+    # every one from the compact copy: by its rounds, or by reading every kept row
+    assert answered == [True] * 5
+    if race == "rounds":   # the read had no time but after the last round: to the end
+        assert None in reads and all(s in (0.0, None) for s in reads)
+    else:   # all the time it needs after the first round that was not enough
+        assert None not in reads and reads and all(s and s > 1e3 for s in reads)
 
 
 def test_a_table_travels_to_a_kernel_in_another_folder(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import replace
 from pathlib import Path
@@ -196,20 +196,31 @@ class EmbeddingCatalog:
     def best_first(self, tx: Transaction, entry: EmbeddingColumn, vector: np.ndarray,
                    first: int, growth: int, most: int,
                    loading: Callable[[int, int, bool], None] | None = None
-                   ) -> Iterator[tuple[list[str] | None, float]] | None:
+                   ) -> Generator[tuple[list[str] | None, float], int | None, None] | None:
         """The column's image paths best first by the compact copy's scan, a round at a time,
-        each with a bound no later row can beat (``CompactVectors.best_first``); the last
-        round's paths are None where more than ``most`` rows are left for it (the caller
-        then has the database answer for every row; a million paths cost 0.2 s to make).
-        None beyond ``exact_search_max_rows`` rows and for a column searched by shards."""
+        each with a bound no later row can beat (``CompactVectors.best_first``, whose next
+        round's size may be sent); the last round's paths are None where more than ``most``
+        rows are left for it (the caller then has the database answer for every row; a
+        million paths cost 0.2 s to make). None beyond ``exact_search_max_rows`` rows and for
+        a column searched by shards."""
         import numpy as np
 
         if not self._searched_here(entry):
             return None
         paths, compact = self._compact(tx, entry, loading)
-        return ((None if bound == -np.inf and len(rows) > most
-                 else [p.decode() for p in paths[rows]], bound)
-                for rows, bound in compact.best_first(vector, first, growth, most))
+
+        def rounds() -> Generator[tuple[list[str] | None, float], int | None, None]:
+            found = compact.best_first(vector, first, growth, most)
+            asked: int | None = None
+            while True:
+                try:
+                    rows, bound = found.send(asked)
+                except StopIteration:
+                    return
+                asked = yield (None if bound == -np.inf and len(rows) > most
+                               else [p.decode() for p in paths[rows]], bound)
+
+        return rounds()
 
     def _compact(self, tx: Transaction, entry: EmbeddingColumn,
                  loading: Callable[[int, int, bool], None] | None

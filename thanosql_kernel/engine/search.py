@@ -26,6 +26,8 @@ from .run import Run, TopN
 from .services import Services
 
 if TYPE_CHECKING:
+    from collections.abc import Generator
+
     import numpy as np
 
 SEARCH_OPTIONS = (
@@ -248,9 +250,12 @@ def _whole(fetched: Table, entry: EmbeddingColumn) -> bool:
 
 
 #: candidates the filtered search checks against the WHERE at first, and by how many
-#: times more each round, until the top k of the rows kept is certain; past the last round
-#: (a WHERE that keeps fewer than k in 4,096 of the best rows) the row-by-row path answers
-_KEPT_FIRST, _KEPT_GROWTH, _KEPT_MOST = 64, 8, 4096
+#: times more each round at most, until the top k of the rows kept is certain; past 4,096
+#: (a WHERE that keeps fewer than k of the best rows) every kept row is read
+_KEPT_FIRST, _KEPT_GROWTH, _KEPT_MOST = 64, 4, 4096
+#: rows the read of every kept row takes at a time, between looks at the clock; and the time
+#: it is given after a round that was not enough: the round's, times this (equal turns)
+_KEPT_CHUNK, _KEPT_RACE = 64, 1.0
 
 
 def _search_kept(services: Services, run: Run, tx: Any, entry: EmbeddingColumn, query: Sql,
@@ -258,13 +263,26 @@ def _search_kept(services: Services, run: Run, tx: Any, entry: EmbeddingColumn, 
                  ) -> Table | None:
     """The top k of the rows ``SELECT * FROM t WHERE …`` keeps, from the compact copy.
 
-    The best rows of the scan are asked whether the WHERE keeps them (the query, restricted
-    to their image paths: the database evaluates the WHERE, on the index of the paths), a
-    round at a time, and the kept ones are scored from the column. Once the k-th best score
-    of the kept rows beats every upper bound not yet asked, no other row can be in the top
-    k. So the answer is never short and is exact; a WHERE that keeps few rows takes rounds,
-    and past ``_KEPT_MOST`` rows the row-by-row path (the database's whole answer) is
-    quicker.
+    Two ways race, and the first to finish answers:
+
+    - rounds: the best rows of the scan are asked whether the WHERE keeps them (the query,
+      restricted to their image paths: the database evaluates the WHERE, on the index of the
+      paths), and the kept ones are scored from the column. Once the k-th best score of the
+      kept rows beats every upper bound not yet asked, no other row can be in the top k.
+      Quick when the WHERE keeps many rows: the first few hundred hold k of them. Each round
+      asks for about twice the rows the share kept so far says hold k (``_next_round``).
+    - every kept row: the query's whole answer, read a chunk at a time, its rows scored by
+      their vectors. Quick when the WHERE keeps few rows and the database finds them
+      without reading the table (an index on the columns it tests).
+
+    Where the share kept so far says the read could be the quicker (``_next_round``), it
+    goes on after each round that was not enough for as long as that round took, then the
+    next round runs: equal turns, so a search costs at most about twice the quicker way,
+    plus a round (they grow up to ``_KEPT_GROWTH`` times each). Which is quicker cannot be
+    told beforehand: the database may answer a round from the index of the paths (a few
+    microseconds a row asked) or, choosing the index of the WHERE's own column, by reading
+    every kept row for it. Past ``_KEPT_MOST`` candidates the rounds stop and the read
+    finishes. Either way the answer is exact, and never short.
     """
     import numpy as np
 
@@ -277,68 +295,109 @@ def _search_kept(services: Services, run: Run, tx: Any, entry: EmbeddingColumn, 
     quote = services.store.quote
     restricted = (f"SELECT * FROM ({query.text}) AS thanosql_kept WHERE "
                   f"{quote(entry.image_col)} IN :thanosql_paths")
+    every = _KeptRows(services, tx, entry, query, run.params)
     kept: list[tuple[Any, ...]] = []
     columns: tuple[str, ...] = ()
     scores = np.zeros(0)
-    for paths, bound in rounds:
-        if paths is None:
-            # the WHERE keeps too few of the best rows: the database evaluates it on every
-            # row, and only the paths and vectors of the rows it keeps come back
-            return _search_all_kept(services, run, tx, entry, query, restricted, names,
-                                    vector, k)
-        if paths:
-            fetched = services.store.read(tx, restricted, {
-                **run.params, "thanosql_paths": tuple(dict.fromkeys(paths))})
-            if not _whole(fetched, entry):
-                return None
-            columns, i_emb = fetched.columns, _at(fetched, entry.column_name)
-            kept.extend(fetched.rows)
-            if fetched.rows:
-                scores = np.concatenate([scores, cosine_scores(blobs_to_matrix(
-                    [bytes(r[i_emb]) for r in fetched.rows], entry.dim), vector)])
-        if bound == -np.inf or (len(scores) >= k and float(np.sort(scores)[-k]) > bound):
-            break
-    if not columns:   # nothing kept: the row-by-row path answers with the query's columns
-        return None
-    return _best(Table(columns, tuple(kept)), entry, names, vector, k, scores)
+    asked, took, ahead = 0, 0.0, None
+    try:
+        while True:
+            paths, bound = rounds.send(ahead)
+            if took and every.read_for(took * _KEPT_RACE):
+                break   # every kept row read before this round would have been done
+            if paths is None:
+                # the WHERE keeps too few of the best rows: the database evaluates it on
+                # every row, and only the paths and vectors of the rows it keeps come back
+                every.read_for(None)
+                break
+            started = time.perf_counter()
+            if paths:
+                fetched = services.store.read(tx, restricted, {
+                    **run.params, "thanosql_paths": tuple(dict.fromkeys(paths))})
+                if not _whole(fetched, entry):
+                    return None
+                columns, i_emb = fetched.columns, _at(fetched, entry.column_name)
+                kept.extend(fetched.rows)
+                if fetched.rows:
+                    scores = np.concatenate([scores, cosine_scores(blobs_to_matrix(
+                        [bytes(r[i_emb]) for r in fetched.rows], entry.dim), vector)])
+            if bound == -np.inf or (len(scores) >= k and float(np.sort(scores)[-k]) > bound):
+                if not columns:   # nothing kept: the row-by-row path answers with the
+                    return None   # query's columns
+                return _best(Table(columns, tuple(kept)), entry, names, vector, k, scores)
+            asked += len(paths)
+            ahead, race = _next_round(asked, len(kept), k, entry.row_count)
+            took = time.perf_counter() - started if race else 0.0
+        whole = every.rows
+        if whole is None:
+            return None   # a kept row without a path or a whole vector: row by row
+        if not whole.columns:   # no row kept: the query's columns
+            whole = services.store.read(tx, f"SELECT * FROM ({query.text}) AS thanosql_kept "
+                                            f"LIMIT 0", run.params)
+        return _best(whole, entry, names, vector, k)
+    finally:
+        every.close()
 
 
-def _search_all_kept(services: Services, run: Run, tx: Any, entry: EmbeddingColumn,
-                     query: Sql, restricted: str, names: list[str], vector: np.ndarray,
-                     k: int) -> Table | None:
-    """The top k of the rows a WHERE keeps, from the kept rows' paths and vectors alone (the
-    narrowest answer the database can give, which it must read every row for), then the
-    whole rows of the best k (ties at the k-th included) fetched by path through the query
-    again. None (the row-by-row path) where a kept row holds no whole vector, or more than
-    ``_KEPT_MOST`` paths tie for the top k."""
-    import numpy as np
+def _next_round(asked: int, kept: int, k: int, rows: int) -> tuple[int, bool]:
+    """After rounds that asked about ``asked`` rows and found ``kept`` of them kept: how
+    many rows in all the next round should have asked about, and whether the read of every
+    kept row gets a turn before it.
 
-    from ..vectors import blobs_to_matrix, cosine_scores
+    The share kept so far, f (a row kept and one not added, so it is never 0 or 1), says
+    that the top k lie among about k / f of the best rows: the next round asks for twice
+    that (so that the k-th kept row's score clears the bound of the rows left), at least
+    twice and at most ``_KEPT_GROWTH`` times the rows asked so far. The rounds cost about a
+    row looked up per k / f, the read a row per f * rows kept (and more where the database
+    must read the table to find them): the read can only be quicker where f^2 * rows is
+    below about 4 k (giving it turns everywhere measured slower: bench/search.py's 10 %
+    filter 1.4x, its 1 % one 1.4x at a million rows)."""
+    share = (kept + 1) / (asked + 2)
+    wanted = int(min(_KEPT_GROWTH * asked, max(2 * asked, 2 * k / share)))
+    return wanted, share * share * rows < 4 * k
 
-    quote = services.store.quote
-    image, column = quote(entry.image_col), quote(entry.column_name)
-    kept = services.store.read(tx, f"SELECT {image}, {column} FROM ({query.text}) AS "
-                                   f"thanosql_kept", run.params)
-    if not _whole(kept, entry) or any(row[0] is None for row in kept.rows):
-        return None
-    scores = cosine_scores(blobs_to_matrix([bytes(row[1]) for row in kept.rows], entry.dim),
-                           vector)
-    if len(scores) > k:   # the k-th best score and every row that reaches it (ties)
-        kth = float(np.partition(scores, len(scores) - k)[len(scores) - k])
-        best = {str(kept.rows[i][0]) for i in np.flatnonzero(scores >= kth)}
-    else:
-        best = {str(row[0]) for row in kept.rows}
-    if len(best) > _KEPT_MOST:
-        return None   # thousands of rows tied at the k-th: the row-by-row path takes them
-    if not best:   # no row kept: the query's columns (PostgreSQL refuses an empty IN)
-        fetched = services.store.read(tx, f"SELECT * FROM ({query.text}) AS thanosql_kept "
-                                          f"LIMIT 0", run.params)
-    else:
-        fetched = services.store.read(tx, restricted, {**run.params,
-                                                       "thanosql_paths": tuple(sorted(best))})
-    if not _whole(fetched, entry):
-        return None
-    return _best(fetched, entry, names, vector, k)
+
+class _KeptRows:
+    """Every row a query keeps, whole, read a chunk at a time for as long as it is given
+    (``read_for``); ``rows`` once all are read, None if any row had no image path or no
+    whole vector."""
+
+    def __init__(self, services: Services, tx: Any, entry: EmbeddingColumn, query: Sql,
+                 params: Any) -> None:
+        self._sql = f"SELECT * FROM ({query.text}) AS thanosql_kept"
+        self._services, self._tx, self._params, self._entry = services, tx, params, entry
+        self._chunks: Generator[Table, None, None] | None = None
+        self._read: list[tuple[Any, ...]] = []
+        self._columns: tuple[str, ...] = ()
+        self._whole = True
+        self.done = False
+
+    @property
+    def rows(self) -> Table | None:
+        return Table(self._columns, tuple(self._read)) if self.done and self._whole else None
+
+    def read_for(self, seconds: float | None) -> bool:
+        """Read on for about ``seconds`` (None: to the end); whether every row is read."""
+        if self.done:
+            return True
+        if self._chunks is None:
+            self._chunks = self._services.store.stream(self._tx, self._sql, self._params,
+                                                       _KEPT_CHUNK)
+        until = None if seconds is None else time.perf_counter() + seconds
+        entry = self._entry
+        for chunk in self._chunks:
+            self._columns = chunk.columns
+            self._read.extend(chunk.rows)
+            self._whole = self._whole and _whole(chunk, entry) and all(
+                row[_at(chunk, entry.image_col)] is not None for row in chunk.rows)
+            if until is not None and time.perf_counter() >= until:
+                return False
+        self.done = True
+        return True
+
+    def close(self) -> None:
+        if self._chunks is not None:
+            self._chunks.close()
 
 
 def _best(fetched: Table, entry: EmbeddingColumn, names: list[str], vector: np.ndarray, k: int,

@@ -9,7 +9,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -439,13 +439,32 @@ class SqlStore:
                                     hint="Use a SELECT here.")
             return Table(tuple(result.keys()), tuple(tuple(r) for r in result))
 
-    def _execute(self, conn: sa.Connection, sql: str,
-                 params: Mapping[str, Any] | None) -> sa.CursorResult[Any]:
+    def stream(self, conn: sa.Connection, sql: str, params: Mapping[str, Any] | None = None,
+               size: int = 256) -> Generator[Table, None, None]:
+        """A query's rows as Tables of ``size`` rows at most, read as they are asked for
+        (SQLite steps its statement; PostgreSQL fetches from a server-side cursor), so a
+        caller can stop early and run other statements on ``conn`` between them. The
+        query's errors come as ``read``'s do; closing the iterator closes the cursor."""
+        with self._explained(sql):
+            result = self._execute(conn, sql, params,
+                                   {"stream_results": True, "yield_per": size})
+            try:
+                if not result.returns_rows:
+                    raise DatabaseError("The query returned no rows to use",
+                                        hint="Use a SELECT here.")
+                columns = tuple(result.keys())
+                while chunk := result.fetchmany(size):
+                    yield Table(columns, tuple(tuple(row) for row in chunk))
+            finally:
+                result.close()
+
+    def _execute(self, conn: sa.Connection, sql: str, params: Mapping[str, Any] | None,
+                 options: Mapping[str, Any] | None = None) -> sa.CursorResult[Any]:
         """Run ``sql`` as it is, or, where it has ``:name`` parameters, with their values
         bound by the driver in its own parameter style: a value is never part of the text.
 
         A tuple binds one value per item, in parentheses (``WHERE label IN :labels``, or
-        ``IN (:labels)``).
+        ``IN (:labels)``). ``options``: SQLAlchemy's execution options for this statement.
         """
         from ..syntax.params import parameters
 
@@ -453,7 +472,8 @@ class SqlStore:
         if not params or not found:
             # no parameter collection at all: psycopg would otherwise read every % in the
             # text (LIKE '5%') as the start of a placeholder
-            return conn.exec_driver_sql(sql, execution_options={"no_parameters": True})
+            return conn.exec_driver_sql(sql, execution_options={**(options or {}),
+                                                                "no_parameters": True})
         style = conn.dialect.paramstyle
         named = style in ("named", "pyformat")
         pieces: list[str] = []
@@ -476,8 +496,9 @@ class SqlStore:
             pieces = [p if i % 2 else p.replace("%", "%%") for i, p in enumerate(pieces)]
         text = "".join(pieces)
         if named:
-            return conn.exec_driver_sql(text, {f"p{i + 1}": v for i, v in enumerate(values)})
-        return conn.exec_driver_sql(text, tuple(values))
+            return conn.exec_driver_sql(text, {f"p{i + 1}": v for i, v in enumerate(values)},
+                                        execution_options=options)
+        return conn.exec_driver_sql(text, tuple(values), execution_options=options)
 
     @contextmanager
     def _explained(self, sql: str) -> Iterator[None]:

@@ -25,7 +25,7 @@ ties with the k-th row included, and scoring those exactly gives the exact top k
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -196,11 +196,13 @@ class CompactVectors:
         return found if rows is None else np.asarray(rows)[found]
 
     def best_first(self, query: np.ndarray, first: int, growth: int, most: int
-                   ) -> Iterator[tuple[np.ndarray, float]]:
+                   ) -> Generator[tuple[np.ndarray, float], int | None, None]:
         """Rows in order of their scanned values, a round at a time: each round yields the
-        rows not yet yielded (about ``first``, then ``growth`` times more each round, at most
-        ``most`` in all before the last round yields the rest) and a bound no row left for
-        later rounds can beat (the upper bound of its exact cosine; -inf when none is left).
+        rows not yet yielded (about ``first``, then ``growth`` times more each round, or, sent
+        to the generator, about how many in all the next round should bring, at least one
+        more; at most ``most`` in all before the last round yields the rest) and a bound no
+        row left for later rounds can beat (the upper bound of its exact cosine; -inf when
+        none is left).
 
         For a search with a filter: the kept rows of the rows yielded so far, scored exactly,
         hold the top k once their k-th score beats the bound.
@@ -231,8 +233,8 @@ class CompactVectors:
             rows = rows[rows < n]
             rows = rows[(v[rows] > level) & ~given[rows]]
             given[rows] = True
-            yield rows, level + widest
-            wanted *= growth
+            asked = yield rows, level + widest
+            wanted = wanted * growth if asked is None else max(wanted + 1, asked)
 
     @functools.cached_property
     def _widest(self) -> np.ndarray:
