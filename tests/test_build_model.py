@@ -283,7 +283,7 @@ def test_loading_more_images_than_memory_holds_is_refused_before_decoding(monkey
     def not_expected(*args):
         raise AssertionError("images were decoded although they cannot fit")
 
-    monkeypatch.setattr(images_module, "_decode", not_expected)
+    monkeypatch.setattr(images_module, "_open", not_expected)
     paths = [str(tmp_path / "imgs" / f"{i}.png") for i in range(4)]
     with pytest.raises(DataError, match=r"SEARCH: 4 images of 12x12x1 need .* GiB") as err:
         images_module.load_images(paths, None, what="SEARCH")
