@@ -195,7 +195,7 @@ def bench_size(ctx: Services, n: int, dim: int, repeat: int, rng: np.random.Gene
             result = run(ctx, sql)
             times.append((time.perf_counter() - t) * 1000)
         row[f"{label}_p50"], row[f"{label}_p95"] = percentiles(times)
-        row[f"{label}_recall"] = len({r[0] for r in result.rows} & want) / 10
+        row[f"{label}_recall"] = len({r[0] for r in result.rows} & want) / max(1, len(want))
         # the floor of any filtered search: the database answering the WHERE alone (a
         # plain SQL cell through the same engine), which reads every row it cannot index
         plain = f"SELECT image_path FROM t{n} WHERE {where}"
@@ -289,8 +289,9 @@ def _recall(ctx: Services, table: str, vectors: np.ndarray, count: int,
         with ctx.store.begin() as tx:
             paths = ctx.catalog.candidates(tx, entry, q, 10)
             rows = ctx.catalog.rows_at(tx, entry, paths)
-        got = cosine_scores(blobs_to_matrix([bytes(r[2]) for r in rows.rows], vectors.shape[1]),
-                            q)
+        at = [c.lower() for c in rows.columns].index("m_simclr")
+        got = cosine_scores(blobs_to_matrix([bytes(r[at]) for r in rows.rows],
+                                            vectors.shape[1]), q)
         found += min(10, int(np.sum(got >= kth)))
     return found / (10 * count)
 
