@@ -625,6 +625,8 @@ def test_a_filtered_search_is_brute_force_over_the_rows_kept(
     from thanosql_kernel.vectors import cosine_scores
 
     monkeypatch.setattr(search_module, "_KEPT_RACE", 0.0 if race == "rounds" else 1e9)
+    # the read scores 100 rows at a time, keeping the best (5,000 tied rows below included)
+    monkeypatch.setattr(search_module, "_KEPT_SCORED", 100)
     reads: list[float | None] = []
     read_for = search_module._KeptRows.read_for
 

@@ -261,6 +261,14 @@ _KEPT_FIRST, _KEPT_GROWTH, _KEPT_MOST = 64, 4, 4096
 #: column at 100k rows 6.7-7.0 ms against 12.2-12.9 for the round's time alone, the others
 #: the same or better)
 _KEPT_CHUNK, _KEPT_RACE = 64, float(_KEPT_GROWTH)
+#: seconds a row asked past which a round was not answered by the paths' index (a few
+#: microseconds a path, with the round's fixed cost: 64 paths in 0.3-0.6 ms on 2 cores;
+#: answered by the index of the WHERE's column, 3 ms at a million rows, 40 at 10 million:
+#: bench/search.py's indexed 0.1 % filter at a million rows 15.6 ms, 18 without this)
+_SLOW_ASKING = 30e-6
+#: rows read that the read of every kept row scores at once (and holds at most, beside the
+#: best k): fewer, more numpy calls; more, more memory
+_KEPT_SCORED = 4096
 
 
 def _search_kept(services: Services, run: Run, tx: Any, entry: EmbeddingColumn, query: Sql,
@@ -300,7 +308,7 @@ def _search_kept(services: Services, run: Run, tx: Any, entry: EmbeddingColumn, 
     quote = services.store.quote
     restricted = (f"SELECT * FROM ({query.text}) AS thanosql_kept WHERE "
                   f"{quote(entry.image_col)} IN :thanosql_paths")
-    every = _KeptRows(services, tx, entry, query, run.params)
+    every = _KeptRows(services, tx, entry, query, run.params, vector, k)
     kept: list[tuple[Any, ...]] = []
     columns: tuple[str, ...] = ()
     scores = np.zeros(0)
@@ -312,7 +320,7 @@ def _search_kept(services: Services, run: Run, tx: Any, entry: EmbeddingColumn, 
                 break   # every kept row read before this round would have been done
             if paths is None:
                 # the WHERE keeps too few of the best rows: the database evaluates it on
-                # every row, and only the paths and vectors of the rows it keeps come back
+                # every row, and the rows it keeps are read to the end
                 every.read_for(None)
                 break
             started = time.perf_counter()
@@ -331,23 +339,26 @@ def _search_kept(services: Services, run: Run, tx: Any, entry: EmbeddingColumn, 
                     return None   # query's columns
                 return _best(Table(columns, tuple(kept)), entry, names, vector, k, scores)
             asked += len(paths)
-            ahead, race = _next_round(asked, len(kept), k, entry.row_count)
-            took = time.perf_counter() - started if race else 0.0
-        whole = every.rows
-        if whole is None:
+            took = time.perf_counter() - started
+            ahead, race = _next_round(asked, len(kept), k, entry.row_count,
+                                      took / max(1, len(paths)))
+            took = took if race else 0.0
+        best = every.best
+        if best is None:
             return None   # a kept row without a path or a whole vector: row by row
+        whole, best_scores = best
         if not whole.columns:   # no row kept: the query's columns
             whole = services.store.read(tx, f"SELECT * FROM ({query.text}) AS thanosql_kept "
                                             f"LIMIT 0", run.params)
-        return _best(whole, entry, names, vector, k)
+        return _best(whole, entry, names, vector, k, best_scores)
     finally:
         every.close()
 
 
-def _next_round(asked: int, kept: int, k: int, rows: int) -> tuple[int, bool]:
-    """After rounds that asked about ``asked`` rows and found ``kept`` of them kept: how
-    many rows in all the next round should have asked about, and whether the read of every
-    kept row gets a turn before it.
+def _next_round(asked: int, kept: int, k: int, rows: int, each: float) -> tuple[int, bool]:
+    """After rounds that asked about ``asked`` rows and found ``kept`` of them kept, the
+    last one in ``each`` seconds a row asked: how many rows in all the next round should
+    have asked about, and whether the read of every kept row gets a turn before it.
 
     The share kept so far, f (a row kept and one not added, so it is never 0 or 1), says
     that the top k lie among about k / f of the best rows: the next round asks for twice
@@ -356,30 +367,43 @@ def _next_round(asked: int, kept: int, k: int, rows: int) -> tuple[int, bool]:
     row looked up per k / f, the read a row per f * rows kept (and more where the database
     must read the table to find them): the read can only be quicker where f^2 * rows is
     below about 4 k (giving it turns everywhere measured slower: bench/search.py's 10 %
-    filter 1.4x, its 1 % one 1.4x at a million rows)."""
+    filter 1.4x, its 1 % one 1.4x at a million rows). Unless a round costs far more a row
+    than looking it up by its path (``_SLOW_ASKING``): then the database answered it by
+    reading the rows the WHERE keeps (by the index of the WHERE's own column), which is
+    about what the read costs, once."""
     share = (kept + 1) / (asked + 2)
     wanted = int(min(_KEPT_GROWTH * asked, max(2 * asked, 2 * k / share)))
-    return wanted, share * share * rows < 4 * k
+    return wanted, share * share * rows < 4 * k or each > _SLOW_ASKING
 
 
 class _KeptRows:
-    """Every row a query keeps, whole, read a chunk at a time for as long as it is given
-    (``read_for``); ``rows`` once all are read, None if any row had no image path or no
-    whole vector."""
+    """The best rows a query keeps, whole, read a chunk at a time for as long as it is
+    given (``read_for``), scored by their vectors as they come: only the rows that reach
+    the k-th best score so far (ties at it included) are kept, so memory holds k rows and
+    the rows not yet scored (at most ``_KEPT_SCORED`` of them), whatever the query keeps.
+    ``best`` (the rows and their scores) once all are read; None if any row had no image
+    path or no whole vector."""
 
     def __init__(self, services: Services, tx: Any, entry: EmbeddingColumn, query: Sql,
-                 params: Any) -> None:
+                 params: Any, vector: np.ndarray, k: int) -> None:
+        import numpy as np
+
         self._sql = f"SELECT * FROM ({query.text}) AS thanosql_kept"
         self._services, self._tx, self._params, self._entry = services, tx, params, entry
+        self._vector, self._k = vector, k
         self._chunks: Generator[Table, None, None] | None = None
-        self._read: list[tuple[Any, ...]] = []
+        self._kept: list[tuple[Any, ...]] = []      # the best so far
+        self._scores = np.zeros(0)                  # theirs
+        self._pending: list[tuple[Any, ...]] = []   # read, not yet scored
         self._columns: tuple[str, ...] = ()
-        self._whole, self._i_image = True, 0
+        self._whole, self._i_image, self._i_emb = True, 0, 0
         self.done = False
 
     @property
-    def rows(self) -> Table | None:
-        return Table(self._columns, tuple(self._read)) if self.done and self._whole else None
+    def best(self) -> tuple[Table, np.ndarray] | None:
+        if not (self.done and self._whole):
+            return None
+        return Table(self._columns, tuple(self._kept)), self._scores
 
     def read_for(self, seconds: float | None) -> bool:
         """Read on for about ``seconds`` (None: to the end); whether every row is read."""
@@ -393,16 +417,44 @@ class _KeptRows:
         for chunk in self._chunks:
             if not self._columns:
                 self._columns = chunk.columns
-                self._whole = entry.image_col in [c.lower() for c in chunk.columns]
-                self._i_image = _at(chunk, entry.image_col) if self._whole else 0
-            self._read.extend(chunk.rows)
+                self._whole = entry.image_col in [c.lower() for c in chunk.columns] and \
+                    entry.column_name in [c.lower() for c in chunk.columns]
+                if self._whole:
+                    self._i_image = _at(chunk, entry.image_col)
+                    self._i_emb = _at(chunk, entry.column_name)
             i_image = self._i_image
             self._whole = self._whole and _whole(chunk, entry) and \
                 None not in [row[i_image] for row in chunk.rows]
+            if not self._whole:
+                self.done = True   # the row-by-row path answers: nothing more to read
+                return True
+            self._pending.extend(chunk.rows)
+            if len(self._pending) >= _KEPT_SCORED:
+                self._score()
             if until is not None and time.perf_counter() >= until:
                 return False
+        self._score()
         self.done = True
         return True
+
+    def _score(self) -> None:
+        """The rows read so far scored, and only those reaching the k-th best kept."""
+        import numpy as np
+
+        from ..vectors import blobs_to_matrix, cosine_scores
+
+        if not self._pending:
+            return
+        i_emb = self._i_emb
+        scores = np.concatenate([self._scores, cosine_scores(blobs_to_matrix(
+            [bytes(row[i_emb]) for row in self._pending], self._entry.dim), self._vector)])
+        rows = self._kept + self._pending
+        self._pending = []
+        if len(scores) > self._k:
+            kth = np.partition(scores, len(scores) - self._k)[len(scores) - self._k]
+            reach = np.flatnonzero(scores >= kth)
+            rows, scores = [rows[i] for i in reach.tolist()], scores[reach]
+        self._kept, self._scores = rows, scores
 
     def close(self) -> None:
         if self._chunks is not None:
@@ -412,14 +464,14 @@ class _KeptRows:
 def _best(fetched: Table, entry: EmbeddingColumn, names: list[str], vector: np.ndarray, k: int,
           scores: np.ndarray | None = None) -> Table:
     """The k best of the rows fetched by their own vectors' cosine, with it as a column."""
+    import numpy as np
+
     from ..vectors import blobs_to_matrix, cosine_scores
 
     i_img, i_emb = _at(fetched, entry.image_col), _at(fetched, entry.column_name)
     if scores is None:
         scores = cosine_scores(blobs_to_matrix([bytes(row[i_emb]) for row in fetched.rows],
                                                entry.dim), vector)
-    import numpy as np
-
     # best first; equal similarities (the same image twice) in image-path order: sorted
     # among the rows that reach the k-th best score (ties at it included), not all of them
     reach = np.arange(len(scores))
