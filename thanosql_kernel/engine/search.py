@@ -366,11 +366,11 @@ def _next_round(asked: int, kept: int, k: int, rows: int, each: float) -> tuple[
     twice and at most ``_KEPT_GROWTH`` times the rows asked so far. The rounds cost about a
     row looked up per k / f, the read a row per f * rows kept (and more where the database
     must read the table to find them): the read can only be quicker where f^2 * rows is
-    below about 4 k (giving it turns everywhere measured slower: bench/search.py's 10 %
-    filter 1.4x, its 1 % one 1.4x at a million rows). Unless a round costs far more a row
-    than looking it up by its path (``_SLOW_ASKING``): then the database answered it by
-    reading the rows the WHERE keeps (by the index of the WHERE's own column), which is
-    about what the read costs, once."""
+    below about 4 k (turns after every round, each of the round's own time, measured
+    slower: bench/search.py's 10 % filter 1.4x, its 1 % one 1.4x at a million rows).
+    Unless a round costs far more a row than looking it up by its path (``_SLOW_ASKING``):
+    then the database answered it by reading the rows the WHERE keeps (by the index of the
+    WHERE's own column), which is about what the read costs, once."""
     share = (kept + 1) / (asked + 2)
     wanted = int(min(_KEPT_GROWTH * asked, max(2 * asked, 2 * k / share)))
     return wanted, share * share * rows < 4 * k or each > _SLOW_ASKING
@@ -396,7 +396,7 @@ class _KeptRows:
         self._scores = np.zeros(0)                  # theirs
         self._pending: list[tuple[Any, ...]] = []   # read, not yet scored
         self._columns: tuple[str, ...] = ()
-        self._whole, self._i_image, self._i_emb = True, 0, 0
+        self._whole = True
         self.done = False
 
     @property
@@ -415,16 +415,12 @@ class _KeptRows:
         until = None if seconds is None else time.perf_counter() + seconds
         entry = self._entry
         for chunk in self._chunks:
-            if not self._columns:
-                self._columns = chunk.columns
-                self._whole = entry.image_col in [c.lower() for c in chunk.columns] and \
-                    entry.column_name in [c.lower() for c in chunk.columns]
-                if self._whole:
-                    self._i_image = _at(chunk, entry.image_col)
-                    self._i_emb = _at(chunk, entry.column_name)
-            i_image = self._i_image
-            self._whole = self._whole and _whole(chunk, entry) and \
-                None not in [row[i_image] for row in chunk.rows]
+            self._columns = chunk.columns
+            # _whole first: it makes sure the query has both columns
+            self._whole = _whole(chunk, entry)
+            if self._whole:
+                i_image = _at(chunk, entry.image_col)
+                self._whole = None not in [row[i_image] for row in chunk.rows]
             if not self._whole:
                 self.done = True   # the row-by-row path answers: nothing more to read
                 return True
@@ -445,27 +441,32 @@ class _KeptRows:
 
         if not self._pending:
             return
-        i_emb = self._i_emb
+        i_emb = [c.lower() for c in self._columns].index(self._entry.column_name)
         scores = np.concatenate([self._scores, cosine_scores(blobs_to_matrix(
             [bytes(row[i_emb]) for row in self._pending], self._entry.dim), self._vector)])
         rows = self._kept + self._pending
         self._pending = []
-        if len(scores) > self._k:
-            kth = np.partition(scores, len(scores) - self._k)[len(scores) - self._k]
-            reach = np.flatnonzero(scores >= kth)
-            rows, scores = [rows[i] for i in reach.tolist()], scores[reach]
-        self._kept, self._scores = rows, scores
+        reach = _reaching(scores, self._k)
+        self._kept, self._scores = [rows[i] for i in reach.tolist()], scores[reach]
 
     def close(self) -> None:
         if self._chunks is not None:
             self._chunks.close()
 
 
+def _reaching(scores: np.ndarray, k: int) -> np.ndarray:
+    """The indices of the scores that reach the k-th best (ties at it included), in order;
+    all of them when there are k or fewer."""
+    import numpy as np
+
+    if len(scores) <= k:
+        return np.arange(len(scores))
+    return np.flatnonzero(scores >= np.partition(scores, len(scores) - k)[len(scores) - k])
+
+
 def _best(fetched: Table, entry: EmbeddingColumn, names: list[str], vector: np.ndarray, k: int,
           scores: np.ndarray | None = None) -> Table:
     """The k best of the rows fetched by their own vectors' cosine, with it as a column."""
-    import numpy as np
-
     from ..vectors import blobs_to_matrix, cosine_scores
 
     i_img, i_emb = _at(fetched, entry.image_col), _at(fetched, entry.column_name)
@@ -474,10 +475,7 @@ def _best(fetched: Table, entry: EmbeddingColumn, names: list[str], vector: np.n
                                                entry.dim), vector)
     # best first; equal similarities (the same image twice) in image-path order: sorted
     # among the rows that reach the k-th best score (ties at it included), not all of them
-    reach = np.arange(len(scores))
-    if len(scores) > k:
-        reach = np.flatnonzero(scores >= np.partition(scores, len(scores) - k)[len(scores) - k])
-    order = sorted(reach.tolist(),
+    order = sorted(_reaching(scores, k).tolist(),
                    key=lambda i: (-scores[i], str(fetched.rows[i][i_img])))[:k]
     out = tuple(tuple(fetched.rows[i]) + (float(scores[i]),) for i in order)
     return Table(fetched.columns + tuple(names), out,

@@ -76,7 +76,7 @@ class _Decoder:
     """Decodes lists of files on one thread or on a pool of ``_WORKERS``, whichever it
     measured faster on the first ones: a pool pays for photos (Pillow decodes them with the
     GIL released: 1024x768 JPEGs 1.9x faster on 2 threads than on one), and costs for small
-    images, whose decoding is mostly Python holding the GIL (28x28 JPEGs 1.9x *slower* on 2
+    images, whose decoding is mostly Python holding the GIL (28x28 JPEGs 2.3x *slower* on 2
     threads than on one, the threads waiting on each other; 2-core EPYC, 2026-12-04). The
     first images (``_TRIAL``, fewer when they are slow) are decoded serially, the next ones
     on the pool (at least 4 a thread), each timed per image; from then on, the faster way.
