@@ -692,6 +692,99 @@ def test_a_filtered_search_is_brute_force_over_the_rows_kept(
         assert None not in reads and reads and all(s and s > 1e3 for s in reads)
 
 
+def test_a_filter_an_index_counts_reads_its_few_rows_without_the_scan(
+        searchable: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A WHERE the database answers from an index alone, keeping few rows: they are counted
+    by the index, read and scored, with no scan of the compact copy and no round; one that
+    keeps many, or that needs the table to be tested, goes the scan's way. Every answer is
+    the top k of the rows kept (ties, no row kept, included)."""
+    from thanosql_kernel.engine import search as search_module
+    from thanosql_kernel.models import embed, load_images
+    from thanosql_kernel.vectors import cosine_scores
+
+    scans: list[str] = []
+    best_first = type(searchable.services.catalog).best_first
+
+    def recorded(self: object, tx: object, entry: Any, *args: Any, **kwargs: Any) -> Any:
+        scans.append(entry.column_name)
+        return best_first(self, tx, entry, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(type(searchable.services.catalog), "best_first", recorded)
+    model, _ = searchable.services.loader.load("m")
+    q = embed(model, load_images([str(searchable.cwd / "imgs/5.png")], 12, 1))[0]
+    vectors = np.random.default_rng(9).standard_normal((20_000, 128)).astype(np.float32)
+    # among the 300 rows n < 300: 5 equal vectors across the 10th place
+    ranked = sorted(range(300), key=lambda i: -cosine_scores(vectors[i:i + 1], q)[0])
+    vectors[ranked[-4:]] = vectors[ranked[7]]
+    _column_of(searchable, "big", vectors)
+    searchable.run("CREATE INDEX big_n ON big (n)")
+    sqlite = searchable.services.store.dialect == "sqlite"
+    if not sqlite:   # PostgreSQL plans by its statistics: with none, it scans the table
+        searchable.run("ANALYZE big")
+    scores = cosine_scores(vectors, q)
+    # at 20,000 rows and k = 10 up to this many kept rows are read without the scan
+    assert search_module._fewest_for_rounds(20_000, 10) == 652
+
+    def search(where: str, kept: list[int], scanned: bool | None) -> None:
+        scans.clear()
+        result = searchable.one(
+            f"SEARCH IMAGE USING m OPTIONS (search_by='image', search_input='imgs/5.png', "
+            f"top_k=10) AS SELECT * FROM big WHERE {where}")
+        assert isinstance(result, Table)
+        assert result.columns == ("image_path", "n", "m_simclr", "search_result")
+        expected = sorted(kept, key=lambda i: (-scores[i], f"v/{i}.png"))[:10]
+        assert [r[1] for r in result.rows] == expected, where
+        assert np.allclose([r[-1] for r in result.rows], scores[expected], rtol=0, atol=1e-6)
+        if scanned is not None:
+            assert scans == (["m_simclr"] if scanned else []), where
+
+    search("n < 300", list(range(300)), scanned=False)
+    assert sum(scores[i] == scores[ranked[7]] for i in range(300)) == 5
+    # PostgreSQL reads the table for an OR of two ranges (a bitmap heap scan): either way
+    search("n >= 19990 OR n < 5", [*range(5), *range(19_990, 20_000)],
+           scanned=False if sqlite else None)
+    search("n < 0", [], scanned=False)
+    search("n BETWEEN 100 AND 5099", list(range(100, 5100)), scanned=True)   # many
+    # the table's own rows needed to test the WHERE: not counted, the scan's way
+    search("n < 300 AND image_path LIKE 'v/%'", list(range(300)), scanned=True)
+    search("n % 100 = 0", list(range(0, 20_000, 100)), scanned=True)   # no index for it
+
+
+def test_only_plans_that_search_covering_indexes_are_counted() -> None:
+    """The plans the kernel reads before counting a query's rows (SQLite's, in the words of
+    3.24 to 3.35 and of 3.36 on, and PostgreSQL's)."""
+    from thanosql_kernel.storage.sql import (
+        _postgresql_counts_by_index,
+        _sqlite_counts_by_index,
+    )
+
+    covered = ["CO-ROUTINE thanosql_few", "SEARCH t USING COVERING INDEX t_n (n<?)",
+               "SCAN thanosql_few"]
+    assert _sqlite_counts_by_index(covered)
+    assert _sqlite_counts_by_index(["CO-ROUTINE SUBQUERY 1", "SEARCH TABLE t USING COVERING "
+                                    "INDEX t_n (n=?)", "SCAN SUBQUERY 1"])
+    assert _sqlite_counts_by_index([*covered[:2], "SCALAR SUBQUERY 1",
+                                    "SEARCH t USING COVERING INDEX t_n", covered[2]])
+    for read in ("SEARCH t USING INDEX t_n (n=?)", "SCAN t", "SCAN TABLE t",
+                 "SCAN t USING COVERING INDEX t_n", "SEARCH t USING INTEGER PRIMARY KEY "
+                 "(rowid<?)", "SCAN other"):
+        assert not _sqlite_counts_by_index([covered[0], read, covered[2]]), read
+    assert not _sqlite_counts_by_index(["CO-ROUTINE thanosql_few", "SCAN thanosql_few"])
+
+    def plan(*kinds: str) -> dict[str, Any]:
+        node: dict[str, Any] = {"Node Type": kinds[-1]}
+        for kind in reversed(kinds[:-1]):
+            node = {"Node Type": kind, "Plans": [node]}
+        return node
+
+    assert _postgresql_counts_by_index(plan("Aggregate", "Limit", "Index Only Scan"))
+    assert _postgresql_counts_by_index(plan("Aggregate", "Subquery Scan", "Index Only Scan"))
+    for read in ("Seq Scan", "Index Scan", "Bitmap Heap Scan", "Parallel Seq Scan"):
+        assert not _postgresql_counts_by_index(plan("Aggregate", "Limit", read)), read
+    both = {"Node Type": "Append", "Plans": [plan("Index Only Scan"), plan("Seq Scan")]}
+    assert not _postgresql_counts_by_index(both)
+
+
 def test_a_table_travels_to_a_kernel_in_another_folder(tmp_path: Path) -> None:
     """Alice loads a CSV of relative paths in her folder; Bob, in his, converts, searches and
     prints her table: its paths are read where she loaded it, then in his own folder."""
